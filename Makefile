@@ -1,0 +1,102 @@
+# sli2vol build. Native parts: gotorch's cgotorch (compiled from the Go module cache, never
+# copied into the repo) and our torchx shim, both as shared libraries under build/lib. The Go
+# binary links only those two (--as-needed drops libtorch's own sonames from its NEEDED list),
+# so switching libtorch means rebuilding the two .so files, not the Go binary.
+#
+#   make deps                 install what is missing (Debian: apt), or nothing with LIBTORCH=
+#   make build                bin/sli2vol
+#   make test                 go vet + go test ./...
+#   make LIBTORCH=/path ...   use another libtorch (include/ and lib/ under /path)
+
+SHELL := /bin/bash
+GO ?= go
+CXX ?= g++
+LIBTORCH ?=
+JOBS ?= $(shell nproc)
+
+GOTORCH_MOD := github.com/wangkuiyi/gotorch
+GOTORCH_VERSION := v0.0.0-20201028015551-9afed2f3ad7b
+
+BUILD := build
+LIBDIR := $(BUILD)/lib
+ABS_LIBDIR := $(abspath $(LIBDIR))
+
+TORCH_CXXFLAGS := $(shell third_party/libtorch-flags.sh --cxxflags $(LIBTORCH))
+TORCH_LDFLAGS := $(shell third_party/libtorch-flags.sh --ldflags $(LIBTORCH))
+CXXSTD ?= -std=c++17
+CXXFLAGS_ALL := $(CXXSTD) -fPIC -O2 -Wno-deprecated-declarations $(TORCH_CXXFLAGS)
+
+# The Go side: find our two libraries at link time and at run time (absolute path for tests
+# and this checkout, $ORIGIN-relative for a bin/ moved together with its lib/).
+CGO_LDFLAGS_SLI2VOL := -L$(ABS_LIBDIR) -L$(shell third_party/libtorch-flags.sh --libdir $(LIBTORCH)) \
+  -Wl,-rpath-link,$(shell third_party/libtorch-flags.sh --libdir $(LIBTORCH)) \
+  -Wl,--as-needed -Wl,-rpath,$(ABS_LIBDIR) -Wl,-rpath,$$ORIGIN/../build/lib -Wl,-rpath,$$ORIGIN/../lib
+GOENV := CGO_ENABLED=1 CGO_LDFLAGS='$(CGO_LDFLAGS_SLI2VOL)'
+
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+GOLDFLAGS := -X github.com/sli2vol/sli2vol/cmd/sli2vol/cli.Version=$(VERSION)
+
+# --- gotorch's C++ part, from the module cache -------------------------------------------
+GOMODCACHE := $(shell $(GO) env GOMODCACHE)
+GOTORCH_DIR := $(GOMODCACHE)/$(GOTORCH_MOD)@$(GOTORCH_VERSION)
+CGT_SRCDIR := $(BUILD)/cgotorch-src/cgotorch
+CGT_NAMES := cuda device functional init memory optim pickle tensor torch
+CGT_OBJS := $(CGT_NAMES:%=$(BUILD)/obj/cgotorch/%.o)
+CGT_HDRS := $(CGT_NAMES:%=$(CGT_SRCDIR)/%.h) $(CGT_SRCDIR)/torchdef.h $(CGT_SRCDIR)/cgotorch.h
+
+# --- our shim ----------------------------------------------------------------------------
+TX_SRCS := $(wildcard torchx/csrc/*.cc)
+TX_OBJS := $(TX_SRCS:torchx/csrc/%.cc=$(BUILD)/obj/torchx/%.o)
+
+.PHONY: all deps native build test vet bench demo clean print-env
+all: build
+
+deps:
+	@third_party/deps.sh "$(LIBTORCH)"
+
+$(GOTORCH_DIR)/cgotorch/torch.cc:
+	$(GO) mod download $(GOTORCH_MOD)
+
+$(CGT_SRCDIR)/%: | $(GOTORCH_DIR)/cgotorch/torch.cc
+	@mkdir -p $(CGT_SRCDIR)
+	cp $(GOTORCH_DIR)/cgotorch/$* $@ && chmod u+w $@
+
+$(BUILD)/obj/cgotorch/%.o: $(CGT_SRCDIR)/%.cc $(CGT_HDRS)
+	@mkdir -p $(@D)
+	$(CXX) $(CXXFLAGS_ALL) -O -I $(BUILD)/cgotorch-src -c $< -o $@
+
+$(LIBDIR)/libcgotorch.so: $(CGT_OBJS)
+	@mkdir -p $(@D)
+	$(CXX) -shared -o $@ $^ $(TORCH_LDFLAGS)
+
+$(BUILD)/obj/torchx/%.o: torchx/csrc/%.cc
+	@mkdir -p $(@D)
+	$(CXX) $(CXXFLAGS_ALL) -MMD -MP -c $< -o $@
+
+$(LIBDIR)/libtorchx.so: $(TX_OBJS)
+	@mkdir -p $(@D)
+	$(CXX) -shared -o $@ $^ $(TORCH_LDFLAGS)
+
+-include $(TX_OBJS:.o=.d)
+
+native: $(LIBDIR)/libcgotorch.so $(LIBDIR)/libtorchx.so
+
+build:
+	@$(MAKE) --no-print-directory -j$(JOBS) native
+	$(GOENV) $(GO) build -ldflags '$(GOLDFLAGS)' -o bin/sli2vol ./cmd/sli2vol
+
+vet: build
+	$(GOENV) $(GO) vet ./...
+
+test: build vet
+	$(GOENV) $(GO) test -count=1 -timeout 20m ./...
+
+print-env:
+	@echo "export CGO_ENABLED=1 CGO_LDFLAGS='$(CGO_LDFLAGS_SLI2VOL)'"
+
+clean:
+	rm -rf $(BUILD) bin
+
+# Keep the copied cgotorch sources (make would delete them as intermediates), so a second
+# `make build` finds everything up to date and compiles no C++.
+.SECONDARY:

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what sli2vol's build and tests need on Debian, skipping what is there.
+# With a LIBTORCH argument the product's libtorch is that one and no libtorch is installed;
+# the compiler and the interop-test Python packages are still checked.
+set -euo pipefail
+libtorch=${1:-}
+want=(g++ make)
+[ -z "$libtorch" ] && want+=(libtorch-dev)
+# Interop tests and the PyTorch comparison only; never used by the product.
+want+=(python3-torch python3-nibabel)
+if [ -n "$libtorch" ]; then
+  [ -d "$libtorch/include" ] && [ -d "$libtorch/lib" ] || {
+    echo "deps: LIBTORCH=$libtorch has no include/ and lib/" >&2; exit 1; }
+  # python3-torch would pull Debian's libtorch too; a user with their own libtorch has Python.
+  want=(g++ make)
+fi
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "deps: all present (${want[*]})"
+  exit 0
+fi
+if ! command -v apt-get >/dev/null; then
+  echo "deps: missing ${missing[*]} and no apt-get here; install them by hand" >&2
+  exit 1
+fi
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo=sudo
+echo "deps: installing ${missing[*]}"
+$sudo apt-get update -q
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"

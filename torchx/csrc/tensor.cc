@@ -1,0 +1,157 @@
+// Tensor life, bulk data copies (one memcpy, never a cgo call per element), metadata,
+// factories, device/dtype moves and autograd entry points.
+#include <c10/core/GradMode.h>
+
+#include "common.h"
+
+using torchx::T;
+using torchx::wrap;
+
+namespace {
+
+at::TensorOptions options(int8_t dtype, const char *device) {
+  return at::TensorOptions()
+      .dtype(static_cast<at::ScalarType>(dtype))
+      .device(c10::Device(std::string(device == nullptr ? "cpu" : device)));
+}
+
+}  // namespace
+
+extern "C" {
+
+void tx_free(TxTensor t) { delete static_cast<at::Tensor *>(t); }
+
+TxErr tx_from_data(const void *data, int8_t dtype, const int64_t *shape, int ndim,
+                   TxTensor *out) {
+  TX_TRY
+  auto opts = at::TensorOptions().dtype(static_cast<at::ScalarType>(dtype));
+  // from_blob borrows Go's memory; clone() makes the tensor own a copy before we return.
+  *out = wrap(at::from_blob(const_cast<void *>(data), torchx::ints(shape, ndim), opts).clone());
+  TX_CATCH
+}
+
+TxErr tx_copy_out(TxTensor t, int8_t dtype, void *dst, int64_t nbytes) {
+  TX_TRY
+  at::Tensor c = T(t).detach().to(at::kCPU, static_cast<at::ScalarType>(dtype)).contiguous();
+  int64_t want = c.numel() * static_cast<int64_t>(c.element_size());
+  if (want != nbytes) {
+    throw std::invalid_argument("torchx: copy_out: tensor has " + std::to_string(want) +
+                                " bytes, destination " + std::to_string(nbytes));
+  }
+  if (nbytes > 0) std::memcpy(dst, c.data_ptr(), nbytes);
+  TX_CATCH
+}
+
+TxErr tx_numel(TxTensor t, int64_t *out) {
+  TX_TRY
+  *out = T(t).numel();
+  TX_CATCH
+}
+
+TxErr tx_dtype(TxTensor t, int8_t *out) {
+  TX_TRY
+  *out = static_cast<int8_t>(T(t).scalar_type());
+  TX_CATCH
+}
+
+TxErr tx_device(TxTensor t, char *buf, int buflen) {
+  TX_TRY
+  std::string s = T(t).device().str();
+  std::snprintf(buf, buflen, "%s", s.c_str());
+  TX_CATCH
+}
+
+TxErr tx_empty_like_zeros(const int64_t *shape, int ndim, int8_t dtype, const char *device,
+                          TxTensor *out) {
+  TX_TRY
+  *out = wrap(at::zeros(torchx::ints(shape, ndim), options(dtype, device)));
+  TX_CATCH
+}
+
+TxErr tx_full(const int64_t *shape, int ndim, double value, int8_t dtype, const char *device,
+              TxTensor *out) {
+  TX_TRY
+  *out = wrap(at::full(torchx::ints(shape, ndim), value, options(dtype, device)));
+  TX_CATCH
+}
+
+TxErr tx_randn(const int64_t *shape, int ndim, int8_t dtype, const char *device,
+               TxTensor *out) {
+  TX_TRY
+  *out = wrap(at::randn(torchx::ints(shape, ndim), options(dtype, device)));
+  TX_CATCH
+}
+
+TxErr tx_rand(const int64_t *shape, int ndim, int8_t dtype, const char *device,
+              TxTensor *out) {
+  TX_TRY
+  *out = wrap(at::rand(torchx::ints(shape, ndim), options(dtype, device)));
+  TX_CATCH
+}
+
+TxErr tx_to(TxTensor t, const char *device, int8_t dtype, TxTensor *out) {
+  TX_TRY
+  at::Tensor &x = T(t);
+  c10::Device dev = device == nullptr ? x.device() : c10::Device(std::string(device));
+  at::ScalarType st = dtype < 0 ? x.scalar_type() : static_cast<at::ScalarType>(dtype);
+  *out = wrap(x.to(dev, st));
+  TX_CATCH
+}
+
+TxErr tx_clone(TxTensor t, TxTensor *out) {
+  TX_TRY
+  *out = wrap(T(t).clone());
+  TX_CATCH
+}
+
+TxErr tx_contiguous(TxTensor t, TxTensor *out) {
+  TX_TRY
+  *out = wrap(T(t).contiguous());
+  TX_CATCH
+}
+
+TxErr tx_detach(TxTensor t, TxTensor *out) {
+  TX_TRY
+  *out = wrap(T(t).detach());
+  TX_CATCH
+}
+
+TxErr tx_set_requires_grad(TxTensor t, int on) {
+  TX_TRY
+  T(t).set_requires_grad(on != 0);
+  TX_CATCH
+}
+
+TxErr tx_requires_grad(TxTensor t, int *out) {
+  TX_TRY
+  *out = T(t).requires_grad() ? 1 : 0;
+  TX_CATCH
+}
+
+TxErr tx_grad(TxTensor t, TxTensor *out) {
+  TX_TRY
+  const at::Tensor &g = T(t).grad();
+  *out = g.defined() ? wrap(g) : nullptr;
+  TX_CATCH
+}
+
+TxErr tx_backward(TxTensor t) {
+  TX_TRY
+  T(t).backward();
+  TX_CATCH
+}
+
+TxErr tx_copy_(TxTensor dst, TxTensor src) {
+  TX_TRY
+  c10::AutoGradMode off(false);
+  T(dst).copy_(T(src));
+  TX_CATCH
+}
+
+TxErr tx_item(TxTensor t, double *out) {
+  TX_TRY
+  *out = T(t).item<double>();
+  TX_CATCH
+}
+
+}  // extern "C"

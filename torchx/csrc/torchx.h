@@ -1,0 +1,153 @@
+/* torchx: the C face of sli2vol's ops over libtorch (plain C, for cgo).
+ *
+ * A tensor handle is an `at::Tensor*`, the same handle gotorch's Tensor holds, so tensors
+ * pass freely between gotorch and torchx. Every function that can fail returns NULL on
+ * success or a malloc'd message (free it with free()); C++ exceptions never cross this
+ * boundary. Results are new handles owned by the caller (free with tx_free).
+ */
+#ifndef SLI2VOL_TORCHX_H
+#define SLI2VOL_TORCHX_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef void *TxTensor;
+typedef void *TxOptim;
+typedef char *TxErr;
+
+/* ---- runtime ------------------------------------------------------------------------- */
+const char *tx_libtorch_version(void);
+int tx_cuda_available(void);
+int tx_cuda_device_count(void);
+int tx_cudnn_available(void);
+void tx_manual_seed(uint64_t seed);
+void tx_set_num_threads(int n);
+int tx_get_num_threads(void);
+/* Sets grad mode on this OS thread; returns the previous mode. */
+int tx_set_grad_enabled(int enabled);
+int tx_is_grad_enabled(void);
+
+/* ---- tensors: life, data, metadata ---------------------------------------------------- */
+void tx_free(TxTensor t);
+TxErr tx_from_data(const void *data, int8_t dtype, const int64_t *shape, int ndim,
+                   TxTensor *out);
+TxErr tx_copy_out(TxTensor t, int8_t dtype, void *dst, int64_t nbytes);
+TxErr tx_numel(TxTensor t, int64_t *out);
+TxErr tx_dtype(TxTensor t, int8_t *out);
+TxErr tx_device(TxTensor t, char *buf, int buflen);
+TxErr tx_empty_like_zeros(const int64_t *shape, int ndim, int8_t dtype, const char *device,
+                          TxTensor *out);
+TxErr tx_full(const int64_t *shape, int ndim, double value, int8_t dtype, const char *device,
+              TxTensor *out);
+TxErr tx_randn(const int64_t *shape, int ndim, int8_t dtype, const char *device,
+               TxTensor *out);
+TxErr tx_rand(const int64_t *shape, int ndim, int8_t dtype, const char *device,
+              TxTensor *out);
+TxErr tx_to(TxTensor t, const char *device, int8_t dtype, TxTensor *out);
+TxErr tx_clone(TxTensor t, TxTensor *out);
+TxErr tx_contiguous(TxTensor t, TxTensor *out);
+TxErr tx_detach(TxTensor t, TxTensor *out);
+TxErr tx_set_requires_grad(TxTensor t, int on);
+TxErr tx_requires_grad(TxTensor t, int *out);
+TxErr tx_grad(TxTensor t, TxTensor *out); /* *out NULL when no gradient */
+TxErr tx_backward(TxTensor t);
+TxErr tx_copy_(TxTensor dst, TxTensor src); /* in place, under no-grad */
+TxErr tx_item(TxTensor t, double *out);
+
+/* ---- shape ---------------------------------------------------------------------------- */
+TxErr tx_cat(TxTensor *ts, int n, int64_t dim, TxTensor *out);
+TxErr tx_stack(TxTensor *ts, int n, int64_t dim, TxTensor *out);
+TxErr tx_narrow(TxTensor t, int64_t dim, int64_t start, int64_t length, TxTensor *out);
+TxErr tx_slice(TxTensor t, int64_t dim, int64_t start, int64_t end, int64_t step,
+               TxTensor *out);
+TxErr tx_reshape(TxTensor t, const int64_t *shape, int ndim, TxTensor *out);
+TxErr tx_permute(TxTensor t, const int64_t *dims, int ndim, TxTensor *out);
+TxErr tx_unsqueeze(TxTensor t, int64_t dim, TxTensor *out);
+TxErr tx_squeeze(TxTensor t, int64_t dim, TxTensor *out);
+/* mode: 0 constant, 1 replicate, 2 reflect; pads as in torch.nn.functional.pad */
+TxErr tx_pad(TxTensor t, const int64_t *pads, int npads, int mode, double value,
+             TxTensor *out);
+
+/* ---- elementwise ---------------------------------------------------------------------- */
+enum {
+  TX_EXP, TX_LOG, TX_SQRT, TX_ABS, TX_NEG, TX_SIGMOID, TX_TANH, TX_RELU, TX_GELU,
+  TX_RSQRT, TX_SIGN, TX_FLOOR, TX_ROUND
+};
+TxErr tx_unary(TxTensor t, int op, TxTensor *out);
+enum { TX_ADD, TX_SUB, TX_MUL, TX_DIV, TX_MAXIMUM, TX_MINIMUM, TX_EQ, TX_GT, TX_LT };
+TxErr tx_binary(TxTensor a, TxTensor b, int op, TxTensor *out);
+TxErr tx_scalar(TxTensor a, double s, int op, TxTensor *out); /* same op codes */
+TxErr tx_pow(TxTensor t, double exponent, TxTensor *out);
+TxErr tx_clamp(TxTensor t, double lo, double hi, int has_lo, int has_hi, TxTensor *out);
+TxErr tx_leaky_relu(TxTensor t, double slope, TxTensor *out);
+TxErr tx_where(TxTensor cond, TxTensor a, TxTensor b, TxTensor *out);
+
+/* ---- reductions and normalisations over a dim ----------------------------------------- */
+enum { TX_SUM, TX_MEAN, TX_AMAX, TX_AMIN };
+/* ndims 0 means all dims */
+TxErr tx_reduce(TxTensor t, int op, const int64_t *dims, int ndims, int keepdim,
+                TxTensor *out);
+TxErr tx_max_dim(TxTensor t, int64_t dim, int keepdim, TxTensor *values, TxTensor *indices);
+TxErr tx_argmax(TxTensor t, int64_t dim, int keepdim, TxTensor *out);
+TxErr tx_softmax(TxTensor t, int64_t dim, int log, TxTensor *out);
+
+/* ---- linear algebra and convolution --------------------------------------------------- */
+TxErr tx_matmul(TxTensor a, TxTensor b, TxTensor *out);
+TxErr tx_bmm(TxTensor a, TxTensor b, TxTensor *out);
+/* at::convolution: 2D or 3D by the weight's rank; bias may be NULL */
+TxErr tx_convolution(TxTensor x, TxTensor w, TxTensor b, const int64_t *stride,
+                     const int64_t *padding, const int64_t *dilation, int nsp,
+                     int transposed, const int64_t *output_padding, int64_t groups,
+                     TxTensor *out);
+
+/* ---- normalisation layers (weight/bias/running stats may be NULL) --------------------- */
+TxErr tx_batch_norm(TxTensor x, TxTensor w, TxTensor b, TxTensor rmean, TxTensor rvar,
+                    int training, double momentum, double eps, TxTensor *out);
+TxErr tx_instance_norm(TxTensor x, TxTensor w, TxTensor b, double eps, TxTensor *out);
+TxErr tx_group_norm(TxTensor x, int64_t groups, TxTensor w, TxTensor b, double eps,
+                    TxTensor *out);
+TxErr tx_layer_norm(TxTensor x, const int64_t *shape, int nshape, TxTensor w, TxTensor b,
+                    double eps, TxTensor *out);
+
+/* ---- resampling and patches ----------------------------------------------------------- */
+enum { TX_NEAREST, TX_BILINEAR, TX_TRILINEAR };
+TxErr tx_interpolate(TxTensor x, const int64_t *size, int nsize, int mode, int align_corners,
+                     TxTensor *out);
+TxErr tx_unfold2d(TxTensor x, const int64_t *kernel, const int64_t *dilation,
+                  const int64_t *padding, const int64_t *stride, TxTensor *out);
+TxErr tx_one_hot(TxTensor t, int64_t num_classes, TxTensor *out);
+TxErr tx_dropout(TxTensor t, double p, int train, TxTensor *out);
+
+/* ---- losses (reduction: 0 none, 1 mean, 2 sum) ---------------------------------------- */
+TxErr tx_l1_loss(TxTensor a, TxTensor b, int reduction, TxTensor *out);
+TxErr tx_mse_loss(TxTensor a, TxTensor b, int reduction, TxTensor *out);
+TxErr tx_smooth_l1_loss(TxTensor a, TxTensor b, int reduction, double beta, TxTensor *out);
+TxErr tx_cross_entropy(TxTensor logits, TxTensor target, TxTensor weight, int reduction,
+                       int64_t ignore_index, double label_smoothing, TxTensor *out);
+
+/* ---- optimizers ----------------------------------------------------------------------- */
+enum { TX_ADAMW, TX_SGD };
+TxErr tx_optim_new(int kind, TxTensor *params, int n, double lr, double beta1, double beta2,
+                   double eps, double weight_decay, double momentum, double dampening,
+                   int nesterov, TxOptim *out);
+TxErr tx_optim_step(TxOptim o);
+TxErr tx_optim_zero_grad(TxOptim o);
+void tx_optim_set_lr(TxOptim o, double lr);
+double tx_optim_get_lr(TxOptim o);
+/* State (moments, momentum buffers, step counts) as bytes in libtorch's archive format. */
+TxErr tx_optim_save(TxOptim o, char **buf, int64_t *len);
+TxErr tx_optim_load(TxOptim o, const char *buf, int64_t len);
+void tx_optim_free(TxOptim o);
+
+/* ---- state dicts in the format Python's torch.load reads ------------------------------ */
+TxErr tx_pickle_save(const char **names, TxTensor *ts, int n, char **buf, int64_t *len);
+/* Returns n entries; names and tensors are malloc'd arrays (free names[i], names, ts). */
+TxErr tx_pickle_load(const char *buf, int64_t len, char ***names, TxTensor **ts, int *n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,18 @@
+// Package torchx is sli2vol's layer over gotorch: the libtorch ops, optimizers and state-dict
+// I/O that gotorch lacks, implemented by a small C++ shim (csrc/, built into
+// build/lib/libtorchx.so) and exposed here on gotorch's own Tensor type, so tensors pass
+// freely between the two packages.
+//
+// Errors. Every C++ exception is caught in the shim and comes back as a Go panic carrying an
+// *Error with libtorch's message (never a process abort). Ops panic, as PyTorch raises;
+// Try turns a panic from torchx or gotorch back into an ordinary error at an API boundary.
+//
+// Memory. We follow gotorch's finalizer pattern: every tensor handle carries a Go finalizer
+// that frees the C++ tensor, and training or inference loops call GC once per step so that
+// the previous step's tensors are freed. We do not use gotorch.GC's wait-group, because it
+// blocks forever on a tensor that outlives a step (propagation keeps the previous slice's
+// features). Free releases a large tensor at once where waiting for GC would double the peak.
+//
+// Threads. libtorch's grad mode is per OS thread; NoGrad locks the goroutine to its thread for
+// the duration of the function it runs.
+package torchx

@@ -1,0 +1,98 @@
+package torchx
+
+// #include <stdlib.h>
+// #include "torchx.h"
+import "C"
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"sort"
+	"unsafe"
+
+	"github.com/sli2vol/sli2vol/internal/atomicfile"
+)
+
+// EncodeStateDict serialises named tensors as Python's torch.save does for a dict of
+// tensors, so torch.load reads it back as a plain dict. Tensors are saved from the CPU.
+func EncodeStateDict(sd map[string]Tensor) ([]byte, error) {
+	names := make([]string, 0, len(sd))
+	for k := range sd {
+		names = append(names, k)
+	}
+	sort.Strings(names) // a stable file for the same weights
+	cnames := make([]*C.char, len(names))
+	ts := make([]Tensor, len(names))
+	for i, k := range names {
+		cnames[i] = C.CString(k)
+		ts[i] = sd[k]
+	}
+	defer func() {
+		for _, c := range cnames {
+			C.free(unsafe.Pointer(c))
+		}
+	}()
+	var out []byte
+	err := Try(func() {
+		ps, _ := handles(ts)
+		var cn **C.char
+		if len(cnames) > 0 {
+			cn = &cnames[0]
+		}
+		var buf *C.char
+		var n C.int64_t
+		check(C.tx_pickle_save(cn, ps, C.int(len(ts)), &buf, &n))
+		keep(ts...)
+		out = C.GoBytes(unsafe.Pointer(buf), C.int(n))
+		C.free(unsafe.Pointer(buf))
+	})
+	return out, err
+}
+
+// DecodeStateDict reads what EncodeStateDict or Python's torch.save(dict) wrote.
+func DecodeStateDict(b []byte) (map[string]Tensor, error) {
+	if len(b) == 0 {
+		return nil, fmt.Errorf("empty state dict")
+	}
+	var sd map[string]Tensor
+	err := Try(func() {
+		var names **C.char
+		var ts *C.TxTensor
+		var n C.int
+		check(C.tx_pickle_load((*C.char)(unsafe.Pointer(&b[0])), C.int64_t(len(b)), &names, &ts, &n))
+		runtime.KeepAlive(b)
+		ns := unsafe.Slice(names, int(n))
+		hs := unsafe.Slice(ts, int(n))
+		sd = make(map[string]Tensor, int(n))
+		for i := range ns {
+			sd[C.GoString(ns[i])] = wrap(hs[i])
+			C.free(unsafe.Pointer(ns[i]))
+		}
+		C.free(unsafe.Pointer(names))
+		C.free(unsafe.Pointer(ts))
+	})
+	return sd, err
+}
+
+// SaveStateDict writes sd to path atomically (temp file in the same folder, then rename).
+func SaveStateDict(path string, sd map[string]Tensor) error {
+	b, err := EncodeStateDict(sd)
+	if err != nil {
+		return fmt.Errorf("save %s: %w", path, err)
+	}
+	return atomicfile.WriteFile(path, b)
+}
+
+// LoadStateDict reads a state dict file written by SaveStateDict or torch.save.
+func LoadStateDict(path string) (map[string]Tensor, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", path, err)
+	}
+	sd, err := DecodeStateDict(b)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: not a readable state dict: %w", path, err)
+	}
+	return sd, nil
+}
