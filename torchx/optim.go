@@ -85,7 +85,10 @@ func (o *Optimizer) ZeroGrad() {
 }
 
 // SetLR sets the learning rate of every parameter group.
-func (o *Optimizer) SetLR(lr float64) { C.tx_optim_set_lr(o.handle(), C.double(lr)); runtime.KeepAlive(o) }
+func (o *Optimizer) SetLR(lr float64) {
+	C.tx_optim_set_lr(o.handle(), C.double(lr))
+	runtime.KeepAlive(o)
+}
 
 // LR is the current learning rate.
 func (o *Optimizer) LR() float64 {

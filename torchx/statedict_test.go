@@ -1,0 +1,109 @@
+package torchx
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sli2vol/sli2vol/internal/testpy"
+)
+
+func TestStateDictRoundTrip(t *testing.T) {
+	sd := map[string]Tensor{
+		"encoder.conv1.weight":            FromFloat32([]float32{1, 2, 3, 4, 5, 6}, 2, 3),
+		"encoder.bn1.num_batches_tracked": FromInt64([]int64{12175}, 1),
+		"scalar":                          FromFloat64([]float64{0.5}),
+	}
+	p := filepath.Join(t.TempDir(), "w.pt")
+	if err := SaveStateDict(p, sd); err != nil {
+		t.Fatal(err)
+	}
+	back, err := LoadStateDict(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(back) != 3 {
+		t.Fatalf("%d entries back", len(back))
+	}
+	assertShape(t, "weight", back["encoder.conv1.weight"], 2, 3)
+	assertClose(t, "weight", Float64s(back["encoder.conv1.weight"]), []float64{1, 2, 3, 4, 5, 6}, 0)
+	if DTypeOf(back["encoder.bn1.num_batches_tracked"]) != Int64 || Int64s(back["encoder.bn1.num_batches_tracked"])[0] != 12175 {
+		t.Fatal("int64 entry changed")
+	}
+	if len(back["scalar"].Shape()) != 0 {
+		t.Fatalf("0-d tensor came back with shape %v", back["scalar"].Shape())
+	}
+	bad := filepath.Join(t.TempDir(), "bad.pt")
+	os.WriteFile(bad, []byte("PK garbage"), 0o644)
+	if _, err := LoadStateDict(bad); err == nil || !strings.Contains(err.Error(), bad) {
+		t.Fatalf("garbage file: %v", err)
+	}
+}
+
+// Go writes, Python's torch.load reads; Python's torch.save writes, Go reads.
+func TestStateDictPythonInterop(t *testing.T) {
+	py := testpy.Find(t, "torch")
+	dir := t.TempDir()
+	goFile := filepath.Join(dir, "from_go.pt")
+	w := make([]float32, 2*3*4)
+	for i := range w {
+		w[i] = float32(i)*0.25 - 1
+	}
+	if err := SaveStateDict(goFile, map[string]Tensor{
+		"layer1.0.conv1.weight":  FromFloat32(w, 2, 3, 4),
+		"bn.num_batches_tracked": FromInt64([]int64{7}),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	script := `
+import json, sys, torch
+sd = torch.load(sys.argv[1])
+assert isinstance(sd, dict), type(sd)
+w = sd["layer1.0.conv1.weight"]
+out = {"keys": sorted(sd.keys()), "shape": list(w.shape), "dtype": str(w.dtype),
+       "values": w.flatten().tolist(), "n": int(sd["bn.num_batches_tracked"]),
+       "ndtype": str(sd["bn.num_batches_tracked"].dtype)}
+torch.save({"a.weight": torch.arange(6, dtype=torch.float32).reshape(2, 3) / 4,
+            "b.ids": torch.tensor([12175, -1], dtype=torch.int64)}, sys.argv[2])
+print(json.dumps(out))
+`
+	pyFile := filepath.Join(dir, "from_py.pt")
+	out, err := exec.Command(py, "-c", script, goFile, pyFile).CombinedOutput()
+	if err != nil {
+		t.Fatalf("python: %v\n%s", err, out)
+	}
+	var got struct {
+		Keys   []string
+		Shape  []int
+		Dtype  string
+		Values []float64
+		N      int
+		Ndtype string
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("python output %q: %v", out, err)
+	}
+	if strings.Join(got.Keys, ",") != "bn.num_batches_tracked,layer1.0.conv1.weight" ||
+		got.Dtype != "torch.float32" || got.Ndtype != "torch.int64" || got.N != 7 ||
+		len(got.Shape) != 3 || got.Shape[2] != 4 {
+		t.Fatalf("python saw %+v", got)
+	}
+	want := make([]float64, len(w))
+	for i := range w {
+		want[i] = float64(i)*0.25 - 1
+	}
+	assertClose(t, "python values", got.Values, want, 0)
+
+	sd, err := LoadStateDict(pyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertShape(t, "a.weight", sd["a.weight"], 2, 3)
+	assertClose(t, "a.weight", Float64s(sd["a.weight"]), []float64{0, 0.25, 0.5, 0.75, 1, 1.25}, 0)
+	if ids := Int64s(sd["b.ids"]); ids[0] != 12175 || ids[1] != -1 {
+		t.Fatalf("ids %v", ids)
+	}
+}
