@@ -5,7 +5,8 @@
 #
 #   make deps                 install what is missing (Debian: apt), or nothing with LIBTORCH=
 #   make build                bin/sli2vol
-#   make test                 go vet + go test ./...
+#   make test                 go vet + go test ./... (installs deps first)
+#   make demo                 the main job on synthetic data
 #   make LIBTORCH=/path ...   use another libtorch (include/ and lib/ under /path)
 
 SHELL := /bin/bash
@@ -34,7 +35,7 @@ CGO_LDFLAGS_SLI2VOL := -L$(ABS_LIBDIR) -L$(shell third_party/libtorch-flags.sh -
 GOENV := CGO_ENABLED=1 CGO_LDFLAGS='$(CGO_LDFLAGS_SLI2VOL)'
 
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-GOLDFLAGS := -X github.com/sli2vol/sli2vol/cmd/sli2vol/cli.Version=$(VERSION)
+GOLDFLAGS := -X main.version=$(VERSION)
 
 # --- gotorch's C++ part, from the module cache -------------------------------------------
 GOMODCACHE := $(shell $(GO) env GOMODCACHE)
@@ -48,7 +49,7 @@ CGT_HDRS := $(CGT_NAMES:%=$(CGT_SRCDIR)/%.h) $(CGT_SRCDIR)/torchdef.h $(CGT_SRCD
 TX_SRCS := $(wildcard torchx/csrc/*.cc)
 TX_OBJS := $(TX_SRCS:torchx/csrc/%.cc=$(BUILD)/obj/torchx/%.o)
 
-.PHONY: all deps native build test vet bench demo clean print-env
+.PHONY: all deps native build test vet demo clean print-env
 all: build
 
 deps:
@@ -88,8 +89,14 @@ build:
 vet: build
 	$(GOENV) $(GO) vet ./...
 
-test: build vet
+test: deps build vet
 	$(GOENV) $(GO) test -count=1 -timeout 20m ./...
+
+# The main job, end to end. For now: versions and a forward/backward/optimizer smoke run;
+# the pipeline (phantoms → Sli2Vol → pseudo-labels → Sli2Vol+ → evaluation) replaces it.
+demo: deps build
+	bin/sli2vol version
+	bin/sli2vol selftest --config configs/cpu-small.yaml
 
 print-env:
 	@echo "export CGO_ENABLED=1 CGO_LDFLAGS='$(CGO_LDFLAGS_SLI2VOL)'"

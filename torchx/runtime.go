@@ -3,7 +3,10 @@ package torchx
 // #include "torchx.h"
 import "C"
 
-import "runtime"
+import (
+	"fmt"
+	"runtime"
+)
 
 // LibtorchVersion is the version of the libtorch the shim was compiled against.
 func LibtorchVersion() string { return C.GoString(C.tx_libtorch_version()) }
@@ -40,4 +43,34 @@ func NoGrad(f func()) {
 		runtime.UnlockOSThread()
 	}()
 	f()
+}
+
+// ResolveDevice turns a configured device (auto, cpu, cuda, cuda:N) into one libtorch
+// accepts, refusing CUDA where this libtorch has none or the GPU index does not exist.
+func ResolveDevice(d string) (string, error) {
+	switch {
+	case d == "" || d == "auto":
+		if CUDAAvailable() {
+			return "cuda:0", nil
+		}
+		return "cpu", nil
+	case d == "cpu":
+		return "cpu", nil
+	case d == "cuda" || len(d) > 5 && d[:5] == "cuda:":
+		if !CUDAAvailable() {
+			return "", fmt.Errorf("device %s: this sli2vol's libtorch (%s) has no CUDA or sees no GPU; use --device cpu or rebuild with LIBTORCH=<a CUDA libtorch>", d, LibtorchVersion())
+		}
+		if d == "cuda" {
+			return "cuda:0", nil
+		}
+		var n int
+		if _, err := fmt.Sscanf(d, "cuda:%d", &n); err != nil || n < 0 {
+			return "", fmt.Errorf("device %q: want cuda:N", d)
+		}
+		if n >= CUDADeviceCount() {
+			return "", fmt.Errorf("device %s: only %d GPU(s) visible", d, CUDADeviceCount())
+		}
+		return d, nil
+	}
+	return "", fmt.Errorf("device %q: want auto, cpu, cuda or cuda:N", d)
 }

@@ -151,3 +151,28 @@ func TestBackwardAndGrad(t *testing.T) {
 		t.Fatal("backward of a vector succeeded")
 	}
 }
+
+func TestResolveDevice(t *testing.T) {
+	if d, err := ResolveDevice("cpu"); err != nil || d != "cpu" {
+		t.Fatalf("cpu: %q %v", d, err)
+	}
+	d, err := ResolveDevice("auto")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if CUDAAvailable() != (d == "cuda:0") {
+		t.Fatalf("auto resolved to %s with CUDA %v", d, CUDAAvailable())
+	}
+	if _, err := ResolveDevice("tpu"); err == nil {
+		t.Fatal("tpu accepted")
+	}
+	if !CUDAAvailable() {
+		_, err := ResolveDevice("cuda")
+		if err == nil || !strings.Contains(err.Error(), "no CUDA") {
+			t.Fatalf("cuda on a CPU build: %v", err)
+		}
+	}
+	if _, err := ResolveDevice("cuda:99"); err == nil {
+		t.Fatal("cuda:99 accepted")
+	}
+}

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sli2vol/sli2vol/torchx"
+)
+
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var o, e bytes.Buffer
+	code = run(args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := runCLI(t, "version")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{"sli2vol ", "go go1.", "libtorch " + torchx.LibtorchVersion(), "cuda available: "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("version output lacks %q:\n%s", want, out)
+		}
+	}
+	// The pinned pseudo-version from go.mod (the proxy serves only this one).
+	if !strings.Contains(out, "gotorch v0.0.0-20201028015551-9afed2f3ad7b") {
+		t.Errorf("gotorch version missing:\n%s", out)
+	}
+}
+
+func TestConfigShowLayers(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "c.yaml")
+	os.WriteFile(p, []byte("train:\n  lr: 0.0003\nseed: 3\n"), 0o644)
+	t.Setenv("SLI2VOL_TRAIN_EPOCHS", "9")
+	code, out, errOut := runCLI(t, "config", "show", "--config", p, "--seed", "11", "--device", "cpu")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"lr: 0.0003", "epochs: 9", "seed: 11", "device: cpu", "radius: 6"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("config show lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestBadInputExitsTwoWithOneLine(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("train:\n  lrr: 1\n"), 0o644)
+	cases := [][]string{
+		{"config", "show", "--config", bad},
+		{"config", "show", "--config", filepath.Join(dir, "missing.yaml")},
+		{"config", "show", "--device", "gpu"},
+		{"version", "--nope"},
+		{"selftest", "--device", "cuda:99"},
+	}
+	for _, args := range cases {
+		code, out, errOut := runCLI(t, args...)
+		lines := strings.Split(strings.TrimSpace(errOut), "\n")
+		if code != 2 || len(lines) != 1 || !strings.HasPrefix(lines[0], "sli2vol: ") || out != "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errOut)
+		}
+	}
+	_, _, errOut := runCLI(t, "config", "show", "--config", bad)
+	if !strings.Contains(errOut, bad) || !strings.Contains(errOut, "train.lrr") {
+		t.Errorf("error does not name file and key: %s", errOut)
+	}
+}

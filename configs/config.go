@@ -1,0 +1,361 @@
+package configs
+
+import (
+	"bytes"
+	_ "embed"
+	"fmt"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+	yaml "go.yaml.in/yaml/v3"
+)
+
+//go:embed defaults.yaml
+var defaultsYAML []byte
+
+// Config is the whole configuration. Field tags name the YAML keys.
+type Config struct {
+	Seed    int64  `mapstructure:"seed" yaml:"seed"`
+	Device  string `mapstructure:"device" yaml:"device"`
+	Threads int    `mapstructure:"threads" yaml:"threads"`
+	Data    Data   `mapstructure:"data" yaml:"data"`
+	Model   Model  `mapstructure:"model" yaml:"model"`
+	Train   Train  `mapstructure:"train" yaml:"train"`
+	Infer   Infer  `mapstructure:"infer" yaml:"infer"`
+	UNETR   UNETR  `mapstructure:"unetr" yaml:"unetr"`
+	Limits  Limits `mapstructure:"limits" yaml:"limits"`
+}
+
+// Data configures volume reading, intensities and training-pair sampling.
+type Data struct {
+	SliceAxis         string     `mapstructure:"slice_axis" yaml:"slice_axis"`
+	Intensity         string     `mapstructure:"intensity" yaml:"intensity"`
+	CTWindow          [2]float64 `mapstructure:"ct_window" yaml:"ct_window,flow"`
+	CTWindowJitterLow [2]float64 `mapstructure:"ct_window_jitter_low" yaml:"ct_window_jitter_low,flow"`
+	CTWindowJitterUp  [2]float64 `mapstructure:"ct_window_jitter_up" yaml:"ct_window_jitter_up,flow"`
+	MRIPercentiles    [2]float64 `mapstructure:"mri_percentiles" yaml:"mri_percentiles,flow"`
+	PairStrides       []int      `mapstructure:"pair_strides" yaml:"pair_strides,flow"`
+	SwapProb          float64    `mapstructure:"swap_prob" yaml:"swap_prob"`
+	ResizeRange       [2]int     `mapstructure:"resize_range" yaml:"resize_range,flow"`
+	Crop              int        `mapstructure:"crop" yaml:"crop"`
+}
+
+// GEIG configures the gradient-enhanced image generator (§3.3).
+type GEIG struct {
+	Directions int   `mapstructure:"directions" yaml:"directions"`
+	Scales     []int `mapstructure:"scales" yaml:"scales,flow"`
+}
+
+// Model configures the correspondence-flow networks.
+type Model struct {
+	Mode              string `mapstructure:"mode" yaml:"mode"`
+	Width             int    `mapstructure:"width" yaml:"width"`
+	Stages            int    `mapstructure:"stages" yaml:"stages"`
+	BlocksPerStage    int    `mapstructure:"blocks_per_stage" yaml:"blocks_per_stage"`
+	FeatureDim        int    `mapstructure:"feature_dim" yaml:"feature_dim"`
+	Radius            int    `mapstructure:"radius" yaml:"radius"`
+	EdgeRadius        int    `mapstructure:"edge_radius" yaml:"edge_radius"`
+	GEIG              GEIG   `mapstructure:"geig" yaml:"geig"`
+	SeparatePLEncoder bool   `mapstructure:"separate_pl_encoder" yaml:"separate_pl_encoder"`
+}
+
+// Train configures the correspondence-flow trainer.
+type Train struct {
+	Optimizer       string  `mapstructure:"optimizer" yaml:"optimizer"`
+	LR              float64 `mapstructure:"lr" yaml:"lr"`
+	WeightDecay     float64 `mapstructure:"weight_decay" yaml:"weight_decay"`
+	Momentum        float64 `mapstructure:"momentum" yaml:"momentum"`
+	Nesterov        bool    `mapstructure:"nesterov" yaml:"nesterov"`
+	Schedule        string  `mapstructure:"schedule" yaml:"schedule"`
+	StepSize        int     `mapstructure:"step_size" yaml:"step_size"`
+	Gamma           float64 `mapstructure:"gamma" yaml:"gamma"`
+	PolyPower       float64 `mapstructure:"poly_power" yaml:"poly_power"`
+	Epochs          int     `mapstructure:"epochs" yaml:"epochs"`
+	BatchSize       int     `mapstructure:"batch_size" yaml:"batch_size"`
+	Loss            string  `mapstructure:"loss" yaml:"loss"`
+	CheckpointEvery int     `mapstructure:"checkpoint_every" yaml:"checkpoint_every"`
+	AMP             string  `mapstructure:"amp" yaml:"amp"`
+	ChannelsLast    bool    `mapstructure:"channels_last" yaml:"channels_last"`
+	CUDNNBenchmark  bool    `mapstructure:"cudnn_benchmark" yaml:"cudnn_benchmark"`
+}
+
+// Infer configures mask propagation.
+type Infer struct {
+	ObjectEstimate string `mapstructure:"object_estimate" yaml:"object_estimate"`
+	MinArea        int    `mapstructure:"min_area" yaml:"min_area"`
+	Verification   bool   `mapstructure:"verification" yaml:"verification"`
+}
+
+// UNETR configures UNETR++ (pseudo-label refinement and the FS-SS baseline).
+type UNETR struct {
+	PatchSize       [3]int  `mapstructure:"patch_size" yaml:"patch_size,flow"`
+	EmbedPatch      [3]int  `mapstructure:"embed_patch" yaml:"embed_patch,flow"`
+	Dims            [4]int  `mapstructure:"dims" yaml:"dims,flow"`
+	Depths          [4]int  `mapstructure:"depths" yaml:"depths,flow"`
+	Heads           int     `mapstructure:"heads" yaml:"heads"`
+	Optimizer       string  `mapstructure:"optimizer" yaml:"optimizer"`
+	LR              float64 `mapstructure:"lr" yaml:"lr"`
+	Momentum        float64 `mapstructure:"momentum" yaml:"momentum"`
+	Nesterov        bool    `mapstructure:"nesterov" yaml:"nesterov"`
+	WeightDecay     float64 `mapstructure:"weight_decay" yaml:"weight_decay"`
+	PolyPower       float64 `mapstructure:"poly_power" yaml:"poly_power"`
+	Epochs          int     `mapstructure:"epochs" yaml:"epochs"`
+	BatchSize       int     `mapstructure:"batch_size" yaml:"batch_size"`
+	DeepSupervision bool    `mapstructure:"deep_supervision" yaml:"deep_supervision"`
+}
+
+// Limits bound what sli2vol accepts before it allocates.
+type Limits struct {
+	MaxVoxels int64 `mapstructure:"max_voxels" yaml:"max_voxels"`
+}
+
+// EnvPrefix prefixes environment overrides: SLI2VOL_TRAIN_LR=3e-4 sets train.lr.
+const EnvPrefix = "SLI2VOL"
+
+// Loader builds a Config from the layers. Bind flags before calling Load.
+type Loader struct {
+	v *viper.Viper
+}
+
+// NewLoader starts from the embedded defaults.
+func NewLoader() *Loader {
+	v := viper.New()
+	v.SetConfigType("yaml")
+	if err := v.ReadConfig(bytes.NewReader(defaultsYAML)); err != nil {
+		panic(fmt.Sprintf("embedded defaults.yaml: %v", err)) // a build error, not user input
+	}
+	v.SetEnvPrefix(EnvPrefix)
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+	return &Loader{v: v}
+}
+
+// BindFlag makes a command-line flag override key when the user set it.
+func (l *Loader) BindFlag(key string, f *pflag.Flag) error {
+	if !l.v.IsSet(key) {
+		return fmt.Errorf("flag --%s binds unknown config key %q", f.Name, key)
+	}
+	return l.v.BindPFlag(key, f)
+}
+
+// Load merges the YAML file (if path is not empty) over the defaults and decodes the result,
+// with env and bound flags on top. Errors name the file and the key.
+func (l *Loader) Load(path string) (*Config, error) {
+	src := "defaults"
+	if path != "" {
+		src = path
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+		var m map[string]any
+		if err := yaml.Unmarshal(b, &m); err != nil {
+			return nil, fmt.Errorf("config %s: not valid YAML: %v", path, oneLine(err))
+		}
+		if unknown := unknownKeys(m, l.v.AllSettings(), ""); len(unknown) > 0 {
+			return nil, fmt.Errorf("config %s: unknown key %s", path, strings.Join(unknown, ", "))
+		}
+		if err := l.v.MergeConfigMap(m); err != nil {
+			return nil, fmt.Errorf("config %s: %v", path, oneLine(err))
+		}
+	}
+	var c Config
+	err := l.v.UnmarshalExact(&c, func(dc *mapstructure.DecoderConfig) {
+		// Strict types: "lr: fast" or "epochs: 2.5" is an error, not a silent zero.
+		dc.WeaklyTypedInput = false
+		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(numberHook, mapstructure.StringToSliceHookFunc(","))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %s", src, oneLine(err))
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", src, err)
+	}
+	return &c, nil
+}
+
+// Load is NewLoader().Load(path) for callers without flags.
+func Load(path string) (*Config, error) { return NewLoader().Load(path) }
+
+// Defaults is the embedded default configuration.
+func Defaults() *Config {
+	c, err := Load("")
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
+// numberHook converts what YAML, env and flags legitimately produce (ints for floats, numeric
+// strings from the environment) and nothing else.
+func numberHook(from, to reflect.Type, data any) (any, error) {
+	switch to.Kind() {
+	case reflect.Float32, reflect.Float64:
+		switch d := data.(type) {
+		case int:
+			return float64(d), nil
+		case int64:
+			return float64(d), nil
+		case string:
+			var f float64
+			if _, err := fmt.Sscan(strings.TrimSpace(d), &f); err != nil {
+				return nil, fmt.Errorf("%q is not a number", d)
+			}
+			return f, nil
+		}
+	case reflect.Int, reflect.Int64, reflect.Int32:
+		switch d := data.(type) {
+		case string:
+			var i int64
+			if _, err := fmt.Sscan(strings.TrimSpace(d), &i); err != nil {
+				return nil, fmt.Errorf("%q is not an integer", d)
+			}
+			return i, nil
+		case float64:
+			if d != float64(int64(d)) {
+				return nil, fmt.Errorf("%v is not an integer", d)
+			}
+			return int64(d), nil
+		}
+	case reflect.Bool:
+		if d, ok := data.(string); ok {
+			switch strings.ToLower(strings.TrimSpace(d)) {
+			case "true", "1", "yes":
+				return true, nil
+			case "false", "0", "no":
+				return false, nil
+			}
+			return nil, fmt.Errorf("%q is not a boolean", d)
+		}
+	case reflect.String:
+		switch data.(type) {
+		case int, int64, float64: // e.g. slice_axis: 1
+			return fmt.Sprint(data), nil
+		}
+	}
+	return data, nil
+}
+
+func unknownKeys(m, known map[string]any, prefix string) []string {
+	var out []string
+	for k, v := range m {
+		kk := strings.ToLower(k)
+		ref, ok := known[kk]
+		if !ok {
+			out = append(out, prefix+k)
+			continue
+		}
+		sub, isMap := v.(map[string]any)
+		refMap, refIsMap := ref.(map[string]any)
+		if isMap && refIsMap {
+			out = append(out, unknownKeys(sub, refMap, prefix+k+".")...)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// oneLine folds mapstructure's multi-line report into "'train.lr' "fast" is not a number".
+func oneLine(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "decoding failed due to the following error(s):")
+	var parts []string
+	for _, l := range strings.Split(msg, "\n") {
+		if l = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(l), "*")); l != "" {
+			parts = append(parts, l)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// YAML renders the effective configuration.
+func (c *Config) YAML() ([]byte, error) { return yaml.Marshal(c) }
+
+// Validate checks values that decoding cannot.
+func (c *Config) Validate() error {
+	oneOf := func(key, v string, allowed ...string) error {
+		for _, a := range allowed {
+			if v == a {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s is %q, want one of %s", key, v, strings.Join(allowed, ", "))
+	}
+	positive := func(key string, v int) error {
+		if v <= 0 {
+			return fmt.Errorf("%s is %d, must be positive", key, v)
+		}
+		return nil
+	}
+	if err := ValidDevice(c.Device); err != nil {
+		return err
+	}
+	checks := []error{
+		oneOf("data.slice_axis", c.Data.SliceAxis, "auto", "0", "1", "2"),
+		oneOf("data.intensity", c.Data.Intensity, "auto", "ct", "mri"),
+		oneOf("model.mode", c.Model.Mode, "sli2vol", "sli2vol+"),
+		oneOf("train.optimizer", c.Train.Optimizer, "adamw", "sgd"),
+		oneOf("train.schedule", c.Train.Schedule, "constant", "step", "poly"),
+		oneOf("train.loss", c.Train.Loss, "l1", "smooth_l1"),
+		oneOf("train.amp", c.Train.AMP, "none", "bf16"),
+		oneOf("infer.object_estimate", c.Infer.ObjectEstimate, "none", "propagated", "model"),
+		oneOf("unetr.optimizer", c.UNETR.Optimizer, "adamw", "sgd"),
+		positive("model.width", c.Model.Width),
+		positive("model.stages", c.Model.Stages),
+		positive("model.blocks_per_stage", c.Model.BlocksPerStage),
+		positive("model.feature_dim", c.Model.FeatureDim),
+		positive("model.radius", c.Model.Radius),
+		positive("model.edge_radius", c.Model.EdgeRadius),
+		positive("model.geig.directions", c.Model.GEIG.Directions),
+		positive("train.epochs", c.Train.Epochs),
+		positive("train.batch_size", c.Train.BatchSize),
+		positive("data.crop", c.Data.Crop),
+	}
+	for _, err := range checks {
+		if err != nil {
+			return err
+		}
+	}
+	if len(c.Model.GEIG.Scales) == 0 {
+		return fmt.Errorf("model.geig.scales is empty")
+	}
+	if len(c.Data.PairStrides) == 0 {
+		return fmt.Errorf("data.pair_strides is empty")
+	}
+	for _, k := range c.Data.PairStrides {
+		if k <= 0 {
+			return fmt.Errorf("data.pair_strides has %d, strides must be positive", k)
+		}
+	}
+	if c.Data.ResizeRange[0] > c.Data.ResizeRange[1] || c.Data.ResizeRange[0] < c.Data.Crop {
+		return fmt.Errorf("data.resize_range %v must be ordered and not below data.crop %d", c.Data.ResizeRange, c.Data.Crop)
+	}
+	if c.Data.CTWindow[0] >= c.Data.CTWindow[1] {
+		return fmt.Errorf("data.ct_window %v is empty", c.Data.CTWindow)
+	}
+	if c.Train.LR <= 0 || c.UNETR.LR <= 0 {
+		return fmt.Errorf("learning rates must be positive (train.lr %g, unetr.lr %g)", c.Train.LR, c.UNETR.LR)
+	}
+	if c.Limits.MaxVoxels <= 0 {
+		return fmt.Errorf("limits.max_voxels is %d, must be positive", c.Limits.MaxVoxels)
+	}
+	return nil
+}
+
+// ValidDevice accepts auto, cpu, cuda and cuda:N.
+func ValidDevice(d string) error {
+	switch {
+	case d == "auto", d == "cpu", d == "cuda":
+		return nil
+	case strings.HasPrefix(d, "cuda:"):
+		var n int
+		if _, err := fmt.Sscanf(d, "cuda:%d", &n); err == nil && n >= 0 && fmt.Sprintf("cuda:%d", n) == d {
+			return nil
+		}
+	}
+	return fmt.Errorf("device is %q, want auto, cpu, cuda or cuda:N", d)
+}

@@ -1,0 +1,6 @@
+// Package models holds sli2vol's networks as plain Go structs of parameters and sub-modules
+// with ordinary Forward methods: the gradient-enhanced image generator (GEIG), Sli2Vol's edge
+// profile, the full-resolution ResNet encoder, the OEG-CFN and Sli2Vol CFN, the fused local
+// affinity, and UNETR++. Parameter names follow PyTorch's conventions so that state dicts
+// load in PyTorch.
+package models
