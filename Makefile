@@ -38,7 +38,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 GOLDFLAGS := -X main.version=$(VERSION)
 
 # --- gotorch's C++ part, from the module cache -------------------------------------------
-GOMODCACHE := $(shell $(GO) env GOMODCACHE)
+GOMODCACHE := $(shell $(GO) env GOMODCACHE 2>/dev/null)
 GOTORCH_DIR := $(GOMODCACHE)/$(GOTORCH_MOD)@$(GOTORCH_VERSION)
 CGT_SRCDIR := $(BUILD)/cgotorch-src/cgotorch
 CGT_NAMES := cuda device functional init memory optim pickle tensor torch
@@ -55,11 +55,10 @@ all: build
 deps:
 	@third_party/deps.sh "$(LIBTORCH)"
 
-$(GOTORCH_DIR)/cgotorch/torch.cc:
-	$(GO) mod download $(GOTORCH_MOD)
-
-$(CGT_SRCDIR)/%: | $(GOTORCH_DIR)/cgotorch/torch.cc
+# Copied once; a machine without Go (the GPU bundle) brings build/cgotorch-src along instead.
+$(CGT_SRCDIR)/%:
 	@mkdir -p $(CGT_SRCDIR)
+	@test -f $(GOTORCH_DIR)/cgotorch/$* || $(GO) mod download $(GOTORCH_MOD)
 	cp $(GOTORCH_DIR)/cgotorch/$* $@ && chmod u+w $@
 
 $(BUILD)/obj/cgotorch/%.o: $(CGT_SRCDIR)/%.cc $(CGT_HDRS)

@@ -31,10 +31,20 @@ fi
 cuda=0
 [ -e "$libdir/libtorch_cuda.so" ] && cuda=1
 
+# CUDA headers (cuda_runtime_api.h), needed by c10/cuda and ATen/cuda: the toolkit's, or the
+# ones pip installs beside torch (site-packages/nvidia/*/include).
+cuda_inc=""
+if [ $cuda = 1 ]; then
+  for d in "${CUDA_HOME:-/usr/local/cuda}/include" "$root"/../nvidia/cuda_runtime/include \
+           "$root"/../nvidia/cu*/include; do
+    [ -f "$d/cuda_runtime_api.h" ] && { cuda_inc="$cuda_inc -isystem $(cd "$d" && pwd)"; break; }
+  done
+fi
+
 case "$what" in
   --cxxflags)
     flags="$inc -D_GLIBCXX_USE_CXX11_ABI=$abi"
-    [ $cuda = 1 ] && flags="$flags -DTORCHX_WITH_CUDA=1"
+    [ $cuda = 1 ] && flags="$flags -DTORCHX_WITH_CUDA=1$cuda_inc"
     echo "$flags" ;;
   --ldflags)
     # --no-as-needed: libtorch_cuda registers its kernels when loaded, so it must stay

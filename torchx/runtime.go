@@ -74,3 +74,14 @@ func ResolveDevice(d string) (string, error) {
 	}
 	return "", fmt.Errorf("device %q: want auto, cpu, cuda or cuda:N", d)
 }
+
+// CUDADeviceName is the GPU's name and memory, as the CUDA runtime reports them.
+func CUDADeviceName(index int) (string, error) {
+	var buf [256]C.char
+	var name string
+	err := Try(func() {
+		check(C.tx_cuda_device_name(C.int(index), &buf[0], C.int(len(buf))))
+		name = C.GoString(&buf[0])
+	})
+	return name, err
+}

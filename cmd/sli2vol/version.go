@@ -43,6 +43,11 @@ func newVersionCmd() *cobra.Command {
 					cudnn = "yes"
 				}
 				fmt.Fprintf(w, "cuda available: yes (%d GPU(s), cuDNN %s)\n", torchx.CUDADeviceCount(), cudnn)
+				for i := 0; i < torchx.CUDADeviceCount(); i++ {
+					if name, err := torchx.CUDADeviceName(i); err == nil {
+						fmt.Fprintf(w, "gpu %d: %s\n", i, name)
+					}
+				}
 			} else {
 				fmt.Fprintln(w, "cuda available: no")
 			}

@@ -15,9 +15,8 @@ TxErr tx_convolution(TxTensor x, TxTensor w, TxTensor b, const int64_t *stride,
   std::vector<int64_t> zeros(nsp, 0);
   at::IntArrayRef op = output_padding == nullptr ? at::IntArrayRef(zeros)
                                                  : torchx::ints(output_padding, nsp);
-  at::Tensor bias = opt(b);
-  *out = wrap(at::convolution(T(x), T(w), bias.defined() ? c10::optional<at::Tensor>(bias)
-                                                         : c10::nullopt,
+  // An undefined tensor inside the optional means "no bias" to ATen (1.13 and 2.x alike).
+  *out = wrap(at::convolution(T(x), T(w), opt(b),
                               torchx::ints(stride, nsp), torchx::ints(padding, nsp),
                               torchx::ints(dilation, nsp), transposed != 0, op, groups));
   TX_CATCH
@@ -66,18 +65,18 @@ TxErr tx_interpolate(TxTensor x, const int64_t *size, int nsize, int mode, int a
   }
   at::Tensor r;
   if (mode == TX_NEAREST) {
-    if (nsize == 1) r = at::upsample_nearest1d(in, s, c10::nullopt);
-    else if (nsize == 2) r = at::upsample_nearest2d(in, s, c10::nullopt, c10::nullopt);
+    if (nsize == 1) r = at::upsample_nearest1d(in, s, {});
+    else if (nsize == 2) r = at::upsample_nearest2d(in, s, {}, {});
     else if (nsize == 3)
-      r = at::upsample_nearest3d(in, s, c10::nullopt, c10::nullopt, c10::nullopt);
+      r = at::upsample_nearest3d(in, s, {}, {}, {});
     else throw std::invalid_argument("torchx: interpolate: nearest needs 1-3 spatial dims");
   } else if (mode == TX_BILINEAR) {
     if (nsize != 2) throw std::invalid_argument("torchx: interpolate: bilinear needs a 4D input");
-    r = at::upsample_bilinear2d(in, s, align_corners != 0, c10::nullopt, c10::nullopt);
+    r = at::upsample_bilinear2d(in, s, align_corners != 0, {}, {});
   } else if (mode == TX_TRILINEAR) {
     if (nsize != 3) throw std::invalid_argument("torchx: interpolate: trilinear needs a 5D input");
-    r = at::upsample_trilinear3d(in, s, align_corners != 0, c10::nullopt, c10::nullopt,
-                                 c10::nullopt);
+    r = at::upsample_trilinear3d(in, s, align_corners != 0, {}, {},
+                                 {});
   } else {
     throw std::invalid_argument("torchx: interpolate: unknown mode " + std::to_string(mode));
   }
@@ -126,10 +125,8 @@ TxErr tx_smooth_l1_loss(TxTensor a, TxTensor b, int reduction, double beta, TxTe
 TxErr tx_cross_entropy(TxTensor logits, TxTensor target, TxTensor weight, int reduction,
                        int64_t ignore_index, double label_smoothing, TxTensor *out) {
   TX_TRY
-  at::Tensor w = opt(weight);
-  *out = wrap(at::cross_entropy_loss(T(logits), T(target),
-                                     w.defined() ? c10::optional<at::Tensor>(w) : c10::nullopt,
-                                     reduction, ignore_index, label_smoothing));
+  *out = wrap(at::cross_entropy_loss(T(logits), T(target), opt(weight), reduction, ignore_index,
+                                     label_smoothing));
   TX_CATCH
 }
 

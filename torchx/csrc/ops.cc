@@ -168,10 +168,16 @@ TxErr tx_pow(TxTensor t, double exponent, TxTensor *out) {
 
 TxErr tx_clamp(TxTensor t, double lo, double hi, int has_lo, int has_hi, TxTensor *out) {
   TX_TRY
-  c10::optional<at::Scalar> l, h;
-  if (has_lo) l = lo;
-  if (has_hi) h = hi;
-  *out = wrap(at::clamp(T(t), l, h));
+  at::Tensor &x = T(t);
+  if (has_lo && has_hi) {
+    *out = wrap(at::clamp(x, lo, hi));
+  } else if (has_lo) {
+    *out = wrap(at::clamp_min(x, lo));
+  } else if (has_hi) {
+    *out = wrap(at::clamp_max(x, hi));
+  } else {
+    *out = wrap(x.clone());
+  }
   TX_CATCH
 }
 

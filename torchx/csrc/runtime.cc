@@ -1,8 +1,12 @@
 // Process-wide libtorch settings: version, devices, seeds, threads, grad mode.
 #include <ATen/Parallel.h>
-#include <ATen/detail/CUDAHooksInterface.h>
 #include <c10/core/GradMode.h>
+#include <torch/cuda.h>
 #include <torch/version.h>
+
+#ifdef TORCHX_WITH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#endif
 
 #include "common.h"
 
@@ -10,11 +14,18 @@ extern "C" {
 
 const char *tx_libtorch_version(void) { return TORCH_VERSION; }
 
-int tx_cuda_available(void) { return at::hasCUDA() ? 1 : 0; }
+// torch::cuda's functions are the stable face of CUDA discovery across libtorch 1.13–2.x.
+int tx_cuda_available(void) {
+  try {
+    return torch::cuda::is_available() ? 1 : 0;
+  } catch (...) {
+    return 0;
+  }
+}
 
 int tx_cuda_device_count(void) {
   try {
-    return at::hasCUDA() ? at::detail::getCUDAHooks().getNumGPUs() : 0;
+    return static_cast<int>(torch::cuda::device_count());
   } catch (...) {
     return 0;
   }
@@ -22,10 +33,24 @@ int tx_cuda_device_count(void) {
 
 int tx_cudnn_available(void) {
   try {
-    return at::hasCUDA() && at::detail::getCUDAHooks().hasCuDNN() ? 1 : 0;
+    return torch::cuda::cudnn_is_available() ? 1 : 0;
   } catch (...) {
     return 0;
   }
+}
+
+TxErr tx_cuda_device_name(int index, char *buf, int buflen) {
+  TX_TRY
+#ifdef TORCHX_WITH_CUDA
+  const cudaDeviceProp *p = at::cuda::getDeviceProperties(index);
+  std::snprintf(buf, buflen, "%s (%.1f GiB)", p->name,
+                static_cast<double>(p->totalGlobalMem) / (1024.0 * 1024.0 * 1024.0));
+#else
+  (void)index;
+  std::snprintf(buf, buflen, "%s", "");
+  throw std::runtime_error("torchx: built without CUDA");
+#endif
+  TX_CATCH
 }
 
 void tx_manual_seed(uint64_t seed) { at::manual_seed(seed); }
