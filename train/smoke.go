@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"time"
 
+	"github.com/sli2vol/sli2vol/internal/progress"
 	"github.com/sli2vol/sli2vol/torchx"
 )
 
@@ -46,6 +48,11 @@ func Smoke(device string, steps int, seed uint64, log io.Writer) (res SmokeResul
 		opt := torchx.NewAdamW([]torchx.Tensor{w1, b1, w2, b2}, torchx.AdamWOpts{LR: 1e-2, WeightDecay: 0.005})
 		defer opt.Close()
 		same := torchx.ConvOpts{Padding: []int64{1}}
+		var bar *progress.Reporter
+		if log != nil {
+			bar = progress.New(log, steps, "selftest", 2*time.Second)
+			defer bar.Finish()
+		}
 		for step := 0; step < steps; step++ {
 			opt.ZeroGrad()
 			h := torchx.Relu(torchx.Conv2d(noisy, w1, b1, same))
@@ -58,8 +65,8 @@ func Smoke(device string, steps int, seed uint64, log io.Writer) (res SmokeResul
 				res.First = v
 			}
 			res.Last = v
-			if log != nil && (step%10 == 0 || step == steps-1) {
-				fmt.Fprintf(log, "smoke step %d/%d loss %.5f\n", step+1, steps, v)
+			if bar != nil {
+				bar.Add(1, fmt.Sprintf("loss %.5f", v))
 			}
 			torchx.GC()
 		}
