@@ -1,6 +1,6 @@
 module github.com/sli2vol/sli2vol
 
-go 1.26.8
+go 1.25.0
 
 require (
 	github.com/go-viper/mapstructure/v2 v2.5.0
