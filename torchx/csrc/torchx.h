@@ -129,6 +129,11 @@ TxErr tx_smooth_l1_loss(TxTensor a, TxTensor b, int reduction, double beta, TxTe
 TxErr tx_cross_entropy(TxTensor logits, TxTensor target, TxTensor weight, int reduction,
                        int64_t ignore_index, double label_smoothing, TxTensor *out);
 
+/* ---- fused local affinity (autograd; CPU and CUDA) ------------------------------------ */
+/* q, k: B×C×H×W → B×(2R+1)²×H×W;  a: B×(2R+1)²×H×W, m: B×C×H×W → B×C×H×W */
+TxErr tx_correlation(TxTensor q, TxTensor k, int64_t radius, TxTensor *out);
+TxErr tx_aggregate(TxTensor a, TxTensor m, int64_t radius, TxTensor *out);
+
 /* ---- optimizers ----------------------------------------------------------------------- */
 enum { TX_ADAMW, TX_SGD };
 TxErr tx_optim_new(int kind, TxTensor *params, int n, double lr, double beta1, double beta2,

@@ -1,0 +1,22 @@
+package torchx
+
+// #include "torchx.h"
+import "C"
+
+// Correlation is the local affinity logit of Sli2Vol (Eq. 2 before its softmax):
+// out[b, d, y, x] = Σ_c q[b,c,y,x]·k[b,c,y+dy,x+dx] over the (2R+1)² displacements
+// d = (dy+R)(2R+1) + (dx+R), zero outside the slice. q, k: B×C×H×W → B×(2R+1)²×H×W.
+// Differentiable in q and k; memory O(B·(2R+1)²·H·W).
+func Correlation(q, k Tensor, radius int) Tensor {
+	return call1([]Tensor{q, k}, func(out *C.TxTensor) C.TxErr {
+		return C.tx_correlation(h(q), h(k), C.int64_t(radius), out)
+	})
+}
+
+// Aggregate applies an affinity to a map (Eq. 4): out[b,c,y,x] = Σ_d A[b,d,y,x]·m[b,c,y+dy,x+dx],
+// zero outside the slice. A: B×(2R+1)²×H×W, m: B×C×H×W. Differentiable in A and m.
+func Aggregate(a, m Tensor, radius int) Tensor {
+	return call1([]Tensor{a, m}, func(out *C.TxTensor) C.TxErr {
+		return C.tx_aggregate(h(a), h(m), C.int64_t(radius), out)
+	})
+}
