@@ -1,0 +1,106 @@
+package models
+
+import (
+	"fmt"
+
+	"github.com/sli2vol/sli2vol/configs"
+	"github.com/sli2vol/sli2vol/torchx"
+)
+
+// Bottleneck turns a one-channel slice (or mask) into the encoder's input channels.
+type Bottleneck interface {
+	Forward(x Tensor) Tensor
+	Channels() int
+}
+
+// CFN is a correspondence flow network. In mode "sli2vol+" it is the OEG-CFN (§3.2, Fig. 1b):
+// GEIG inputs, and one shared-weight encoder applied to slices and to their pseudo-labels,
+// whose features are concatenated into the key (slice j) and the query (slice j+1). In mode
+// "sli2vol" it is Sli2Vol's CFN: edge-profile inputs and slice features only. The affinity
+// is the softmax over a (2R+1)² window of key·query (Eq. 2) and carries slice j (or a mask)
+// to slice j+1 (Eq. 4).
+type CFN struct {
+	Mode      string
+	Radius    int
+	Input     Bottleneck
+	Encoder   *Encoder
+	PLEncoder *Encoder // only with separate_pl_encoder (the published code's ablation)
+}
+
+// NewCFN builds the network a model config describes, with fresh weights.
+func NewCFN(c configs.Model) (*CFN, error) {
+	m := &CFN{Mode: c.Mode, Radius: c.Radius}
+	switch c.Mode {
+	case "sli2vol+":
+		m.Input = NewGEIG(c.GEIG.Directions, c.GEIG.Scales)
+	case "sli2vol":
+		m.Input = NewEdgeProfile(c.EdgeRadius)
+	default:
+		return nil, fmt.Errorf("model mode %q: want sli2vol or sli2vol+", c.Mode)
+	}
+	ec := EncoderConfig{InChannels: m.Input.Channels(), Width: c.Width, Stages: c.Stages,
+		BlocksPerStage: c.BlocksPerStage, FeatureDim: c.FeatureDim}
+	m.Encoder = NewEncoder(ec)
+	if c.SeparatePLEncoder && c.Mode == "sli2vol+" {
+		m.PLEncoder = NewEncoder(ec)
+	}
+	return m, nil
+}
+
+// UsesPL reports whether training feeds pseudo-labels.
+func (m *CFN) UsesPL() bool { return m.Mode == "sli2vol+" }
+
+// Visit implements Module: encoder.*, pl_encoder.*.
+func (m *CFN) Visit(prefix string, v *Visitor) {
+	visitChild(prefix, "encoder", m.Encoder, v)
+	if m.PLEncoder != nil {
+		visitChild(prefix, "pl_encoder", m.PLEncoder, v)
+	}
+}
+
+// SliceFeatures encodes slices B×1×H×W → B×F×H×W (the test-time key/query, §3.4).
+func (m *CFN) SliceFeatures(s Tensor) Tensor { return m.Encoder.Forward(m.Input.Forward(s)) }
+
+// PLFeatures encodes pseudo-label masks with the shared (or the separate) encoder.
+func (m *CFN) PLFeatures(pl Tensor) Tensor {
+	e := m.Encoder
+	if m.PLEncoder != nil {
+		e = m.PLEncoder
+	}
+	return e.Forward(m.Input.Forward(pl))
+}
+
+// Affinity is Eq. 2: softmax over the window of query·key, B×(2R+1)²×H×W, for every pixel u
+// of the query slice over the pixels v = u + d of the key slice.
+func (m *CFN) Affinity(query, key Tensor) Tensor {
+	return torchx.Softmax(torchx.Correlation(query, key, m.Radius), 1)
+}
+
+// Propagate is Eq. 4: carries src (B×C×H×W, an image or one-hot mask of the key slice)
+// to the query slice.
+func (m *CFN) Propagate(affinity, src Tensor) Tensor { return torchx.Aggregate(affinity, src, m.Radius) }
+
+// Reconstruct is the training forward pass: the reconstruction of slice j+1 from slice j
+// through their affinity. plJ, plJ1 are the pseudo-labels (ignored in mode sli2vol). With a
+// shared encoder the four inputs go through it as one batch.
+func (m *CFN) Reconstruct(sJ, sJ1, plJ, plJ1 Tensor) Tensor {
+	var key, query Tensor
+	if !m.UsesPL() {
+		f := m.SliceFeatures(torchx.Cat([]Tensor{sJ, sJ1}, 0))
+		b := sJ.Shape()[0]
+		key, query = torchx.Narrow(f, 0, 0, b), torchx.Narrow(f, 0, b, b)
+	} else {
+		b := sJ.Shape()[0]
+		var fs, fp Tensor
+		if m.PLEncoder == nil {
+			f := m.SliceFeatures(torchx.Cat([]Tensor{sJ, sJ1, plJ, plJ1}, 0))
+			fs, fp = torchx.Narrow(f, 0, 0, 2*b), torchx.Narrow(f, 0, 2*b, 2*b)
+		} else {
+			fs = m.SliceFeatures(torchx.Cat([]Tensor{sJ, sJ1}, 0))
+			fp = m.PLFeatures(torchx.Cat([]Tensor{plJ, plJ1}, 0))
+		}
+		key = torchx.Cat([]Tensor{torchx.Narrow(fs, 0, 0, b), torchx.Narrow(fp, 0, 0, b)}, 1)
+		query = torchx.Cat([]Tensor{torchx.Narrow(fs, 0, b, b), torchx.Narrow(fp, 0, b, b)}, 1)
+	}
+	return m.Propagate(m.Affinity(query, key), sJ)
+}

@@ -1,0 +1,91 @@
+package models
+
+import (
+	"math"
+
+	"github.com/sli2vol/sli2vol/torchx"
+)
+
+// Conv2d is torch.nn.Conv2d with square kernels and equal stride/padding on both axes.
+type Conv2d struct {
+	Weight, Bias Tensor // Bias undefined when the layer has none
+	Stride, Pad  int64
+}
+
+// NewConv2d initialises the weight Xavier-normal (as the published Sli2Vol code does) and
+// the bias as PyTorch does, U(±1/√fan_in). Tensors are created on the CPU from libtorch's
+// seeded generator, so the same seed gives the same weights on every device.
+func NewConv2d(in, out, k, stride, pad int, bias bool) *Conv2d {
+	fanIn, fanOut := float64(in*k*k), float64(out*k*k)
+	std := math.Sqrt(2 / (fanIn + fanOut))
+	c := &Conv2d{
+		Weight: newParam(torchx.MulScalar(torchx.Randn([]int64{int64(out), int64(in), int64(k), int64(k)}, torchx.Float32, "cpu"), std)),
+		Stride: int64(stride), Pad: int64(pad),
+	}
+	if bias {
+		b := 1 / math.Sqrt(fanIn)
+		c.Bias = newParam(torchx.AddScalar(torchx.MulScalar(torchx.Rand([]int64{int64(out)}, torchx.Float32, "cpu"), 2*b), -b))
+	}
+	return c
+}
+
+func newParam(t Tensor) Tensor {
+	t = torchx.Detach(t)
+	torchx.SetRequiresGrad(t, true)
+	return t
+}
+
+// Visit implements Module.
+func (c *Conv2d) Visit(prefix string, v *Visitor) {
+	v.param(prefix, "weight", &c.Weight)
+	v.param(prefix, "bias", &c.Bias)
+}
+
+// Forward convolves x (N×C×H×W).
+func (c *Conv2d) Forward(x Tensor) Tensor {
+	return torchx.Conv2d(x, c.Weight, c.Bias, torchx.ConvOpts{Stride: []int64{c.Stride}, Padding: []int64{c.Pad}})
+}
+
+// BatchNorm2d is torch.nn.BatchNorm2d (momentum 0.1, eps 1e-5, affine, running stats).
+type BatchNorm2d struct {
+	Weight, Bias            Tensor
+	RunningMean, RunningVar Tensor
+	NumBatchesTracked       Tensor
+	Training                bool
+	Momentum, Eps           float64
+}
+
+// NewBatchNorm2d initialises γ ~ N(1, 0.02) and β = 0, as the published code does.
+func NewBatchNorm2d(c int) *BatchNorm2d {
+	n := []int64{int64(c)}
+	return &BatchNorm2d{
+		Weight:            newParam(torchx.AddScalar(torchx.MulScalar(torchx.Randn(n, torchx.Float32, "cpu"), 0.02), 1)),
+		Bias:              newParam(torchx.Zeros(n, torchx.Float32, "cpu")),
+		RunningMean:       torchx.Zeros(n, torchx.Float32, "cpu"),
+		RunningVar:        torchx.Full(n, 1, torchx.Float32, "cpu"),
+		NumBatchesTracked: torchx.Zeros(nil, torchx.Int64, "cpu"),
+		Training:          true,
+		Momentum:          0.1,
+		Eps:               1e-5,
+	}
+}
+
+// Visit implements Module.
+func (b *BatchNorm2d) Visit(prefix string, v *Visitor) {
+	v.param(prefix, "weight", &b.Weight)
+	v.param(prefix, "bias", &b.Bias)
+	v.buffer(prefix, "running_mean", &b.RunningMean)
+	v.buffer(prefix, "running_var", &b.RunningVar)
+	v.buffer(prefix, "num_batches_tracked", &b.NumBatchesTracked)
+	v.mode(&b.Training)
+}
+
+// Forward normalises x; in training it updates the running statistics in place.
+func (b *BatchNorm2d) Forward(x Tensor) Tensor {
+	if b.Training {
+		torchx.NoGrad(func() {
+			torchx.CopyInto(b.NumBatchesTracked, torchx.AddScalar(b.NumBatchesTracked, 1))
+		})
+	}
+	return torchx.BatchNorm(x, b.Weight, b.Bias, b.RunningMean, b.RunningVar, b.Training, b.Momentum, b.Eps)
+}

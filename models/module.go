@@ -1,0 +1,151 @@
+package models
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/sli2vol/sli2vol/torchx"
+)
+
+// Tensor is a libtorch tensor (gotorch's, via torchx).
+type Tensor = torchx.Tensor
+
+// A Module is a plain struct of sub-modules and tensors. Visit reports its tensors under
+// PyTorch-style dotted names ("layer1.0.conv1.weight") and its train/eval switches, so that
+// state dicts, parameter lists, device moves and mode changes need no reflection.
+type Module interface {
+	Visit(prefix string, v *Visitor)
+}
+
+// Visitor receives what a Module reports. Nil callbacks are skipped.
+type Visitor struct {
+	Tensor func(name string, t *Tensor, buffer bool)
+	Mode   func(training *bool)
+}
+
+func (v *Visitor) param(prefix, name string, t *Tensor) {
+	if v.Tensor != nil && t.T != nil {
+		v.Tensor(join(prefix, name), t, false)
+	}
+}
+
+func (v *Visitor) buffer(prefix, name string, t *Tensor) {
+	if v.Tensor != nil && t.T != nil {
+		v.Tensor(join(prefix, name), t, true)
+	}
+}
+
+func (v *Visitor) mode(training *bool) {
+	if v.Mode != nil {
+		v.Mode(training)
+	}
+}
+
+func join(prefix, name string) string {
+	if prefix == "" {
+		return name
+	}
+	return prefix + "." + name
+}
+
+// visitChild visits m under prefix.name when m is not nil.
+func visitChild(prefix, name string, m Module, v *Visitor) {
+	if m == nil {
+		return
+	}
+	m.Visit(join(prefix, name), v)
+}
+
+// Parameters lists m's trainable tensors in a fixed order (sorted by name).
+func Parameters(m Module) []Tensor {
+	named := map[string]Tensor{}
+	m.Visit("", &Visitor{Tensor: func(name string, t *Tensor, buffer bool) {
+		if !buffer {
+			named[name] = *t
+		}
+	}})
+	names := make([]string, 0, len(named))
+	for n := range named {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make([]Tensor, len(names))
+	for i, n := range names {
+		out[i] = named[n]
+	}
+	return out
+}
+
+// StateDict maps PyTorch-style names to m's parameters and buffers.
+func StateDict(m Module) map[string]Tensor {
+	sd := map[string]Tensor{}
+	m.Visit("", &Visitor{Tensor: func(name string, t *Tensor, _ bool) { sd[name] = *t }})
+	return sd
+}
+
+// LoadStateDict copies sd into m's tensors (on their devices). Like PyTorch's strict mode,
+// missing or unexpected names and shape mismatches are errors, and nothing is changed then.
+func LoadStateDict(m Module, sd map[string]Tensor) error {
+	own := StateDict(m)
+	var missing, unexpected []string
+	for n := range own {
+		if _, ok := sd[n]; !ok {
+			missing = append(missing, n)
+		}
+	}
+	for n := range sd {
+		if _, ok := own[n]; !ok {
+			unexpected = append(unexpected, n)
+		}
+	}
+	sort.Strings(missing)
+	sort.Strings(unexpected)
+	if len(missing) > 0 || len(unexpected) > 0 {
+		return fmt.Errorf("state dict does not fit this model: missing %v, unexpected %v (a model of another architecture or config?)", short(missing), short(unexpected))
+	}
+	for n, t := range own {
+		if a, b := fmt.Sprint(t.Shape()), fmt.Sprint(sd[n].Shape()); a != b {
+			return fmt.Errorf("state dict entry %s has shape %s, the model needs %s (another config?)", n, b, a)
+		}
+	}
+	return torchx.Try(func() {
+		for n, t := range own {
+			torchx.CopyInto(t, sd[n])
+		}
+	})
+}
+
+func short(s []string) []string {
+	if len(s) > 5 {
+		return append(s[:5:5], fmt.Sprintf("... %d more", len(s)-5))
+	}
+	return s
+}
+
+// SetTraining switches m between training (batch statistics, dropout) and evaluation.
+func SetTraining(m Module, on bool) {
+	m.Visit("", &Visitor{Mode: func(t *bool) { *t = on }})
+}
+
+// To moves m's tensors to device. Parameters stay leaves that require grad.
+func To(m Module, device string) {
+	m.Visit("", &Visitor{Tensor: func(_ string, t *Tensor, buffer bool) {
+		if torchx.DeviceOf(*t) == device {
+			return
+		}
+		moved := torchx.Detach(torchx.To(*t, device, -1))
+		if !buffer {
+			torchx.SetRequiresGrad(moved, true)
+		}
+		*t = moved
+	}})
+}
+
+// ParamCount is the number of trainable scalars in m.
+func ParamCount(m Module) int64 {
+	var n int64
+	for _, p := range Parameters(m) {
+		n += torchx.Numel(p)
+	}
+	return n
+}
