@@ -78,7 +78,9 @@ func (m *CFN) Affinity(query, key Tensor) Tensor {
 
 // Propagate is Eq. 4: carries src (B×C×H×W, an image or one-hot mask of the key slice)
 // to the query slice.
-func (m *CFN) Propagate(affinity, src Tensor) Tensor { return torchx.Aggregate(affinity, src, m.Radius) }
+func (m *CFN) Propagate(affinity, src Tensor) Tensor {
+	return torchx.Aggregate(affinity, src, m.Radius)
+}
 
 // Reconstruct is the training forward pass: the reconstruction of slice j+1 from slice j
 // through their affinity. plJ, plJ1 are the pseudo-labels (ignored in mode sli2vol). With a

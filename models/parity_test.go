@@ -78,7 +78,7 @@ func TestPyTorchParity(t *testing.T) {
 				"mode": mode, "radius": cfg.Radius, "width": cfg.Width, "stages": cfg.Stages,
 				"blocks_per_stage": cfg.BlocksPerStage, "feature_dim": cfg.FeatureDim, "edge_radius": cfg.EdgeRadius,
 				"separate_pl_encoder": cfg.SeparatePLEncoder,
-				"geig": map[string]any{"directions": cfg.GEIG.Directions, "scales": cfg.GEIG.Scales},
+				"geig":                map[string]any{"directions": cfg.GEIG.Directions, "scales": cfg.GEIG.Scales},
 			})
 			cfgPath := filepath.Join(dir, "cfg.json")
 			os.WriteFile(cfgPath, cfgJSON, 0o644)
