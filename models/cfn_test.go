@@ -142,3 +142,16 @@ func TestOEGCFNLearnsShift(t *testing.T) {
 		t.Fatalf("loss %.5f → %.5f: did not fall by 20%%", first, last)
 	}
 }
+
+func TestSummaryAddsUp(t *testing.T) {
+	m, _ := NewCFN(smallModelConfig("sli2vol+"))
+	var sum int64
+	groups := map[string]bool{}
+	for _, r := range Summarize(m) {
+		sum += r.Params
+		groups[r.Group] = true
+	}
+	if sum != ParamCount(m) || !groups["encoder.layer2"] || !groups["encoder.conv_out"] {
+		t.Fatalf("summary %v sums to %d, want %d", Summarize(m), sum, ParamCount(m))
+	}
+}

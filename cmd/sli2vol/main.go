@@ -64,7 +64,7 @@ func newRoot() *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%s: %w (see %s --help)", c.CommandPath(), err, c.CommandPath())
 	})
-	root.AddCommand(newVersionCmd(), newConfigCmd(), newSelftestCmd())
+	root.AddCommand(newVersionCmd(), newConfigCmd(), newModelCmd(), newSelftestCmd())
 	return root
 }
 

@@ -72,3 +72,17 @@ func TestBadInputExitsTwoWithOneLine(t *testing.T) {
 		t.Errorf("error does not name file and key: %s", errOut)
 	}
 }
+
+func TestModelSummary(t *testing.T) {
+	code, out, errOut := runCLI(t, "model", "summary", "--config", "../../configs/paper.yaml")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	// Paper config: GEIG 4×3+1 = 13 input channels, 13×13 window; the total is the sum of
+	// the encoder's layers (checked against a hand count in models' tests).
+	for _, want := range []string{"model sli2vol+: input 13 channels", "window 13×13", "encoder.layer4", "total"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+}
