@@ -49,7 +49,7 @@ CGT_HDRS := $(CGT_NAMES:%=$(CGT_SRCDIR)/%.h) $(CGT_SRCDIR)/torchdef.h $(CGT_SRCD
 TX_SRCS := $(wildcard torchx/csrc/*.cc)
 TX_OBJS := $(TX_SRCS:torchx/csrc/%.cc=$(BUILD)/obj/torchx/%.o)
 
-.PHONY: all deps native build test vet demo clean print-env
+.PHONY: all deps native build test vet demo clean print-env testbin
 all: build
 
 deps:
@@ -97,8 +97,15 @@ demo: deps build
 	bin/sli2vol version
 	bin/sli2vol selftest --config configs/cpu-small.yaml
 
+# For a shell: eval "$(make -s print-env)" then go test/build by hand.
 print-env:
-	@echo "export CGO_ENABLED=1 CGO_LDFLAGS='$(CGO_LDFLAGS_SLI2VOL)'"
+	@echo 'export CGO_ENABLED=1 CGO_LDFLAGS="$(subst $$ORIGIN,\$$ORIGIN,$(CGO_LDFLAGS_SLI2VOL))"'
+
+# Test binaries for a machine without Go (the GPU machine): bin/<pkg>.test, run there after
+# the two shim libraries are rebuilt against its libtorch.
+TESTBIN_PKGS := torchx models
+testbin: build
+	$(foreach p,$(TESTBIN_PKGS),$(GOENV) $(GO) test -c -o bin/$(p).test ./$(p) &&) true
 
 clean:
 	rm -rf $(BUILD) bin

@@ -12,13 +12,20 @@ import (
 	"github.com/sli2vol/sli2vol/torchx"
 )
 
+// refScript finds bench/pytorch/sli2vol_ref.py from the package folder (where go test and a
+// carried test binary run) or from this file's build-time location.
 func refScript(t *testing.T) string {
 	_, file, _, _ := runtime.Caller(0)
-	p := filepath.Join(filepath.Dir(file), "..", "bench", "pytorch", "sli2vol_ref.py")
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("PyTorch reference missing: %v", err)
+	for _, p := range []string{
+		filepath.Join("..", "bench", "pytorch", "sli2vol_ref.py"),
+		filepath.Join(filepath.Dir(file), "..", "bench", "pytorch", "sli2vol_ref.py"),
+	} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
 	}
-	return p
+	t.Fatal("PyTorch reference bench/pytorch/sli2vol_ref.py missing")
+	return ""
 }
 
 // A Go-saved state dict, loaded into the repo's own PyTorch reference (written from the

@@ -1,0 +1,105 @@
+package torchx
+
+import (
+	"math"
+	"testing"
+)
+
+func needCUDA(t testing.TB) {
+	if !CUDAAvailable() {
+		t.Skip("no CUDA device: CUDA checks run on a GPU machine (see third_party/gpu)")
+	}
+}
+
+func maxDiff(a, b []float32) float64 {
+	var m float64
+	for i := range a {
+		m = math.Max(m, math.Abs(float64(a[i]-b[i])))
+	}
+	return m
+}
+
+// The fused affinity on CUDA equals the CPU result, forward and backward.
+func TestAffinityCUDAMatchesCPU(t *testing.T) {
+	needCUDA(t)
+	ManualSeed(9)
+	const B, C, H, W, R = 2, 16, 33, 40, 6
+
+	q := Randn([]int64{B, C, H, W}, Float32, "cpu")
+	k := Randn([]int64{B, C, H, W}, Float32, "cpu")
+	m := Randn([]int64{B, 3, H, W}, Float32, "cpu")
+	run := func(dev string) (out, agg, gq, gk, gm []float32) {
+		qd, kd, md := Detach(To(q, dev, -1)), Detach(To(k, dev, -1)), Detach(To(m, dev, -1))
+		for _, x := range []Tensor{qd, kd, md} {
+			SetRequiresGrad(x, true)
+		}
+		c := Correlation(qd, kd, R)
+		a := Aggregate(Softmax(c, 1), md, R)
+		Backward(Add(Sum(Mul(c, c), false), Sum(Mul(a, a), false)))
+		return Float32s(c), Float32s(a), Float32s(Grad(qd)), Float32s(Grad(kd)), Float32s(Grad(md))
+	}
+	c1, a1, q1, k1, m1 := run("cpu")
+	c2, a2, q2, k2, m2 := run("cuda")
+	for _, p := range []struct {
+		name string
+		a, b []float32
+	}{{"correlation", c1, c2}, {"aggregate", a1, a2}, {"grad q", q1, q2}, {"grad k", k1, k2}, {"grad m", m1, m2}} {
+		d := maxDiff(p.a, p.b)
+		t.Logf("%s: max |cpu − cuda| %.2e", p.name, d)
+		if d > 1e-3 {
+			t.Errorf("%s differs between CPU and CUDA by %g", p.name, d)
+		}
+	}
+}
+
+// Ops the models use give the same numbers on CUDA as on the CPU.
+func TestOpsCUDAMatchCPU(t *testing.T) {
+	needCUDA(t)
+	ManualSeed(10)
+	x := Randn([]int64{2, 4, 16, 16}, Float32, "cpu")
+	w := Randn([]int64{6, 4, 3, 3}, Float32, "cpu")
+	b := Randn([]int64{6}, Float32, "cpu")
+	ops := map[string]func(dev string) Tensor{
+		"conv2d": func(dev string) Tensor {
+			return Conv2d(To(x, dev, -1), To(w, dev, -1), To(b, dev, -1), ConvOpts{Padding: []int64{1}})
+		},
+		"batchnorm": func(dev string) Tensor {
+			return BatchNorm(To(x, dev, -1), Tensor{}, Tensor{}, Tensor{}, Tensor{}, true, 0.1, 1e-5)
+		},
+		"pad+softmax": func(dev string) Tensor {
+			return Softmax(Pad(To(x, dev, -1), []int64{2, 2, 2, 2}, PadReplicate, 0), 1)
+		},
+		"bilinear": func(dev string) Tensor { return Interpolate(To(x, dev, -1), []int64{23, 9}, Bilinear, false) },
+		"smoothl1": func(dev string) Tensor {
+			return SmoothL1Loss(To(x, dev, -1), Zeros(x.Shape(), Float32, dev), ReduceMean, 1)
+		},
+	}
+	for name, f := range ops {
+		d := maxDiff(Float32s(f("cpu")), Float32s(f("cuda")))
+		if d > 1e-4 {
+			t.Errorf("%s: CPU and CUDA differ by %g", name, d)
+		}
+	}
+}
+
+// BenchmarkAffinity times correlation + softmax + aggregate forward and backward at the
+// paper's scale (B=4, 128 channels = two 64-d features concatenated, 256², R=6).
+func BenchmarkAffinity(b *testing.B) {
+	dev := "cpu"
+	shape := []int64{1, 128, 128, 128}
+	if CUDAAvailable() {
+		dev, shape = "cuda", []int64{4, 128, 256, 256}
+	}
+	q := Randn(shape, Float32, dev)
+	k := Randn(shape, Float32, dev)
+	m := Randn([]int64{shape[0], 1, shape[2], shape[3]}, Float32, dev)
+	SetRequiresGrad(q, true)
+	SetRequiresGrad(k, true)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		a := Aggregate(Softmax(Correlation(q, k, 6), 1), m, 6)
+		Backward(Sum(a, false))
+		Item(Sum(Grad(q), false)) // synchronises the device
+		GC()
+	}
+}
