@@ -122,7 +122,7 @@ func Relu(t Tensor) Tensor { return unary(t, C.TX_RELU) }
 // Gelu is the exact (erf) GELU.
 func Gelu(t Tensor) Tensor { return unary(t, C.TX_GELU) }
 
-func binary(a, b Tensor, op C.int) Tensor {
+func binaryOp(a, b Tensor, op C.int) Tensor {
 	return call1([]Tensor{a, b}, func(out *C.TxTensor) C.TxErr { return C.tx_binary(h(a), h(b), op, out) })
 }
 
@@ -131,31 +131,31 @@ func scalar(a Tensor, s float64, op C.int) Tensor {
 }
 
 // Add is a+b (broadcasting).
-func Add(a, b Tensor) Tensor { return binary(a, b, C.TX_ADD) }
+func Add(a, b Tensor) Tensor { return binaryOp(a, b, C.TX_ADD) }
 
 // Sub is a-b.
-func Sub(a, b Tensor) Tensor { return binary(a, b, C.TX_SUB) }
+func Sub(a, b Tensor) Tensor { return binaryOp(a, b, C.TX_SUB) }
 
 // Mul is a*b.
-func Mul(a, b Tensor) Tensor { return binary(a, b, C.TX_MUL) }
+func Mul(a, b Tensor) Tensor { return binaryOp(a, b, C.TX_MUL) }
 
 // Div is a/b.
-func Div(a, b Tensor) Tensor { return binary(a, b, C.TX_DIV) }
+func Div(a, b Tensor) Tensor { return binaryOp(a, b, C.TX_DIV) }
 
 // Maximum is the elementwise max.
-func Maximum(a, b Tensor) Tensor { return binary(a, b, C.TX_MAXIMUM) }
+func Maximum(a, b Tensor) Tensor { return binaryOp(a, b, C.TX_MAXIMUM) }
 
 // Minimum is the elementwise min.
-func Minimum(a, b Tensor) Tensor { return binary(a, b, C.TX_MINIMUM) }
+func Minimum(a, b Tensor) Tensor { return binaryOp(a, b, C.TX_MINIMUM) }
 
 // Eq is a==b as bool.
-func Eq(a, b Tensor) Tensor { return binary(a, b, C.TX_EQ) }
+func Eq(a, b Tensor) Tensor { return binaryOp(a, b, C.TX_EQ) }
 
 // Gt is a>b as bool.
-func Gt(a, b Tensor) Tensor { return binary(a, b, C.TX_GT) }
+func Gt(a, b Tensor) Tensor { return binaryOp(a, b, C.TX_GT) }
 
 // Lt is a<b as bool.
-func Lt(a, b Tensor) Tensor { return binary(a, b, C.TX_LT) }
+func Lt(a, b Tensor) Tensor { return binaryOp(a, b, C.TX_LT) }
 
 // AddScalar is a+s.
 func AddScalar(a Tensor, s float64) Tensor { return scalar(a, s, C.TX_ADD) }

@@ -15,37 +15,25 @@ import (
 )
 
 // EncodeStateDict serialises named tensors as Python's torch.save does for a dict of
-// tensors, so torch.load reads it back as a plain dict. Tensors are saved from the CPU.
+// tensors (see torchsave.go), so torch.load reads it back as a plain dict, also with
+// weights_only=True. Tensors are saved from the CPU, contiguous, in their own dtype.
 func EncodeStateDict(sd map[string]Tensor) ([]byte, error) {
 	names := make([]string, 0, len(sd))
 	for k := range sd {
 		names = append(names, k)
 	}
 	sort.Strings(names) // a stable file for the same weights
-	cnames := make([]*C.char, len(names))
 	ts := make([]Tensor, len(names))
 	for i, k := range names {
-		cnames[i] = C.CString(k)
 		ts[i] = sd[k]
 	}
-	defer func() {
-		for _, c := range cnames {
-			C.free(unsafe.Pointer(c))
-		}
-	}()
 	var out []byte
 	err := Try(func() {
-		ps, _ := handles(ts)
-		var cn **C.char
-		if len(cnames) > 0 {
-			cn = &cnames[0]
+		var err error
+		out, err = encodeTorchSave(names, ts)
+		if err != nil {
+			panic(&Error{Msg: err.Error()})
 		}
-		var buf *C.char
-		var n C.int64_t
-		check(C.tx_pickle_save(cn, ps, C.int(len(ts)), &buf, &n))
-		keep(ts...)
-		out = C.GoBytes(unsafe.Pointer(buf), C.int(n))
-		C.free(unsafe.Pointer(buf))
 	})
 	return out, err
 }

@@ -2,6 +2,7 @@ package torchx
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,17 +56,22 @@ func TestStateDictPythonInterop(t *testing.T) {
 	if err := SaveStateDict(goFile, map[string]Tensor{
 		"layer1.0.conv1.weight":  FromFloat32(w, 2, 3, 4),
 		"bn.num_batches_tracked": FromInt64([]int64{7}),
+		"mask":                   FromUint8([]uint8{0, 1, 255}, 3),
+		"transposed":             Permute(FromFloat64([]float64{1, 2, 3, 4, 5, 6}, 2, 3), 1, 0),
 	}); err != nil {
 		t.Fatal(err)
 	}
 	script := `
 import json, sys, torch
-sd = torch.load(sys.argv[1])
+# weights_only=True: the safe loader, PyTorch's default since 2.6.
+sd = torch.load(sys.argv[1], weights_only=True)
 assert isinstance(sd, dict), type(sd)
 w = sd["layer1.0.conv1.weight"]
 out = {"keys": sorted(sd.keys()), "shape": list(w.shape), "dtype": str(w.dtype),
        "values": w.flatten().tolist(), "n": int(sd["bn.num_batches_tracked"]),
-       "ndtype": str(sd["bn.num_batches_tracked"].dtype)}
+       "ndtype": str(sd["bn.num_batches_tracked"].dtype),
+       "mask": sd["mask"].tolist(), "mdtype": str(sd["mask"].dtype),
+       "transposed": sd["transposed"].flatten().tolist(), "tshape": list(sd["transposed"].shape)}
 torch.save({"a.weight": torch.arange(6, dtype=torch.float32).reshape(2, 3) / 4,
             "b.ids": torch.tensor([12175, -1], dtype=torch.int64)}, sys.argv[2])
 print(json.dumps(out))
@@ -76,17 +82,25 @@ print(json.dumps(out))
 		t.Fatalf("python: %v\n%s", err, out)
 	}
 	var got struct {
-		Keys   []string
-		Shape  []int
-		Dtype  string
-		Values []float64
-		N      int
-		Ndtype string
+		Keys       []string
+		Shape      []int
+		Dtype      string
+		Values     []float64
+		N          int
+		Ndtype     string
+		Mask       []int
+		Mdtype     string
+		Transposed []float64
+		Tshape     []int
 	}
 	if err := json.Unmarshal(out, &got); err != nil {
 		t.Fatalf("python output %q: %v", out, err)
 	}
-	if strings.Join(got.Keys, ",") != "bn.num_batches_tracked,layer1.0.conv1.weight" ||
+	if got.Mdtype != "torch.uint8" || fmt.Sprint(got.Mask) != "[0 1 255]" || fmt.Sprint(got.Tshape) != "[3 2]" ||
+		fmt.Sprint(got.Transposed) != "[1 4 2 5 3 6]" {
+		t.Fatalf("python saw mask %v (%s), transposed %v %v", got.Mask, got.Mdtype, got.Transposed, got.Tshape)
+	}
+	if strings.Join(got.Keys, ",") != "bn.num_batches_tracked,layer1.0.conv1.weight,mask,transposed" ||
 		got.Dtype != "torch.float32" || got.Ndtype != "torch.int64" || got.N != 7 ||
 		len(got.Shape) != 3 || got.Shape[2] != 4 {
 		t.Fatalf("python saw %+v", got)

@@ -1,5 +1,6 @@
-// State dicts as Python's torch.save/torch.load write and read them: a pickled
-// Dict[str, Tensor] in libtorch's zip container (torch::pickle_save / pickle_load).
+// Reading state dicts that Python's torch.save (or our Go writer, torchsave.go) wrote:
+// torch::pickle_load understands the zip container and the pickled tensors. Writing is done in
+// Go, because pickle_save type-tags the dict and PyTorch >= 2.6 refuses such files by default.
 #include <torch/serialize.h>
 
 #include "common.h"
@@ -7,21 +8,6 @@
 using torchx::T;
 
 extern "C" {
-
-TxErr tx_pickle_save(const char **names, TxTensor *ts, int n, char **buf, int64_t *len) {
-  TX_TRY
-  c10::Dict<std::string, at::Tensor> dict;
-  for (int i = 0; i < n; i++) {
-    // Saved from CPU and contiguous: a checkpoint must load on a machine without a GPU.
-    dict.insert(std::string(names[i]), T(ts[i]).detach().to(at::kCPU).contiguous());
-  }
-  std::vector<char> bytes = torch::pickle_save(c10::IValue(dict));
-  *buf = static_cast<char *>(std::malloc(bytes.empty() ? 1 : bytes.size()));
-  if (*buf == nullptr) throw std::bad_alloc();
-  std::memcpy(*buf, bytes.data(), bytes.size());
-  *len = static_cast<int64_t>(bytes.size());
-  TX_CATCH
-}
 
 TxErr tx_pickle_load(const char *buf, int64_t len, char ***names, TxTensor **ts, int *n) {
   TX_TRY
