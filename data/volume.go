@@ -287,8 +287,8 @@ func writeNIfTI(path string, g *Geometry, datatype int32, o WriteOptions, body f
 	} else {
 		n := nifti.Nii2Header{
 			SizeofHdr: 540, Magic: nifti.NIFTI_2_MAGIC_SINGLE, Datatype: int16(datatype), Bitpix: int16(8 * size),
-			Dim:       [8]int64{3, int64(g.Shape[0]), int64(g.Shape[1]), int64(g.Shape[2]), 1, 1, 1, 1},
-			Pixdim:    src.Pixdim, VoxOffset: 544, QformCode: src.QformCode, SformCode: src.SformCode,
+			Dim:    [8]int64{3, int64(g.Shape[0]), int64(g.Shape[1]), int64(g.Shape[2]), 1, 1, 1, 1},
+			Pixdim: src.Pixdim, VoxOffset: 544, QformCode: src.QformCode, SformCode: src.SformCode,
 			QuaternB: src.Quatern[0], QuaternC: src.Quatern[1], QuaternD: src.Quatern[2],
 			QoffsetX: src.Qoffset[0], QoffsetY: src.Qoffset[1], QoffsetZ: src.Qoffset[2],
 			SrowX: src.Srow[0], SrowY: src.Srow[1], SrowZ: src.Srow[2], XyztUnits: src.XyztUnits,
