@@ -1,0 +1,266 @@
+package data
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	yaml "go.yaml.in/yaml/v3"
+)
+
+// Case is one volume of a dataset: its image, and where known its label volume, its
+// annotation file (one labelled slice) or the annotated slice number.
+type Case struct {
+	ID         string
+	Image      string
+	Label      string // "" when the case has no labels
+	Annotation string // optional file whose single labelled slice is the annotation
+	Slice      int    // annotated anatomical slice; −1 when not given
+	Split      string // "train" or "test"
+}
+
+// Dataset is a list of cases.
+type Dataset struct {
+	Root  string
+	Name  string
+	Cases []Case
+}
+
+// Split returns the cases of one split.
+func (d *Dataset) Split(split string) []Case {
+	var out []Case
+	for _, c := range d.Cases {
+		if c.Split == split {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// OpenDataset reads a Medical Segmentation Decathlon folder (imagesTr/labelsTr,
+// imagesTs/labelsTs, dataset.json optional), a YAML manifest, or a plain folder of image and
+// label files paired by name (X.nii.gz with X_label / X_seg / X_mask / X_gt .nii.gz).
+func OpenDataset(path string) (*Dataset, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("dataset %s: %v", path, unwrapPath(err))
+	}
+	var d *Dataset
+	switch {
+	case !st.IsDir() && (strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml")):
+		d, err = openManifest(path)
+	case !st.IsDir():
+		return nil, fmt.Errorf("dataset %s: not a folder or a .yaml manifest", path)
+	case isDir(filepath.Join(path, "imagesTr")) || isDir(filepath.Join(path, "imagesTs")):
+		d, err = openMSD(path)
+	default:
+		d, err = openPlain(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(d.Cases) == 0 {
+		return nil, fmt.Errorf("dataset %s: no NIfTI images found", path)
+	}
+	return d, nil
+}
+
+func unwrapPath(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}
+
+// niftiFiles lists .nii/.nii.gz files in dir, skipping hidden and macOS "._" files (which
+// the Decathlon tarballs contain).
+func niftiFiles(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		n := e.Name()
+		if e.IsDir() || strings.HasPrefix(n, ".") {
+			continue
+		}
+		if strings.HasSuffix(n, ".nii") || strings.HasSuffix(n, ".nii.gz") {
+			out = append(out, filepath.Join(dir, n))
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+func stem(p string) string {
+	b := filepath.Base(p)
+	return strings.TrimSuffix(strings.TrimSuffix(b, ".gz"), ".nii")
+}
+
+func openMSD(root string) (*Dataset, error) {
+	d := &Dataset{Root: root, Name: filepath.Base(filepath.Clean(root))}
+	if b, err := os.ReadFile(filepath.Join(root, "dataset.json")); err == nil {
+		var meta struct {
+			Name string `json:"name"`
+		}
+		if err := json.Unmarshal(b, &meta); err != nil {
+			return nil, fmt.Errorf("%s: not valid JSON: %v", filepath.Join(root, "dataset.json"), err)
+		}
+		if meta.Name != "" {
+			d.Name = meta.Name
+		}
+	}
+	for _, sp := range []struct{ split, images, labels string }{{"train", "imagesTr", "labelsTr"}, {"test", "imagesTs", "labelsTs"}} {
+		imgDir := filepath.Join(root, sp.images)
+		if !isDir(imgDir) {
+			continue
+		}
+		imgs, err := niftiFiles(imgDir)
+		if err != nil {
+			return nil, fmt.Errorf("dataset %s: %v", root, err)
+		}
+		labDir := filepath.Join(root, sp.labels)
+		hasLabels := isDir(labDir)
+		for _, im := range imgs {
+			id := strings.TrimSuffix(stem(im), "_0000") // nnU-Net names images X_0000
+			c := Case{ID: id, Image: im, Slice: -1, Split: sp.split}
+			if hasLabels {
+				lab := ""
+				for _, cand := range []string{id + ".nii.gz", id + ".nii", filepath.Base(im)} {
+					if _, err := os.Stat(filepath.Join(labDir, cand)); err == nil {
+						lab = filepath.Join(labDir, cand)
+						break
+					}
+				}
+				if lab == "" {
+					return nil, fmt.Errorf("%s: no label for this image in %s", im, labDir)
+				}
+				c.Label = lab
+			}
+			d.Cases = append(d.Cases, c)
+		}
+	}
+	return d, nil
+}
+
+var labelSuffixes = []string{"_label", "_labels", "_seg", "_mask", "_gt", "-label", "-seg", "-mask"}
+
+func openPlain(root string) (*Dataset, error) {
+	files, err := niftiFiles(root)
+	if err != nil {
+		return nil, fmt.Errorf("dataset %s: %v", root, err)
+	}
+	d := &Dataset{Root: root, Name: filepath.Base(filepath.Clean(root))}
+	labels := map[string]string{}
+	var images []string
+	for _, f := range files {
+		s := stem(f)
+		isLabel := false
+		for _, suf := range labelSuffixes {
+			if strings.HasSuffix(s, suf) {
+				labels[strings.TrimSuffix(s, suf)] = f
+				isLabel = true
+				break
+			}
+		}
+		if !isLabel {
+			images = append(images, f)
+		}
+	}
+	used := map[string]bool{}
+	for _, im := range images {
+		id := stem(im)
+		c := Case{ID: id, Image: im, Label: labels[id], Slice: -1, Split: "train"}
+		used[id] = true
+		d.Cases = append(d.Cases, c)
+	}
+	for id, l := range labels {
+		if !used[id] {
+			return nil, fmt.Errorf("%s: a label file without its image %s.nii(.gz)", l, id)
+		}
+	}
+	return d, nil
+}
+
+type manifest struct {
+	Name  string `yaml:"name"`
+	Cases []struct {
+		ID         string `yaml:"id"`
+		Image      string `yaml:"image"`
+		Label      string `yaml:"label"`
+		Annotation string `yaml:"annotation"`
+		Slice      *int   `yaml:"slice"`
+		Split      string `yaml:"split"`
+	} `yaml:"cases"`
+}
+
+func openManifest(path string) (*Dataset, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", path, unwrapPath(err))
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	var m manifest
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("%s: not a valid manifest: %s", path, strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	dir := filepath.Dir(path)
+	abs := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(dir, p)
+	}
+	d := &Dataset{Root: dir, Name: m.Name}
+	if d.Name == "" {
+		d.Name = stem(path)
+	}
+	seen := map[string]bool{}
+	for i, c := range m.Cases {
+		if c.Image == "" {
+			return nil, fmt.Errorf("%s: case %d has no image", path, i+1)
+		}
+		cs := Case{ID: c.ID, Image: abs(c.Image), Label: abs(c.Label), Annotation: abs(c.Annotation), Slice: -1, Split: c.Split}
+		if cs.ID == "" {
+			cs.ID = stem(c.Image)
+		}
+		if seen[cs.ID] {
+			return nil, fmt.Errorf("%s: case id %q appears twice", path, cs.ID)
+		}
+		seen[cs.ID] = true
+		if c.Slice != nil {
+			if *c.Slice < 0 {
+				return nil, fmt.Errorf("%s: case %s: slice %d is negative", path, cs.ID, *c.Slice)
+			}
+			cs.Slice = *c.Slice
+		}
+		switch cs.Split {
+		case "":
+			cs.Split = "train"
+		case "train", "test":
+		default:
+			return nil, fmt.Errorf("%s: case %s: split %q, want train or test", path, cs.ID, c.Split)
+		}
+		for _, f := range []string{cs.Image, cs.Label, cs.Annotation} {
+			if f == "" {
+				continue
+			}
+			if _, err := os.Stat(f); err != nil {
+				return nil, fmt.Errorf("%s: case %s: %s: %v", path, cs.ID, f, unwrapPath(err))
+			}
+		}
+		d.Cases = append(d.Cases, cs)
+	}
+	return d, nil
+}
