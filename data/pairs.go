@@ -1,0 +1,213 @@
+package data
+
+import (
+	"fmt"
+	"math"
+	"math/rand"
+	"sort"
+)
+
+// Training pairs for the correspondence flow (§3.2): slices (j, j+k) of one volume, k drawn
+// from a set of strides, order swapped at random, both slices and their pseudo-labels
+// resized by one random factor and cropped at one random offset — the same geometry for image
+// and pseudo-label (the published code crops them independently, misaligning them).
+
+// PairConfig is the sampler's part of the config.
+type PairConfig struct {
+	Strides     []int
+	SwapProb    float64
+	ResizeRange [2]int // square side drawn uniformly from [lo, hi]
+	Crop        int
+	Seed        int64
+}
+
+// TrainVolume is one training volume, normalisation and slicing decided once.
+type TrainVolume struct {
+	ID     string
+	Image  *Image
+	PL     *Labels // pseudo-labels; nil when the model uses none
+	Slicer Slicer
+	Norm   *Normalizer
+}
+
+// PairRef names one pair of an epoch.
+type PairRef struct {
+	Vol, J, K int
+}
+
+// Pair is a sampled, augmented pair: Crop×Crop slices in [0,1] and binary PL masks (any
+// id > 0 is foreground; nil without PLs).
+type Pair struct {
+	Ref            PairRef
+	A, B, PLA, PLB []float32
+	Swapped        bool
+}
+
+// PairSampler enumerates and augments pairs deterministically: the pairs of epoch e and the
+// augmentation of its i-th pair depend only on (seed, e, i), so a resumed run sees exactly
+// the samples an uninterrupted one would.
+type PairSampler struct {
+	Vols []TrainVolume
+	Cfg  PairConfig
+}
+
+// NewPairSampler checks the configuration against the volumes.
+func NewPairSampler(vols []TrainVolume, cfg PairConfig) (*PairSampler, error) {
+	if len(cfg.Strides) == 0 {
+		return nil, fmt.Errorf("pair sampler: no strides")
+	}
+	if cfg.Crop <= 0 || cfg.ResizeRange[0] < cfg.Crop || cfg.ResizeRange[1] < cfg.ResizeRange[0] {
+		return nil, fmt.Errorf("pair sampler: resize range %v must be ordered and at least the crop %d", cfg.ResizeRange, cfg.Crop)
+	}
+	minK := cfg.Strides[0]
+	for _, k := range cfg.Strides {
+		if k <= 0 {
+			return nil, fmt.Errorf("pair sampler: stride %d must be positive", k)
+		}
+		minK = min(minK, k)
+	}
+	for _, v := range vols {
+		if v.Slicer.Len() <= minK {
+			return nil, fmt.Errorf("%s: %d slices along axis %d, too few for stride %d", v.Image.Source, v.Slicer.Len(), v.Slicer.Axis, minK)
+		}
+	}
+	return &PairSampler{Vols: vols, Cfg: cfg}, nil
+}
+
+func (p *PairSampler) rng(parts ...int64) *rand.Rand {
+	h := uint64(p.Cfg.Seed) ^ 0x9e3779b97f4a7c15
+	for _, x := range parts {
+		h ^= uint64(x) + 0x9e3779b97f4a7c15 + h<<6 + h>>2
+	}
+	return rand.New(rand.NewSource(int64(h)))
+}
+
+// Epoch lists epoch e's pairs in their shuffled order: one per start slice j of every volume,
+// with k drawn from the strides that fit.
+func (p *PairSampler) Epoch(e int) []PairRef {
+	r := p.rng(int64(e), -1)
+	strides := append([]int(nil), p.Cfg.Strides...)
+	sort.Ints(strides)
+	var refs []PairRef
+	for vi, v := range p.Vols {
+		n := v.Slicer.Len()
+		for j := 0; j+strides[0] < n; j++ {
+			var fit []int
+			for _, k := range strides {
+				if j+k < n {
+					fit = append(fit, k)
+				}
+			}
+			refs = append(refs, PairRef{Vol: vi, J: j, K: fit[r.Intn(len(fit))]})
+		}
+	}
+	r.Shuffle(len(refs), func(a, b int) { refs[a], refs[b] = refs[b], refs[a] })
+	return refs
+}
+
+// Sample builds the i-th pair of epoch e (ref from Epoch(e)[i]).
+func (p *PairSampler) Sample(e, i int, ref PairRef) Pair {
+	r := p.rng(int64(e), int64(i))
+	v := p.Vols[ref.Vol]
+	win := v.Norm.Train(r)
+	h, w := v.Slicer.Size()
+	side := p.Cfg.ResizeRange[0] + r.Intn(p.Cfg.ResizeRange[1]-p.Cfg.ResizeRange[0]+1)
+	oy, ox := r.Intn(side-p.Cfg.Crop+1), r.Intn(side-p.Cfg.Crop+1)
+	swap := r.Float64() < p.Cfg.SwapProb
+	img := func(n int) []float32 {
+		s := Slice(v.Slicer, v.Image.Data, n)
+		win.Apply(s, s)
+		return cropBilinear(s, h, w, side, oy, ox, p.Cfg.Crop)
+	}
+	pl := func(n int) []float32 {
+		if v.PL == nil {
+			return nil
+		}
+		return cropNearest(Slice(v.Slicer, v.PL.Data, n), h, w, side, oy, ox, p.Cfg.Crop)
+	}
+	a, b := ref.J, ref.J+ref.K
+	if swap {
+		a, b = b, a
+	}
+	return Pair{Ref: ref, A: img(a), B: img(b), PLA: pl(a), PLB: pl(b), Swapped: swap}
+}
+
+// srcCoord maps output pixel d of a resize from n to m pixels to the input (half-pixel
+// centres, as torch's interpolate with align_corners=False).
+func srcCoord(d, n, m int) float64 {
+	x := (float64(d)+0.5)*float64(n)/float64(m) - 0.5
+	return math.Max(x, 0)
+}
+
+// cropBilinear resizes an h×w slice to side×side bilinearly and returns the crop×crop window
+// at (oy, ox) — computing only the cropped pixels.
+func cropBilinear(s []float32, h, w, side, oy, ox, crop int) []float32 {
+	out := make([]float32, crop*crop)
+	for y := 0; y < crop; y++ {
+		sy := srcCoord(oy+y, h, side)
+		y0 := min(int(sy), h-1)
+		y1 := min(y0+1, h-1)
+		fy := float32(sy - float64(y0))
+		for x := 0; x < crop; x++ {
+			sx := srcCoord(ox+x, w, side)
+			x0 := min(int(sx), w-1)
+			x1 := min(x0+1, w-1)
+			fx := float32(sx - float64(x0))
+			top := s[y0*w+x0]*(1-fx) + s[y0*w+x1]*fx
+			bot := s[y1*w+x0]*(1-fx) + s[y1*w+x1]*fx
+			out[y*crop+x] = top*(1-fy) + bot*fy
+		}
+	}
+	return out
+}
+
+// cropNearest resizes labels by nearest neighbour with half-pixel centres (torch's
+// "nearest-exact": floor((d+½)·n/m)), which lines up with the bilinear image — plain
+// "nearest" (floor(d·n/m)) shifts labels by up to half an input pixel. The crop comes back as
+// a binary foreground mask, so labels stay integral.
+func cropNearest(s []int32, h, w, side, oy, ox, crop int) []float32 {
+	out := make([]float32, crop*crop)
+	for y := 0; y < crop; y++ {
+		sy := min(((2*(oy+y)+1)*h)/(2*side), h-1)
+		for x := 0; x < crop; x++ {
+			sx := min(((2*(ox+x)+1)*w)/(2*side), w-1)
+			if s[sy*w+sx] != 0 {
+				out[y*crop+x] = 1
+			}
+		}
+	}
+	return out
+}
+
+// Batch is size pairs stacked: each field holds size·crop·crop values (N×1×crop×crop).
+type Batch struct {
+	Refs           []PairRef
+	A, B, PLA, PLB []float32
+	Size, Crop     int
+}
+
+// Batches cuts epoch e into batches of size (the last may be smaller), calling fn for each;
+// from is the first batch to produce (for resuming mid-epoch). fn returning false stops.
+func (p *PairSampler) Batches(e, size, from int, fn func(b int, batch Batch) bool) {
+	refs := p.Epoch(e)
+	for b := from; b*size < len(refs); b++ {
+		end := min((b+1)*size, len(refs))
+		batch := Batch{Size: end - b*size, Crop: p.Cfg.Crop}
+		for i := b * size; i < end; i++ {
+			s := p.Sample(e, i, refs[i])
+			batch.Refs = append(batch.Refs, refs[i])
+			batch.A = append(batch.A, s.A...)
+			batch.B = append(batch.B, s.B...)
+			if s.PLA != nil {
+				batch.PLA = append(batch.PLA, s.PLA...)
+				batch.PLB = append(batch.PLB, s.PLB...)
+			}
+		}
+		if !fn(b, batch) {
+			return
+		}
+	}
+}
+
+// NumBatches is the number of batches of an epoch.
+func (p *PairSampler) NumBatches(e, size int) int { return (len(p.Epoch(e)) + size - 1) / size }

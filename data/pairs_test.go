@@ -1,0 +1,182 @@
+package data
+
+import (
+	"math"
+	"testing"
+)
+
+func TestResizeKernels(t *testing.T) {
+	// [0 1] to width 4 with half-pixel centres: 0, .25, .75, 1 (torch's bilinear).
+	got := cropBilinear([]float32{0, 1}, 1, 2, 4, 0, 0, 1)
+	if got[0] != 0 {
+		t.Fatalf("got %v", got)
+	}
+	row := make([]float32, 0, 4)
+	for x := 0; x < 4; x++ {
+		v := cropBilinear([]float32{0, 1, 0, 1}, 2, 2, 4, 0, x, 1) // rows [0 1] and [0 1]
+		row = append(row, v[0])
+	}
+	want := []float32{0, 0.25, 0.75, 1}
+	for i := range want {
+		if row[i] != want[i] {
+			t.Fatalf("bilinear row %v, want %v", row, want)
+		}
+	}
+	// Nearest keeps labels binary and picks floor((d+½)·n/m).
+	lab := cropNearest([]int32{0, 7, 0, 0}, 2, 2, 4, 0, 0, 4)
+	for i, v := range lab {
+		if v != 0 && v != 1 {
+			t.Fatalf("label value %g", v)
+		}
+		y, x := i/4, i%4
+		if want := float32(0); y < 2 && x >= 2 {
+			if v != 1 {
+				t.Fatalf("nearest at (%d,%d) = %g, want 1", y, x, v)
+			}
+		} else if v != want {
+			t.Fatalf("nearest at (%d,%d) = %g, want 0", y, x, v)
+		}
+	}
+}
+
+// trainVol is a CT-like volume whose image is +1000 HU inside a moving disc and −1000 HU
+// outside, with the disc as its pseudo-label: image and PL must stay aligned in every pair.
+func trainVol(t *testing.T, shape [3]int) TrainVolume {
+	g := NewGeometry(shape, [3]float64{1, 1, 2}, [3]float64{})
+	img := &Image{Geometry: g, Data: make([]float32, g.NumVoxels())}
+	pl := &Labels{Geometry: g, Data: make([]int32, g.NumVoxels())}
+	for k := 0; k < shape[2]; k++ {
+		cx, cy := 8+float64(k), 12.0
+		for j := 0; j < shape[1]; j++ {
+			for i := 0; i < shape[0]; i++ {
+				idx := g.Index(i, j, k)
+				img.Data[idx] = -1000
+				if math.Hypot(float64(i)-cx, float64(j)-cy) < 6 {
+					img.Data[idx], pl.Data[idx] = 1000, 3
+				}
+			}
+		}
+	}
+	s, _ := NewSlicer(&g, -1)
+	n, err := NewNormalizer(DefaultIntensity, img.Data)
+	if err != nil || !n.IsCT() {
+		t.Fatalf("normalizer %v", err)
+	}
+	return TrainVolume{ID: "v", Image: img, PL: pl, Slicer: s, Norm: n}
+}
+
+func TestPairsAlignedAndIntegral(t *testing.T) {
+	v := trainVol(t, [3]int{32, 28, 10})
+	// Resize side equal to the slice (no scaling): image and PL crops coincide exactly.
+	p, err := NewPairSampler([]TrainVolume{v}, PairConfig{Strides: []int{1}, SwapProb: 0.5, ResizeRange: [2]int{40, 48}, Crop: 24, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, ref := range p.Epoch(0) {
+		s := p.Sample(0, i, ref)
+		for _, m := range [][]float32{s.PLA, s.PLB} {
+			for _, x := range m {
+				if x != 0 && x != 1 {
+					t.Fatalf("PL value %g not binary", x)
+				}
+			}
+		}
+		// The image is 1 inside the disc and 0 outside (HU ±1000 beyond any window); after
+		// the same resize and crop, thresholded image and PL disagree at most on a rim.
+		for _, pr := range [][2][]float32{{s.A, s.PLA}, {s.B, s.PLB}} {
+			diff, inside := 0, 0
+			for k := range pr[0] {
+				im := pr[0][k] > 0.5
+				if im != (pr[1][k] == 1) {
+					diff++
+				}
+				if pr[1][k] == 1 {
+					inside++
+				}
+			}
+			if inside > 0 && float64(diff) > 0.1*float64(inside)+4 {
+				t.Fatalf("pair %d: image and PL disagree on %d pixels (PL has %d): misaligned", i, diff, inside)
+			}
+		}
+	}
+}
+
+func TestPairsDeterministicStridesSwap(t *testing.T) {
+	v := trainVol(t, [3]int{20, 20, 12})
+	cfg := PairConfig{Strides: []int{2, 3}, SwapProb: 0.5, ResizeRange: [2]int{20, 24}, Crop: 16, Seed: 7}
+	p, _ := NewPairSampler([]TrainVolume{v}, cfg)
+	refs := p.Epoch(0)
+	if len(refs) != 10 { // j = 0..9 (j+2 < 12)
+		t.Fatalf("%d pairs, want 10", len(refs))
+	}
+	swaps := 0
+	for i, r := range refs {
+		if (r.K != 2 && r.K != 3) || r.J+r.K >= 12 {
+			t.Fatalf("pair %+v", r)
+		}
+		if p.Sample(0, i, r).Swapped {
+			swaps++
+		}
+	}
+	q, _ := NewPairSampler([]TrainVolume{v}, cfg)
+	for i, r := range q.Epoch(0) {
+		if r != refs[i] {
+			t.Fatal("same seed, different epoch order")
+		}
+		a, b := p.Sample(0, i, r), q.Sample(0, i, r)
+		for k := range a.A {
+			if a.A[k] != b.A[k] {
+				t.Fatal("same seed, different augmentation")
+			}
+		}
+	}
+	cfg.Seed = 8
+	o, _ := NewPairSampler([]TrainVolume{v}, cfg)
+	same := true
+	for i, r := range o.Epoch(0) {
+		same = same && r == refs[i]
+	}
+	if same {
+		t.Fatal("another seed gave the same order")
+	}
+	// Swap probability: over many epochs close to one half.
+	total, sw := 0, 0
+	for e := 0; e < 30; e++ {
+		for i, r := range p.Epoch(e) {
+			total++
+			if p.Sample(e, i, r).Swapped {
+				sw++
+			}
+		}
+	}
+	if f := float64(sw) / float64(total); f < 0.4 || f > 0.6 {
+		t.Fatalf("swapped %.2f of pairs, want ~0.5", f)
+	}
+	if _, err := NewPairSampler([]TrainVolume{v}, PairConfig{Strides: []int{20}, ResizeRange: [2]int{20, 20}, Crop: 16}); err == nil {
+		t.Fatal("stride longer than the volume accepted")
+	}
+}
+
+func TestBatchesResume(t *testing.T) {
+	v := trainVol(t, [3]int{20, 20, 12})
+	p, _ := NewPairSampler([]TrainVolume{v}, PairConfig{Strides: []int{1}, SwapProb: 0.5, ResizeRange: [2]int{20, 24}, Crop: 16, Seed: 1})
+	var all []Batch
+	p.Batches(2, 4, 0, func(b int, batch Batch) bool { all = append(all, batch); return true })
+	if len(all) != 3 || all[2].Size != 3 || len(all[0].A) != 4*16*16 || len(all[0].PLB) != 4*16*16 {
+		t.Fatalf("batches: %d, last size %d", len(all), all[len(all)-1].Size)
+	}
+	if p.NumBatches(2, 4) != 3 {
+		t.Fatal("NumBatches")
+	}
+	// Resuming at batch 1 yields exactly batches 1 and 2.
+	var resumed []Batch
+	p.Batches(2, 4, 1, func(b int, batch Batch) bool { resumed = append(resumed, batch); return true })
+	if len(resumed) != 2 {
+		t.Fatalf("%d resumed batches", len(resumed))
+	}
+	for k := range resumed[0].B {
+		if resumed[0].B[k] != all[1].B[k] {
+			t.Fatal("resumed batch differs")
+		}
+	}
+}
