@@ -264,3 +264,23 @@ func openManifest(path string) (*Dataset, error) {
 	}
 	return d, nil
 }
+
+// LoadCase reads a case's image and (when it has one) its label volume, and checks that
+// they share a grid: same shape and affine within 1e-3 mm.
+func LoadCase(c Case, lim Limits) (*Image, *Labels, error) {
+	img, err := LoadImage(c.Image, lim)
+	if err != nil {
+		return nil, nil, err
+	}
+	if c.Label == "" {
+		return img, nil, nil
+	}
+	lab, err := LoadLabels(c.Label, lim)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := img.SameGrid(&lab.Geometry, 1e-3); err != nil {
+		return nil, nil, fmt.Errorf("%s: does not lie on the grid of its image %s: %v", c.Label, c.Image, err)
+	}
+	return img, lab, nil
+}

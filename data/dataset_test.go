@@ -204,3 +204,29 @@ func TestRealBenchmarkAnnotations(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadCaseGridMismatch(t *testing.T) {
+	dir := t.TempDir()
+	g := NewGeometry([3]int{8, 8, 4}, [3]float64{1, 1, 2}, [3]float64{})
+	g2 := NewGeometry([3]int{8, 8, 4}, [3]float64{1, 1, 2}, [3]float64{0, 0, 5}) // shifted 5 mm
+	g3 := NewGeometry([3]int{8, 8, 5}, [3]float64{1, 1, 2}, [3]float64{})
+	img := filepath.Join(dir, "x.nii.gz")
+	if err := WriteImageInt16(img, make([]float32, 256), &g, WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ok := filepath.Join(dir, "ok.nii.gz")
+	shifted := filepath.Join(dir, "shifted.nii.gz")
+	bigger := filepath.Join(dir, "bigger.nii.gz")
+	WriteLabels(ok, make([]int32, 256), &g, WriteOptions{})
+	WriteLabels(shifted, make([]int32, 256), &g2, WriteOptions{})
+	WriteLabels(bigger, make([]int32, 320), &g3, WriteOptions{})
+	if _, _, err := LoadCase(Case{Image: img, Label: ok}, DefaultLimits); err != nil {
+		t.Fatal(err)
+	}
+	for _, lab := range []string{shifted, bigger} {
+		_, _, err := LoadCase(Case{Image: img, Label: lab}, DefaultLimits)
+		if err == nil || !strings.HasPrefix(err.Error(), lab+": does not lie on the grid") {
+			t.Errorf("%s: %v", lab, err)
+		}
+	}
+}

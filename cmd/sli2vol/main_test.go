@@ -86,3 +86,29 @@ func TestModelSummary(t *testing.T) {
 		}
 	}
 }
+
+func TestPhantomCommand(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ph")
+	code, out, errOut := runCLI(t, "phantom", "--out", dir, "--cases", "2", "--seed", "3", "--size", "32,32,12")
+	if code != 0 || !strings.Contains(out, "wrote 2 phantom cases") {
+		t.Fatalf("exit %d: %s %s", code, out, errOut)
+	}
+	for _, f := range []string{"dataset.json", "imagesTr/phantom_001.nii.gz", "labelsTr/phantom_000.nii.gz"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("missing %s", f)
+		}
+	}
+	// Existing output is not overwritten without --force; bad sizes are one-line errors.
+	for _, args := range [][]string{
+		{"phantom", "--out", dir, "--cases", "2", "--size", "32,32,12"},
+		{"phantom", "--out", dir, "--size", "32,32"},
+		{"phantom"},
+	} {
+		if code, _, errOut := runCLI(t, args...); code != 2 || strings.Count(errOut, "\n") != 1 {
+			t.Errorf("%v: exit %d, stderr %q", args, code, errOut)
+		}
+	}
+	if code, _, errOut := runCLI(t, "phantom", "--out", dir, "--cases", "2", "--size", "32,32,12", "--force"); code != 0 {
+		t.Fatalf("--force: %s", errOut)
+	}
+}
