@@ -39,6 +39,7 @@ type Data struct {
 	CTWindowJitterLow [2]float64 `mapstructure:"ct_window_jitter_low" yaml:"ct_window_jitter_low,flow"`
 	CTWindowJitterUp  [2]float64 `mapstructure:"ct_window_jitter_up" yaml:"ct_window_jitter_up,flow"`
 	MRIPercentiles    [2]float64 `mapstructure:"mri_percentiles" yaml:"mri_percentiles,flow"`
+	IntensityScale    float64    `mapstructure:"intensity_scale" yaml:"intensity_scale"`
 	PairStrides       []int      `mapstructure:"pair_strides" yaml:"pair_strides,flow"`
 	SwapProb          float64    `mapstructure:"swap_prob" yaml:"swap_prob"`
 	ResizeRange       [2]int     `mapstructure:"resize_range" yaml:"resize_range,flow"`
@@ -333,6 +334,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Data.ResizeRange[0] > c.Data.ResizeRange[1] || c.Data.ResizeRange[0] < c.Data.Crop {
 		return fmt.Errorf("data.resize_range %v must be ordered and not below data.crop %d", c.Data.ResizeRange, c.Data.Crop)
+	}
+	if c.Data.IntensityScale <= 0 {
+		return fmt.Errorf("data.intensity_scale is %g, must be positive", c.Data.IntensityScale)
 	}
 	if c.Data.CTWindow[0] >= c.Data.CTWindow[1] {
 		return fmt.Errorf("data.ct_window %v is empty", c.Data.CTWindow)

@@ -1,0 +1,231 @@
+package train
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/sli2vol/sli2vol/configs"
+	"github.com/sli2vol/sli2vol/data"
+	"github.com/sli2vol/sli2vol/data/tensors"
+	"github.com/sli2vol/sli2vol/internal/atomicfile"
+	"github.com/sli2vol/sli2vol/internal/progress"
+	"github.com/sli2vol/sli2vol/models"
+	"github.com/sli2vol/sli2vol/torchx"
+)
+
+// Options are a training run's inputs beyond the config.
+type Options struct {
+	Data      *data.Dataset
+	PseudoDir string // pseudo-labels (required in mode sli2vol+)
+	RunDir    string
+	Device    string // resolved ("cpu", "cuda:0")
+	Resume    bool
+	Log       io.Writer
+	// StopAfter ends the run after this many optimizer steps (0: run to the end), for tests
+	// that interrupt a run the way a kill would.
+	StopAfter int
+}
+
+// Result summarises a finished (or stopped) run.
+type Result struct {
+	Steps     int
+	FirstLoss float64
+	LastLoss  float64
+}
+
+// ErrNonFinite reports a NaN or infinite loss; the last good checkpoint is kept.
+var ErrNonFinite = errors.New("non-finite loss")
+
+// NewOptimizer builds the configured optimizer and learning-rate schedule over params.
+func NewOptimizer(t configs.Train, params []torchx.Tensor, totalSteps int) (*torchx.Optimizer, torchx.Schedule) {
+	var opt *torchx.Optimizer
+	if t.Optimizer == "sgd" {
+		opt = torchx.NewSGD(params, torchx.SGDOpts{LR: t.LR, Momentum: t.Momentum, WeightDecay: t.WeightDecay, Nesterov: t.Nesterov})
+	} else {
+		opt = torchx.NewAdamW(params, torchx.AdamWOpts{LR: t.LR, WeightDecay: t.WeightDecay})
+	}
+	var sch torchx.Schedule = torchx.ConstantLR{Base: t.LR}
+	switch t.Schedule {
+	case "step":
+		sch = torchx.StepLR{Base: t.LR, StepSize: t.StepSize, Gamma: t.Gamma}
+	case "poly":
+		sch = torchx.PolyLR{Base: t.LR, Total: totalSteps, Power: t.PolyPower}
+	}
+	return opt, sch
+}
+
+// TrainCFN trains Sli2Vol (mode sli2vol) or Sli2Vol+'s OEG-CFN (mode sli2vol+): pairs of
+// slices, the affinity of their features reconstructs slice j+1 from slice j, an L1-type loss
+// against the real slice j+1. One loop, checkpoints every train.checkpoint_every steps and
+// at the end, exact resume from the last checkpoint.
+func TrainCFN(c *configs.Config, o Options) (Result, error) {
+	var res Result
+	if c.Model.Mode == "sli2vol+" && o.PseudoDir == "" {
+		return res, fmt.Errorf("train: mode sli2vol+ needs pseudo-labels (--pseudo DIR, from sli2vol pseudo-label)")
+	}
+	pseudo := o.PseudoDir
+	if c.Model.Mode == "sli2vol" {
+		pseudo = ""
+	}
+	if err := os.MkdirAll(o.RunDir, 0o755); err != nil {
+		return res, fmt.Errorf("train: %v", err)
+	}
+	ckPath := filepath.Join(o.RunDir, CheckpointFile)
+	if !o.Resume {
+		for _, f := range []string{CheckpointFile, ModelFile} {
+			if _, err := os.Stat(filepath.Join(o.RunDir, f)); err == nil {
+				return res, fmt.Errorf("train: %s already holds a run (%s); use --resume to continue it or another --out", o.RunDir, f)
+			}
+		}
+	}
+	vols, err := LoadTrainVolumes(c, o.Data, pseudo)
+	if err != nil {
+		return res, err
+	}
+	sampler, err := data.NewPairSampler(vols, data.PairsFrom(c))
+	if err != nil {
+		return res, err
+	}
+	stepsPerEpoch := sampler.NumBatches(0, c.Train.BatchSize)
+	total := stepsPerEpoch * c.Train.Epochs
+
+	var model *models.CFN
+	var opt *torchx.Optimizer
+	var sched torchx.Schedule
+	var prog Progress
+	if err := torchx.Try(func() {
+		torchx.ManualSeed(uint64(c.Seed))
+		model, err = models.NewCFN(c.Model)
+		if err != nil {
+			return
+		}
+		models.To(model, o.Device)
+		models.SetTraining(model, true)
+		opt, sched = NewOptimizer(c.Train, models.Parameters(model), total)
+	}); err != nil {
+		return res, fmt.Errorf("train: building the model on %s: %w", o.Device, err)
+	}
+	if err != nil {
+		return res, err
+	}
+	defer opt.Close()
+	if o.Resume {
+		if _, err := os.Stat(ckPath); err != nil {
+			return res, fmt.Errorf("train: --resume: no checkpoint in %s", o.RunDir)
+		}
+		if prog, err = LoadCheckpoint(ckPath, model, opt); err != nil {
+			return res, fmt.Errorf("train: --resume: %w", err)
+		}
+	}
+	if err := WriteRunConfig(o.RunDir, c); err != nil {
+		return res, err
+	}
+	metrics, err := os.OpenFile(filepath.Join(o.RunDir, MetricsFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return res, fmt.Errorf("train: %v", err)
+	}
+	defer metrics.Close()
+
+	bar := progress.New(o.Log, total, "train "+c.Model.Mode, 10*time.Second)
+	if prog.Step > 0 {
+		bar.Add(prog.Step, fmt.Sprintf("resumed at step %d", prog.Step))
+	}
+	scale := c.Data.IntensityScale
+	lossFn := func(recon, target torchx.Tensor) torchx.Tensor {
+		if c.Train.Loss == "l1" {
+			return torchx.L1Loss(recon, target, torchx.ReduceMean)
+		}
+		return torchx.SmoothL1Loss(recon, target, torchx.ReduceMean, 1)
+	}
+	start := prog
+	var runErr error
+	for epoch := prog.Epoch; epoch < c.Train.Epochs && runErr == nil; epoch++ {
+		from := 0
+		if epoch == start.Epoch {
+			from = start.Batch
+		}
+		sampler.Batches(epoch, c.Train.BatchSize, from, func(b int, batch data.Batch) bool {
+			t0 := time.Now()
+			lr := sched.LR(prog.Step)
+			opt.SetLR(lr)
+			var loss float64
+			runErr = torchx.Try(func() {
+				p := tensors.FromBatch(batch, o.Device)
+				a, bb := torchx.MulScalar(p.A, scale), torchx.MulScalar(p.B, scale)
+				var pla, plb torchx.Tensor
+				if model.UsesPL() {
+					pla, plb = torchx.MulScalar(p.PLA, scale), torchx.MulScalar(p.PLB, scale)
+				}
+				opt.ZeroGrad()
+				l := lossFn(model.Reconstruct(a, bb, pla, plb), bb)
+				loss = torchx.Item(l)
+				if math.IsNaN(loss) || math.IsInf(loss, 0) {
+					return
+				}
+				torchx.Backward(l)
+				opt.Step()
+			})
+			torchx.GC()
+			if runErr != nil {
+				runErr = fmt.Errorf("train: step %d: %w", prog.Step+1, runErr)
+				return false
+			}
+			if math.IsNaN(loss) || math.IsInf(loss, 0) {
+				runErr = fmt.Errorf("train: step %d (epoch %d, batch %d): %w %v; stopped, the last good checkpoint %s is kept",
+					prog.Step+1, epoch, b, ErrNonFinite, loss, ckPath)
+				return false
+			}
+			prog.Step++
+			prog.Epoch, prog.Batch = epoch, b+1
+			if prog.Batch >= stepsPerEpoch {
+				prog.Epoch, prog.Batch = epoch+1, 0
+			}
+			if res.Steps == 0 {
+				res.FirstLoss = loss
+			}
+			res.Steps++
+			res.LastLoss = loss
+			sps := float64(batch.Size) / time.Since(t0).Seconds()
+			line, _ := json.Marshal(map[string]any{"step": prog.Step, "epoch": epoch, "batch": b, "loss": loss, "lr": lr,
+				"samples_per_s": math.Round(sps*100) / 100, "time": time.Now().UTC().Format(time.RFC3339)})
+			metrics.Write(append(line, '\n'))
+			bar.Add(1, fmt.Sprintf("loss %.4f, %.1f samples/s", loss, sps))
+			if c.Train.CheckpointEvery > 0 && prog.Step%c.Train.CheckpointEvery == 0 {
+				if runErr = SaveCheckpoint(ckPath, model, opt, prog); runErr != nil {
+					return false
+				}
+			}
+			if o.StopAfter > 0 && res.Steps >= o.StopAfter {
+				runErr = errStopped
+				return false
+			}
+			return true
+		})
+	}
+	bar.Finish()
+	if runErr == errStopped {
+		return res, nil
+	}
+	if runErr != nil {
+		return res, runErr
+	}
+	if err := SaveCheckpoint(ckPath, model, opt, prog); err != nil {
+		return res, err
+	}
+	sd, err := torchx.EncodeStateDict(models.StateDict(model))
+	if err != nil {
+		return res, err
+	}
+	if err := atomicfile.WriteFile(filepath.Join(o.RunDir, ModelFile), sd); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+var errStopped = errors.New("stopped on request")

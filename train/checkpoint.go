@@ -1,0 +1,141 @@
+package train
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/sli2vol/sli2vol/configs"
+	"github.com/sli2vol/sli2vol/internal/atomicfile"
+	"github.com/sli2vol/sli2vol/models"
+	"github.com/sli2vol/sli2vol/torchx"
+)
+
+// A run folder holds what a training run produces:
+//
+//	config.yaml     the effective config the run trains with
+//	checkpoint.pt   the last checkpoint: model weights, optimizer state, progress
+//	model.pt        the final weights (a PyTorch state dict), written at the end
+//	metrics.jsonl   one JSON object per logged step
+const (
+	ConfigFile     = "config.yaml"
+	CheckpointFile = "checkpoint.pt"
+	ModelFile      = "model.pt"
+	MetricsFile    = "metrics.jsonl"
+)
+
+// Progress is where a run stands; a checkpoint stores it so --resume continues exactly.
+type Progress struct {
+	Epoch int `json:"epoch"` // current epoch
+	Batch int `json:"batch"` // next batch of that epoch
+	Step  int `json:"step"`  // optimizer steps taken
+}
+
+// checkpoint entries besides the model's own ("model." + its names).
+const (
+	ckOptim    = "__optimizer_state__"
+	ckProgress = "__progress__"
+)
+
+// SaveCheckpoint writes model, optimizer state and progress into one torch.save-style file
+// atomically (model weights under "model.", byte blobs as uint8 tensors).
+func SaveCheckpoint(path string, m models.Module, opt *torchx.Optimizer, p Progress) error {
+	sd := map[string]torchx.Tensor{}
+	for k, v := range models.StateDict(m) {
+		sd["model."+k] = v
+	}
+	ost := opt.State()
+	sd[ckOptim] = torchx.FromUint8(ost, int64(len(ost)))
+	pj, _ := json.Marshal(p)
+	sd[ckProgress] = torchx.FromUint8(pj, int64(len(pj)))
+	return torchx.SaveStateDict(path, sd)
+}
+
+// LoadCheckpoint restores what SaveCheckpoint wrote into m and opt.
+func LoadCheckpoint(path string, m models.Module, opt *torchx.Optimizer) (Progress, error) {
+	var p Progress
+	sd, err := torchx.LoadStateDict(path)
+	if err != nil {
+		return p, err
+	}
+	model := map[string]torchx.Tensor{}
+	for k, v := range sd {
+		if strings.HasPrefix(k, "model.") {
+			model[strings.TrimPrefix(k, "model.")] = v
+		}
+	}
+	if err := models.LoadStateDict(m, model); err != nil {
+		return p, fmt.Errorf("%s: %w", path, err)
+	}
+	ost, ok := sd[ckOptim]
+	pj, ok2 := sd[ckProgress]
+	if !ok || !ok2 {
+		return p, fmt.Errorf("%s: not a sli2vol checkpoint (no optimizer state or progress)", path)
+	}
+	if err := opt.LoadState(bytesOf(ost)); err != nil {
+		return p, fmt.Errorf("%s: optimizer state: %w", path, err)
+	}
+	if err := json.Unmarshal(bytesOf(pj), &p); err != nil {
+		return p, fmt.Errorf("%s: progress: %v", path, err)
+	}
+	return p, nil
+}
+
+func bytesOf(t torchx.Tensor) []byte {
+	v := torchx.Int64s(t)
+	b := make([]byte, len(v))
+	for i, x := range v {
+		b[i] = byte(x)
+	}
+	return b
+}
+
+// WriteRunConfig stores the effective config in the run folder.
+func WriteRunConfig(dir string, c *configs.Config) error {
+	b, err := c.YAML()
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(filepath.Join(dir, ConfigFile), b)
+}
+
+// LoadRun reads a run folder's config and builds its model with the final (or, failing that,
+// the checkpointed) weights, for inference.
+func LoadRun(dir string) (*configs.Config, *models.CFN, error) {
+	c, err := configs.Load(filepath.Join(dir, ConfigFile))
+	if err != nil {
+		if _, statErr := os.Stat(dir); statErr != nil {
+			return nil, nil, fmt.Errorf("model %s: %v", dir, statErr)
+		}
+		return nil, nil, fmt.Errorf("model %s: not a sli2vol run folder: %w", dir, err)
+	}
+	m, err := models.NewCFN(c.Model)
+	if err != nil {
+		return nil, nil, err
+	}
+	path := filepath.Join(dir, ModelFile)
+	sd, err := torchx.LoadStateDict(path)
+	if err != nil {
+		ck := filepath.Join(dir, CheckpointFile)
+		if _, e := os.Stat(ck); e != nil {
+			return nil, nil, err
+		}
+		all, err2 := torchx.LoadStateDict(ck)
+		if err2 != nil {
+			return nil, nil, err2
+		}
+		sd = map[string]torchx.Tensor{}
+		for k, v := range all {
+			if strings.HasPrefix(k, "model.") {
+				sd[strings.TrimPrefix(k, "model.")] = v
+			}
+		}
+		path = ck
+	}
+	if err := models.LoadStateDict(m, sd); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, m, nil
+}
