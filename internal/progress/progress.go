@@ -26,7 +26,11 @@ type Reporter struct {
 }
 
 // New reports to w: a bar on a terminal, else a line every interval (and at the end).
+// A nil w discards everything.
 func New(w io.Writer, total int, desc string, interval time.Duration) *Reporter {
+	if w == nil {
+		w = io.Discard
+	}
 	r := &Reporter{desc: desc, total: total, w: w, every: interval, now: time.Now}
 	r.start = r.now()
 	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {

@@ -1,0 +1,139 @@
+package infer
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/sli2vol/sli2vol/data"
+	"github.com/sli2vol/sli2vol/data/tensors"
+	"github.com/sli2vol/sli2vol/internal/progress"
+	"github.com/sli2vol/sli2vol/models"
+	"github.com/sli2vol/sli2vol/torchx"
+)
+
+// Propagator carries an annotated slice through a volume (§3.4): the affinity between the
+// features of neighbouring slices moves the mask one slice at a time (Eq. 4), in both
+// directions from the annotation.
+type Propagator struct {
+	Model  Network
+	Device string
+	// Scale multiplies normalised intensities (data.intensity_scale), as in training.
+	Scale float64
+	// MinArea: a direction stops at the first slice whose propagated mask has fewer
+	// foreground pixels, so structures that end are not dragged on.
+	MinArea int
+	// Estimate is the test-time object estimate: "none" (the paper: slice features only) or
+	// "propagated" (the current mask stands in for the pseudo-label of both slices).
+	Estimate string
+	Log      io.Writer
+}
+
+// Network is what propagation needs of a correspondence-flow model (models.CFN).
+type Network interface {
+	SliceFeatures(slice torchx.Tensor) torchx.Tensor
+	PLFeatures(mask torchx.Tensor) torchx.Tensor
+	Affinity(query, key torchx.Tensor) torchx.Tensor
+	Propagate(affinity, src torchx.Tensor) torchx.Tensor
+}
+
+// Result is a propagated label volume and where each direction stopped.
+type Result struct {
+	Labels      []int32 // on the image's grid, annotation ids
+	First, Last int     // anatomical slice range that received a mask
+}
+
+// Segment propagates ann through img (sliced by s, normalised by win).
+func (p *Propagator) Segment(img *data.Image, s data.Slicer, win data.Window, ann *data.Annotation) (*Result, error) {
+	if len(ann.IDs) == 0 {
+		return nil, fmt.Errorf("annotation on slice %d is empty", ann.Slice)
+	}
+	if p.Estimate != "none" && p.Estimate != "propagated" && p.Estimate != "" {
+		return nil, fmt.Errorf("infer.object_estimate %q is not available here (none or propagated)", p.Estimate)
+	}
+	h, w := s.Size()
+	res := &Result{Labels: make([]int32, img.NumVoxels()), First: ann.Slice, Last: ann.Slice}
+	data.SetSlice(s, res.Labels, ann.Slice, ann.Mask)
+	if m, ok := p.Model.(models.Module); ok {
+		models.SetTraining(m, false)
+	}
+	// Channel 0 is background, channel c+1 the annotation's c-th id.
+	channel := map[int32]int64{0: 0}
+	for i, id := range ann.IDs {
+		channel[id] = int64(i + 1)
+	}
+	k := int64(len(ann.IDs) + 1)
+	oneHot := func(mask []int32) torchx.Tensor {
+		idx := make([]int64, len(mask))
+		for i, v := range mask {
+			idx[i] = channel[v]
+		}
+		t := torchx.OneHot(torchx.FromInt64(idx, 1, int64(h), int64(w)), k) // 1×H×W×K
+		return torchx.To(torchx.Permute(t, 0, 3, 1, 2), p.Device, torchx.Float32)
+	}
+	slice := func(n int) torchx.Tensor {
+		v := data.Slice(s, img.Data, n)
+		win.Apply(v, v)
+		t := tensors.Slices(v, 1, h, w)
+		return torchx.To(torchx.MulScalar(t, p.Scale), p.Device, -1)
+	}
+	// Each slice's own features are computed once: the query of one step is the key of the
+	// next. (With a propagated estimate only the PL half is recomputed.)
+	cachedN, cachedF := -1, torchx.Tensor{}
+	features := func(n int, estimate torchx.Tensor) torchx.Tensor {
+		if n != cachedN {
+			cachedN, cachedF = n, p.Model.SliceFeatures(slice(n))
+		}
+		f := cachedF
+		if p.Estimate == "propagated" {
+			f = torchx.Cat([]torchx.Tensor{f, p.Model.PLFeatures(estimate)}, 1)
+		}
+		return f
+	}
+	foreground := func(probs torchx.Tensor) torchx.Tensor {
+		// The estimate fed to the PL encoder: 1 − P(background), scaled like an image.
+		bg := torchx.Narrow(probs, 1, 0, 1)
+		return torchx.MulScalar(torchx.AddScalar(torchx.Neg(bg), 1), p.Scale)
+	}
+	bar := progress.New(p.Log, s.Len()-1, "segment", 5*time.Second)
+	defer bar.Finish()
+	err := torchx.Try(func() {
+		torchx.NoGrad(func() {
+			for _, dir := range []int{-1, +1} {
+				cur := oneHot(ann.Mask)
+				key := features(ann.Slice, foreground(cur))
+				for n := ann.Slice + dir; n >= 0 && n < s.Len(); n += dir {
+					query := features(n, foreground(cur))
+					probs := p.Model.Propagate(p.Model.Affinity(query, key), cur)
+					arg := torchx.Int64s(torchx.Argmax(probs, 1, false))
+					mask := make([]int32, len(arg))
+					area := 0
+					for i, c := range arg {
+						if c > 0 {
+							mask[i] = ann.IDs[c-1]
+							area++
+						}
+					}
+					bar.Add(1, fmt.Sprintf("slice %d, %d px", n, area))
+					if area < max(1, p.MinArea) {
+						break
+					}
+					data.SetSlice(s, res.Labels, n, mask)
+					res.First, res.Last = min(res.First, n), max(res.Last, n)
+					// Re-encode hard labels: a soft mask would blur a little more each slice.
+					cur = oneHot(mask)
+					if p.Estimate == "propagated" {
+						key = features(n, foreground(cur)) // the key's estimate is the mask it carries
+					} else {
+						key = query
+					}
+					torchx.GC()
+				}
+			}
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}

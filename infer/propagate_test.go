@@ -1,0 +1,106 @@
+package infer
+
+import (
+	"testing"
+
+	"github.com/sli2vol/sli2vol/data"
+	"github.com/sli2vol/sli2vol/torchx"
+)
+
+// fixedFlow is a stand-in network whose affinity puts all weight on one displacement
+// (dy, dx) of a radius-1 window: propagation then moves the mask by exactly that much per
+// slice, which makes the expected output computable by hand.
+type fixedFlow struct{ dy, dx int }
+
+func (f fixedFlow) SliceFeatures(s torchx.Tensor) torchx.Tensor { return s }
+func (f fixedFlow) PLFeatures(m torchx.Tensor) torchx.Tensor   { return m }
+func (f fixedFlow) Affinity(q, _ torchx.Tensor) torchx.Tensor {
+	sh := q.Shape()
+	a := make([]float32, 9*sh[2]*sh[3])
+	d := (f.dy+1)*3 + f.dx + 1
+	for i := int64(0); i < sh[2]*sh[3]; i++ {
+		a[int64(d)*sh[2]*sh[3]+i] = 1
+	}
+	return torchx.FromFloat32(a, 1, 9, sh[2], sh[3])
+}
+func (f fixedFlow) Propagate(a, src torchx.Tensor) torchx.Tensor { return torchx.Aggregate(a, src, 1) }
+
+// lia is a small volume in FreeSurfer's LIA orientation: slices along array axis 1, most
+// inferior at the highest index.
+func lia() *data.Image {
+	g := data.NewGeometry([3]int{6, 5, 7}, [3]float64{1, 1, 1}, [3]float64{})
+	g.Affine = data.Mat4{{-1, 0, 0, 0}, {0, 0, 1, 0}, {0, -1, 0, 0}, {0, 0, 0, 1}}
+	return &data.Image{Geometry: g, Data: make([]float32, g.NumVoxels())}
+}
+
+func TestIdentityFlowCopiesBothWays(t *testing.T) {
+	img := lia()
+	s, _ := data.NewSlicer(&img.Geometry, -1)
+	h, w := s.Size() // 6×7
+	mask := make([]int32, h*w)
+	mask[2*w+3], mask[2*w+4], mask[3*w+3] = 12175, 12175, 4 // two ids
+	ann := &data.Annotation{Slice: 2, Mask: mask, IDs: []int32{4, 12175}}
+	p := &Propagator{Model: fixedFlow{0, 0}, Device: "cpu", Scale: 1, MinArea: 1}
+	res, err := p.Segment(img, s, data.Window{Lo: 0, Up: 1}, ann)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.First != 0 || res.Last != s.Len()-1 {
+		t.Fatalf("covered slices %d..%d, want 0..%d", res.First, res.Last, s.Len()-1)
+	}
+	for n := 0; n < s.Len(); n++ {
+		got := data.Slice(s, res.Labels, n)
+		for i := range mask {
+			if got[i] != mask[i] {
+				t.Fatalf("slice %d pixel %d = %d, want %d", n, i, got[i], mask[i])
+			}
+		}
+	}
+}
+
+// A flow that moves the mask one column left per slice going up, and (applied the other
+// way) also left going down; a 2-pixel-wide square at columns 1-2 survives one step and
+// vanishes after three, where propagation must stop.
+func TestShiftFlowStopsWhenMaskVanishes(t *testing.T) {
+	img := lia()
+	s, _ := data.NewSlicer(&img.Geometry, -1)
+	h, w := s.Size()
+	mask := make([]int32, h*w)
+	for y := 2; y <= 3; y++ {
+		for x := 1; x <= 2; x++ {
+			mask[y*w+x] = 3
+		}
+	}
+	ann := &data.Annotation{Slice: 2, Mask: mask, IDs: []int32{3}}
+	p := &Propagator{Model: fixedFlow{0, 1}, Device: "cpu", Scale: 1, MinArea: 3}
+	res, err := p.Segment(img, s, data.Window{Lo: 0, Up: 1}, ann)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each step: out[y,x] = m[y,x+1] → columns 0-1 (area 4), then column 0 (area 2 < 3: stop).
+	if res.First != 1 || res.Last != 3 {
+		t.Fatalf("covered %d..%d, want 1..3", res.First, res.Last)
+	}
+	one := data.Slice(s, res.Labels, 3)
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			want := int32(0)
+			if (y == 2 || y == 3) && x <= 1 {
+				want = 3
+			}
+			if one[y*w+x] != want {
+				t.Fatalf("slice 3 (%d,%d) = %d, want %d", y, x, one[y*w+x], want)
+			}
+		}
+	}
+	for _, n := range []int{0, 4} {
+		for _, v := range data.Slice(s, res.Labels, n) {
+			if v != 0 {
+				t.Fatalf("slice %d labelled after the mask vanished", n)
+			}
+		}
+	}
+	if _, err := (&Propagator{Model: fixedFlow{}, Device: "cpu", Scale: 1, Estimate: "model"}).Segment(img, s, data.Window{Lo: 0, Up: 1}, ann); err == nil {
+		t.Fatal("estimate model accepted without a refinement network")
+	}
+}
