@@ -91,11 +91,19 @@ vet: build
 test: deps build vet
 	$(GOENV) $(GO) test -count=1 -timeout 20m ./...
 
-# The main job, end to end. For now: versions and a forward/backward/optimizer smoke run;
-# the pipeline (phantoms → Sli2Vol → pseudo-labels → Sli2Vol+ → evaluation) replaces it.
+# The main job, end to end on synthetic phantoms with the two-core config: phantoms →
+# Sli2Vol training → pseudo-labels → Sli2Vol+ training → evaluation against baselines.
+DEMO := build/demo
+DEMO_CFG := configs/cpu-small.yaml
 demo: deps build
+	@rm -rf $(DEMO) && mkdir -p $(DEMO)
 	bin/sli2vol version
-	bin/sli2vol selftest --config configs/cpu-small.yaml
+	bin/sli2vol phantom --out $(DEMO)/train --cases 4 --seed 1
+	bin/sli2vol phantom --out $(DEMO)/test --cases 2 --seed 2
+	bin/sli2vol train --config $(DEMO_CFG) --mode sli2vol --data $(DEMO)/train --out $(DEMO)/sli2vol
+	bin/sli2vol pseudo-label --config $(DEMO_CFG) --model $(DEMO)/sli2vol --data $(DEMO)/train --out $(DEMO)/pseudo
+	bin/sli2vol train --config $(DEMO_CFG) --mode sli2vol+ --data $(DEMO)/train --pseudo $(DEMO)/pseudo --out $(DEMO)/sli2vol+
+	bin/sli2vol evaluate --config $(DEMO_CFG) --model $(DEMO)/sli2vol --model $(DEMO)/sli2vol+ --data $(DEMO)/test --out $(DEMO)/report
 
 # For a shell: eval "$(make -s print-env)" then go test/build by hand.
 print-env:

@@ -25,9 +25,18 @@ type Case struct {
 
 // Dataset is a list of cases.
 type Dataset struct {
-	Root  string
-	Name  string
-	Cases []Case
+	Root   string
+	Name   string
+	Cases  []Case
+	Labels map[int32]string // structure names by id (dataset.json "labels"), when known
+}
+
+// LabelName is the structure's name, or "label N".
+func (d *Dataset) LabelName(id int32) string {
+	if n, ok := d.Labels[id]; ok && n != "" {
+		return n
+	}
+	return fmt.Sprintf("label %d", id)
 }
 
 // Split returns the cases of one split.
@@ -111,13 +120,21 @@ func openMSD(root string) (*Dataset, error) {
 	d := &Dataset{Root: root, Name: filepath.Base(filepath.Clean(root))}
 	if b, err := os.ReadFile(filepath.Join(root, "dataset.json")); err == nil {
 		var meta struct {
-			Name string `json:"name"`
+			Name   string            `json:"name"`
+			Labels map[string]string `json:"labels"`
 		}
 		if err := json.Unmarshal(b, &meta); err != nil {
 			return nil, fmt.Errorf("%s: not valid JSON: %v", filepath.Join(root, "dataset.json"), err)
 		}
 		if meta.Name != "" {
 			d.Name = meta.Name
+		}
+		d.Labels = map[int32]string{}
+		for k, v := range meta.Labels {
+			var id int32
+			if _, err := fmt.Sscan(k, &id); err == nil {
+				d.Labels[id] = v
+			}
 		}
 	}
 	for _, sp := range []struct{ split, images, labels string }{{"train", "imagesTr", "labelsTr"}, {"test", "imagesTs", "labelsTs"}} {

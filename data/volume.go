@@ -171,7 +171,9 @@ type WriteOptions struct {
 	Overwrite bool // replace an existing file (never the source of the geometry)
 }
 
-func checkOutput(path string, g *Geometry, o WriteOptions) error {
+// CheckOutput refuses an output path that is the geometry's source, lies in a missing folder,
+// or exists (unless o.Overwrite).
+func CheckOutput(path string, g *Geometry, o WriteOptions) error {
 	if g.Source != "" {
 		a, _ := filepath.Abs(path)
 		b, _ := filepath.Abs(g.Source)
@@ -255,7 +257,7 @@ func WriteImageInt16(path string, data []float32, g *Geometry, o WriteOptions) e
 // writeNIfTI writes a single-file NIfTI (-1, or -2 when a dim exceeds int16), gzipped when
 // the name ends in .gz, atomically.
 func writeNIfTI(path string, g *Geometry, datatype int32, o WriteOptions, body func(io.Writer) error) error {
-	if err := checkOutput(path, g, o); err != nil {
+	if err := CheckOutput(path, g, o); err != nil {
 		return err
 	}
 	src := g.Header

@@ -13,7 +13,7 @@ import (
 type fixedFlow struct{ dy, dx int }
 
 func (f fixedFlow) SliceFeatures(s torchx.Tensor) torchx.Tensor { return s }
-func (f fixedFlow) PLFeatures(m torchx.Tensor) torchx.Tensor   { return m }
+func (f fixedFlow) PLFeatures(m torchx.Tensor) torchx.Tensor    { return m }
 func (f fixedFlow) Affinity(q, _ torchx.Tensor) torchx.Tensor {
 	sh := q.Shape()
 	a := make([]float32, 9*sh[2]*sh[3])

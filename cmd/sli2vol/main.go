@@ -64,7 +64,8 @@ func newRoot() *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%s: %w (see %s --help)", c.CommandPath(), err, c.CommandPath())
 	})
-	root.AddCommand(newVersionCmd(), newConfigCmd(), newModelCmd(), newPhantomCmd(), newSelftestCmd())
+	root.AddCommand(newVersionCmd(), newConfigCmd(), newModelCmd(), newPhantomCmd(), newTrainCmd(),
+		newPseudoLabelCmd(), newSegmentCmd(), newEvaluateCmd(), newSelftestCmd())
 	return root
 }
 

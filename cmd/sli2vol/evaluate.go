@@ -1,0 +1,89 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sli2vol/sli2vol/data"
+	"github.com/sli2vol/sli2vol/infer"
+	"github.com/sli2vol/sli2vol/models"
+)
+
+func newEvaluateCmd() *cobra.Command {
+	var runs []string
+	var dataDir, out string
+	var baselines bool
+	cmd := &cobra.Command{
+		Use:   "evaluate --model RUN [--model RUN2 ...] --data DIR --out REPORT",
+		Short: "Benchmark trained models and baselines on labelled volumes (Dice, HD95, error drift)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dataDir == "" || out == "" {
+				return fmt.Errorf("evaluate: --data and --out are required")
+			}
+			ds, err := data.OpenDataset(dataDir)
+			if err != nil {
+				return err
+			}
+			var methods []infer.Method
+			var base *infer.Job
+			seen := map[string]bool{}
+			for _, r := range runs {
+				j, err := runJob(cmd, r)
+				if err != nil {
+					return err
+				}
+				j.Log = nil // one line per case below, not a bar per structure
+				name := j.Cfg.Model.Mode
+				if seen[name] {
+					name = filepath.Base(filepath.Clean(r))
+				}
+				seen[name] = true
+				methods = append(methods, infer.Method{Name: name, Job: j})
+				if base == nil {
+					base = j
+				}
+			}
+			if base == nil {
+				c, err := loadConfig(cmd, nil)
+				if err != nil {
+					return err
+				}
+				dev, err := applyRuntime(c)
+				if err != nil {
+					return err
+				}
+				base = &infer.Job{Cfg: c, Device: dev}
+			}
+			if baselines || len(methods) == 0 {
+				c := base.Cfg
+				geig := models.NewGEIG(c.Model.GEIG.Directions, c.Model.GEIG.Scales)
+				aff := &infer.Job{Cfg: c, Device: base.Device, Net: &infer.FeatureAffinity{Input: geig, Radius: c.Model.Radius}}
+				methods = append([]infer.Method{{Name: "copy"}, {Name: "geig-affinity (untrained)", Job: aff}}, methods...)
+			}
+			ev, err := infer.Evaluate(ds, base, methods, base.Cfg.Seed)
+			if err != nil {
+				return err
+			}
+			names := make([]string, len(methods))
+			for i, m := range methods {
+				names[i] = m.Name
+			}
+			if err := ev.Write(out, names, "sli2vol evaluation on "+ds.Name); err != nil {
+				return err
+			}
+			fmt.Fprint(cmd.OutOrStdout(), ev.Table(names))
+			fmt.Fprintf(cmd.OutOrStdout(), "report: %s\n", filepath.Join(out, "report.md"))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&runs, "model", nil, "trained run folder (repeatable)")
+	f.StringVar(&dataDir, "data", "", "labelled dataset to evaluate on")
+	f.StringVar(&out, "out", "", "report folder (report.md, results.csv, drift.csv)")
+	f.BoolVar(&baselines, "baselines", true, "include the copy and untrained GEIG-affinity baselines")
+	addInferFlags(cmd)
+	return cmd
+}

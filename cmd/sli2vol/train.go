@@ -1,0 +1,54 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sli2vol/sli2vol/data"
+	"github.com/sli2vol/sli2vol/train"
+)
+
+func newTrainCmd() *cobra.Command {
+	var dataDir, out, pseudo string
+	var resume bool
+	cmd := &cobra.Command{
+		Use:   "train --data DIR --out RUN [--pseudo PLDIR] [--resume]",
+		Short: "Train Sli2Vol (model.mode sli2vol) or Sli2Vol+'s OEG-CFN (sli2vol+, with --pseudo)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dataDir == "" || out == "" {
+				return fmt.Errorf("train: --data and --out are required")
+			}
+			c, err := loadConfig(cmd, map[string]string{"mode": "model.mode", "epochs": "train.epochs", "batch-size": "train.batch_size"})
+			if err != nil {
+				return err
+			}
+			dev, err := applyRuntime(c)
+			if err != nil {
+				return err
+			}
+			ds, err := data.OpenDataset(dataDir)
+			if err != nil {
+				return err
+			}
+			r, err := train.TrainCFN(c, train.Options{Data: ds, PseudoDir: pseudo, RunDir: out, Device: dev,
+				Resume: resume, Log: cmd.ErrOrStderr()})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "trained %s on %s: %d steps, loss %.4f → %.4f; model in %s\n",
+				c.Model.Mode, dev, r.Steps, r.FirstLoss, r.LastLoss, out)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dataDir, "data", "", "training dataset (MSD folder, plain folder or manifest)")
+	f.StringVar(&out, "out", "", "run folder for config, checkpoints, metrics and the model")
+	f.StringVar(&pseudo, "pseudo", "", "pseudo-labels (sli2vol pseudo-label output), for mode sli2vol+")
+	f.BoolVar(&resume, "resume", false, "continue from the run folder's last checkpoint")
+	f.String("mode", "sli2vol+", "sli2vol or sli2vol+ (config: model.mode)")
+	f.Int("epochs", 0, "epochs (config: train.epochs)")
+	f.Int("batch-size", 0, "batch size (config: train.batch_size)")
+	return cmd
+}

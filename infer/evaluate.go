@@ -1,0 +1,264 @@
+package infer
+
+import (
+	"encoding/csv"
+	"fmt"
+	"math"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/sli2vol/sli2vol/data"
+	"github.com/sli2vol/sli2vol/internal/atomicfile"
+)
+
+// Method is one segmentation method in an evaluation: a propagating job, or the copy
+// baseline (Job nil).
+type Method struct {
+	Name string
+	Job  *Job
+}
+
+// Row is one method's result for one structure of one case.
+type Row struct {
+	Case, Method string
+	ID           int32
+	Name         string
+	Slice        int // the annotated slice (benchmark policy)
+	Largest      int // the structure's largest slice
+	Dice, HD95   float64
+}
+
+// Evaluation holds the rows and the error-drift curves.
+type Evaluation struct {
+	Rows  []Row
+	drift map[string]map[int][2]float64 // method → |distance| → (sum of slice Dice, count)
+}
+
+// Evaluate runs every method on every labelled case of ds (the test split when it has labelled
+// cases, else all labelled cases), each structure propagated from the same benchmark-chosen
+// slice for every method (seeded, ±3 around its largest cross-section, paper §4.3).
+func Evaluate(ds *data.Dataset, base *Job, methods []Method, seed int64) (*Evaluation, error) {
+	var cases []data.Case
+	for _, split := range []string{"test", "train"} {
+		for _, c := range ds.Split(split) {
+			if c.Label != "" {
+				cases = append(cases, c)
+			}
+		}
+		if len(cases) > 0 {
+			break
+		}
+	}
+	if len(cases) == 0 {
+		return nil, fmt.Errorf("evaluate %s: no case has labels to evaluate against", ds.Root)
+	}
+	ev := &Evaluation{drift: map[string]map[int][2]float64{}}
+	for ci, c := range cases {
+		img, lab, err := data.LoadCase(c, data.LimitsFrom(base.Cfg))
+		if err != nil {
+			return nil, err
+		}
+		prep := map[string]*Prepared{}
+		for _, m := range methods {
+			j := base
+			if m.Job != nil {
+				j = m.Job
+			}
+			if prep[m.Name], err = j.Prepare(img); err != nil {
+				return nil, err
+			}
+		}
+		p0 := prep[methods[0].Name]
+		r := rand.New(rand.NewSource(seed*7919 + int64(ci)))
+		for _, ch := range data.BenchmarkAnnotations(lab, p0.Slicer, r, 3) {
+			truth := make([]int32, len(lab.Data))
+			for i, v := range lab.Data {
+				if v == ch.ID {
+					truth[i] = ch.ID
+				}
+			}
+			mask := data.Slice(p0.Slicer, truth, ch.Slice)
+			ann := &data.Annotation{Slice: ch.Slice, Mask: mask, IDs: []int32{ch.ID}}
+			for _, m := range methods {
+				var pred []int32
+				if m.Job == nil {
+					pred = CopyMask(prep[m.Name], mask)
+				} else {
+					res, err := m.Job.Segment(prep[m.Name], ann)
+					if err != nil {
+						return nil, fmt.Errorf("%s, %s: %w", c.Image, m.Name, err)
+					}
+					pred = res.Labels
+				}
+				ev.Rows = append(ev.Rows, Row{Case: c.ID, Method: m.Name, ID: ch.ID, Name: ds.LabelName(ch.ID),
+					Slice: ch.Slice, Largest: ch.Largest, Dice: Dice(pred, truth, ch.ID),
+					HD95: HD95(pred, truth, ch.ID, img.Shape, img.Spacing)})
+				ev.addDrift(m.Name, p0.Slicer, pred, truth, ch.ID, ch.Slice)
+			}
+		}
+	}
+	return ev, nil
+}
+
+// addDrift accumulates per-slice Dice by distance from the annotated slice, over slices
+// where the structure is in the truth or the prediction.
+func (ev *Evaluation) addDrift(method string, s data.Slicer, pred, truth []int32, id int32, ann int) {
+	if ev.drift[method] == nil {
+		ev.drift[method] = map[int][2]float64{}
+	}
+	for n := 0; n < s.Len(); n++ {
+		ps, ts := data.Slice(s, pred, n), data.Slice(s, truth, n)
+		var inter, a, b int
+		for i := range ps {
+			p, t := ps[i] == id, ts[i] == id
+			if p {
+				a++
+			}
+			if t {
+				b++
+			}
+			if p && t {
+				inter++
+			}
+		}
+		if a+b == 0 {
+			continue
+		}
+		d := n - ann
+		if d < 0 {
+			d = -d
+		}
+		acc := ev.drift[method][d]
+		acc[0] += 2 * float64(inter) / float64(a+b)
+		acc[1]++
+		ev.drift[method][d] = acc
+	}
+}
+
+func meanStd(v []float64) (float64, float64) {
+	var s, n float64
+	for _, x := range v {
+		if !math.IsNaN(x) {
+			s += x
+			n++
+		}
+	}
+	if n == 0 {
+		return math.NaN(), math.NaN()
+	}
+	m := s / n
+	var q float64
+	for _, x := range v {
+		if !math.IsNaN(x) {
+			q += (x - m) * (x - m)
+		}
+	}
+	return m, math.Sqrt(q / n)
+}
+
+// Table is mean ± std Dice (×100) per structure (rows) and method (columns), as the
+// paper's Table 2, with the mean over structures last.
+func (ev *Evaluation) Table(methods []string) string {
+	structs := map[string]bool{}
+	for _, r := range ev.Rows {
+		structs[r.Name] = true
+	}
+	names := make([]string, 0, len(structs))
+	for n := range structs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	b.WriteString("| structure | " + strings.Join(methods, " | ") + " |\n|---|" + strings.Repeat("---|", len(methods)) + "\n")
+	means := make([][]float64, len(methods))
+	for _, n := range names {
+		b.WriteString("| " + n)
+		for mi, m := range methods {
+			var v []float64
+			for _, r := range ev.Rows {
+				if r.Name == n && r.Method == m {
+					v = append(v, 100*r.Dice)
+				}
+			}
+			mu, sd := meanStd(v)
+			means[mi] = append(means[mi], mu)
+			fmt.Fprintf(&b, " | %.1f ± %.1f", mu, sd)
+		}
+		b.WriteString(" |\n")
+	}
+	b.WriteString("| **mean**")
+	for mi := range methods {
+		mu, _ := meanStd(means[mi])
+		fmt.Fprintf(&b, " | **%.1f**", mu)
+	}
+	b.WriteString(" |\n")
+	return b.String()
+}
+
+// MeanDice is a method's mean Dice over all rows.
+func (ev *Evaluation) MeanDice(method string) float64 {
+	var v []float64
+	for _, r := range ev.Rows {
+		if r.Method == method {
+			v = append(v, r.Dice)
+		}
+	}
+	m, _ := meanStd(v)
+	return m
+}
+
+// Write stores report.md, results.csv and drift.csv in dir.
+func (ev *Evaluation) Write(dir string, methods []string, title string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	var rb strings.Builder
+	w := csv.NewWriter(&rb)
+	w.Write([]string{"case", "method", "label", "structure", "annotated_slice", "largest_slice", "dice", "hd95_mm"})
+	for _, r := range ev.Rows {
+		w.Write([]string{r.Case, r.Method, fmt.Sprint(r.ID), r.Name, fmt.Sprint(r.Slice), fmt.Sprint(r.Largest),
+			fmt.Sprintf("%.4f", r.Dice), fmt.Sprintf("%.2f", r.HD95)})
+	}
+	w.Flush()
+	if err := atomicfile.WriteFile(filepath.Join(dir, "results.csv"), []byte(rb.String())); err != nil {
+		return err
+	}
+	var db strings.Builder
+	dw := csv.NewWriter(&db)
+	dw.Write([]string{"method", "distance_slices", "mean_dice", "slices"})
+	for _, m := range methods {
+		var ds []int
+		for d := range ev.drift[m] {
+			ds = append(ds, d)
+		}
+		sort.Ints(ds)
+		for _, d := range ds {
+			a := ev.drift[m][d]
+			dw.Write([]string{m, fmt.Sprint(d), fmt.Sprintf("%.4f", a[0]/a[1]), fmt.Sprint(int(a[1]))})
+		}
+	}
+	dw.Flush()
+	if err := atomicfile.WriteFile(filepath.Join(dir, "drift.csv"), []byte(db.String())); err != nil {
+		return err
+	}
+	var md strings.Builder
+	fmt.Fprintf(&md, "# %s\n\nDice ×100, mean ± std over cases; each structure is propagated from one slice chosen\n"+
+		"at random within ±3 of its largest cross-section (seeded; the same slice for every method).\n\n", title)
+	md.WriteString(ev.Table(methods))
+	md.WriteString("\nHD95 (mm), mean over cases:\n\n| method | HD95 |\n|---|---|\n")
+	for _, m := range methods {
+		var v []float64
+		for _, r := range ev.Rows {
+			if r.Method == m {
+				v = append(v, r.HD95)
+			}
+		}
+		mu, _ := meanStd(v)
+		fmt.Fprintf(&md, "| %s | %.1f |\n", m, mu)
+	}
+	md.WriteString("\nPer case and structure: `results.csv`. Dice against distance from the annotated slice (error drift): `drift.csv`.\n")
+	return atomicfile.WriteFile(filepath.Join(dir, "report.md"), []byte(md.String()))
+}

@@ -1,0 +1,82 @@
+package infer
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/sli2vol/sli2vol/configs"
+	"github.com/sli2vol/sli2vol/data"
+)
+
+// Job binds a network to a config for segmenting volumes.
+type Job struct {
+	Cfg    *configs.Config
+	Net    Network
+	Device string
+	Log    io.Writer
+}
+
+// Prepared is a volume ready for propagation: slicing and test-time window decided.
+type Prepared struct {
+	Image  *data.Image
+	Slicer data.Slicer
+	Window data.Window
+}
+
+// Prepare slices and normalises img as the config says.
+func (j *Job) Prepare(img *data.Image) (*Prepared, error) {
+	s, err := data.NewSlicer(&img.Geometry, data.SliceAxisFrom(j.Cfg.Data))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", img.Source, err)
+	}
+	n, err := data.NewNormalizer(data.IntensityFrom(j.Cfg.Data), img.Data)
+	if err != nil {
+		return nil, err
+	}
+	return &Prepared{Image: img, Slicer: s, Window: n.Test()}, nil
+}
+
+// Propagator for this job.
+func (j *Job) Propagator() *Propagator {
+	return &Propagator{Model: j.Net, Device: j.Device, Scale: j.Cfg.Data.IntensityScale,
+		MinArea: j.Cfg.Infer.MinArea, Estimate: j.Cfg.Infer.ObjectEstimate, Log: j.Log}
+}
+
+// Segment propagates ann through a prepared volume.
+func (j *Job) Segment(p *Prepared, ann *data.Annotation) (*Result, error) {
+	return j.Propagator().Segment(p.Image, p.Slicer, p.Window, ann)
+}
+
+// SegmentFile is `sli2vol segment`: image and annotation files in, a label file out on the
+// image's grid with the annotation's ids. slice < 0: the annotation file must label one slice.
+func (j *Job) SegmentFile(imagePath, annotationPath string, slice int, out string, o data.WriteOptions) (*Result, error) {
+	lim := data.LimitsFrom(j.Cfg)
+	img, err := data.LoadImage(imagePath, lim)
+	if err != nil {
+		return nil, err
+	}
+	lab, err := data.LoadLabels(annotationPath, lim)
+	if err != nil {
+		return nil, err
+	}
+	if err := img.SameGrid(&lab.Geometry, 1e-3); err != nil {
+		return nil, fmt.Errorf("%s: does not lie on the grid of %s: %v", annotationPath, imagePath, err)
+	}
+	p, err := j.Prepare(img)
+	if err != nil {
+		return nil, err
+	}
+	ann, err := data.FindAnnotation(lab, p.Slicer, slice)
+	if err != nil {
+		return nil, err
+	}
+	// Refuse a bad output path before the (long) propagation.
+	if err := data.CheckOutput(out, &img.Geometry, o); err != nil {
+		return nil, err
+	}
+	res, err := j.Segment(p, ann)
+	if err != nil {
+		return nil, err
+	}
+	return res, data.WriteLabels(out, res.Labels, &img.Geometry, o)
+}

@@ -1,0 +1,105 @@
+package infer
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand"
+	"os"
+	"path/filepath"
+
+	"github.com/sli2vol/sli2vol/data"
+	"github.com/sli2vol/sli2vol/internal/atomicfile"
+)
+
+// CaseAnnotations returns the annotation(s) a training case is propagated from (§3.2 "PLs
+// Generation"): its annotation file; or the given slice of its label file; or, for a fully
+// labelled case, the benchmark policy — per structure, a seeded pick within ±3 of its largest
+// slice (each structure then propagates separately).
+func (j *Job) CaseAnnotations(c data.Case, p *Prepared, r *rand.Rand) ([]*data.Annotation, error) {
+	lim := data.LimitsFrom(j.Cfg)
+	var src string
+	switch {
+	case c.Annotation != "":
+		src = c.Annotation
+	case c.Label != "":
+		src = c.Label
+	default:
+		return nil, fmt.Errorf("%s: case %s has neither an annotation nor a label file", c.Image, c.ID)
+	}
+	lab, err := data.LoadLabels(src, lim)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Image.SameGrid(&lab.Geometry, 1e-3); err != nil {
+		return nil, fmt.Errorf("%s: does not lie on the grid of %s: %v", src, c.Image, err)
+	}
+	if c.Annotation != "" || c.Slice >= 0 {
+		a, err := data.FindAnnotation(lab, p.Slicer, c.Slice)
+		if err != nil {
+			return nil, err
+		}
+		return []*data.Annotation{a}, nil
+	}
+	var out []*data.Annotation
+	for _, ch := range data.BenchmarkAnnotations(lab, p.Slicer, r, 3) {
+		m := data.Slice(p.Slicer, lab.Data, ch.Slice)
+		for i, v := range m {
+			if v != ch.ID {
+				m[i] = 0
+			}
+		}
+		out = append(out, &data.Annotation{Slice: ch.Slice, Mask: m, IDs: []int32{ch.ID}})
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no labelled voxel to annotate from", src)
+	}
+	return out, nil
+}
+
+// PseudoLabels writes, for every training case, the propagation of its annotation(s) as
+// OUT/labelsTr/ID.nii.gz on the image's grid, and OUT/annotations.json recording the slices.
+func (j *Job) PseudoLabels(ds *data.Dataset, out string, o data.WriteOptions) error {
+	if err := os.MkdirAll(filepath.Join(out, "labelsTr"), 0o755); err != nil {
+		return fmt.Errorf("pseudo-label: %v", err)
+	}
+	r := rand.New(rand.NewSource(j.Cfg.Seed))
+	record := map[string][]map[string]int{}
+	for _, c := range ds.Split("train") {
+		img, err := data.LoadImage(c.Image, data.LimitsFrom(j.Cfg))
+		if err != nil {
+			return err
+		}
+		p, err := j.Prepare(img)
+		if err != nil {
+			return err
+		}
+		anns, err := j.CaseAnnotations(c, p, r)
+		if err != nil {
+			return err
+		}
+		merged := make([]int32, img.NumVoxels())
+		for _, a := range anns {
+			res, err := j.Segment(p, a)
+			if err != nil {
+				return fmt.Errorf("%s: %w", c.Image, err)
+			}
+			for i, v := range res.Labels {
+				if v != 0 && merged[i] == 0 {
+					merged[i] = v
+				}
+			}
+			for _, id := range a.IDs {
+				record[c.ID] = append(record[c.ID], map[string]int{"id": int(id), "slice": a.Slice})
+			}
+		}
+		dst := filepath.Join(out, "labelsTr", c.ID+".nii.gz")
+		if err := data.WriteLabels(dst, merged, &img.Geometry, o); err != nil {
+			return err
+		}
+		if j.Log != nil {
+			fmt.Fprintf(j.Log, "pseudo-labels %s → %s\n", c.ID, dst)
+		}
+	}
+	b, _ := json.MarshalIndent(record, "", "  ")
+	return atomicfile.WriteFile(filepath.Join(out, "annotations.json"), append(b, '\n'))
+}
