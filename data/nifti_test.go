@@ -315,7 +315,7 @@ func TestWriteRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	before, _ := os.ReadFile(src)
-	if err := WriteLabels(src, l.Data, &l.Geometry, WriteOptions{Overwrite: true}); err == nil || !strings.Contains(err.Error(), "input file") {
+	if err := WriteLabels(src, l.Data, &l.Geometry, WriteOptions{Overwrite: true}); err == nil || !strings.Contains(err.Error(), "an input file") {
 		t.Fatalf("writing over the input: %v", err)
 	}
 	after, _ := os.ReadFile(src)

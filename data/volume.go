@@ -168,22 +168,28 @@ func LoadLabels(path string, lim Limits) (*Labels, error) {
 
 // WriteOptions control how an output file is written.
 type WriteOptions struct {
-	Overwrite bool // replace an existing file (never the source of the geometry)
+	Overwrite bool     // replace an existing file (never an input)
+	Inputs    []string // further input files the output must not be (besides the geometry's source)
+}
+
+// SameFile reports whether two paths name one file (same path, or the same file through links).
+func SameFile(a, b string) bool {
+	aa, _ := filepath.Abs(a)
+	bb, _ := filepath.Abs(b)
+	if aa == bb {
+		return true
+	}
+	sa, err1 := os.Stat(a)
+	sb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
 }
 
 // CheckOutput refuses an output path that is the geometry's source, lies in a missing folder,
 // or exists (unless o.Overwrite).
 func CheckOutput(path string, g *Geometry, o WriteOptions) error {
-	if g.Source != "" {
-		a, _ := filepath.Abs(path)
-		b, _ := filepath.Abs(g.Source)
-		if a == b {
-			return fmt.Errorf("%s: output is the input file; refusing to overwrite it", path)
-		}
-		if sa, err := os.Stat(path); err == nil {
-			if sb, err := os.Stat(g.Source); err == nil && os.SameFile(sa, sb) {
-				return fmt.Errorf("%s: output is the input file; refusing to overwrite it", path)
-			}
+	for _, in := range append([]string{g.Source}, o.Inputs...) {
+		if in != "" && SameFile(path, in) {
+			return fmt.Errorf("%s: output is an input file; refusing to overwrite it", path)
 		}
 	}
 	if dir := filepath.Dir(path); dir != "" {

@@ -71,6 +71,7 @@ func (j *Job) SegmentFile(imagePath, annotationPath string, slice int, out strin
 		return nil, err
 	}
 	// Refuse a bad output path before the (long) propagation.
+	o.Inputs = append(o.Inputs, imagePath, annotationPath)
 	if err := data.CheckOutput(out, &img.Geometry, o); err != nil {
 		return nil, err
 	}

@@ -93,7 +93,9 @@ func (j *Job) PseudoLabels(ds *data.Dataset, out string, o data.WriteOptions) er
 			}
 		}
 		dst := filepath.Join(out, "labelsTr", c.ID+".nii.gz")
-		if err := data.WriteLabels(dst, merged, &img.Geometry, o); err != nil {
+		oc := o
+		oc.Inputs = append(append([]string(nil), o.Inputs...), c.Image, c.Label, c.Annotation)
+		if err := data.WriteLabels(dst, merged, &img.Geometry, oc); err != nil {
 			return err
 		}
 		if j.Log != nil {
