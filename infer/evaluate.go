@@ -33,8 +33,9 @@ type Row struct {
 
 // Evaluation holds the rows and the error-drift curves.
 type Evaluation struct {
-	Rows  []Row
-	drift map[string]map[int][2]float64 // method → |distance| → (sum of slice Dice, count)
+	Rows     []Row
+	drift    map[string]map[int][2]float64 // method → |distance| → (sum of slice Dice, count)
+	overlays map[string]*overlay           // case → figure of its largest structure
 }
 
 // Evaluate runs every method on every labelled case of ds (the test split when it has labelled
@@ -55,7 +56,7 @@ func Evaluate(ds *data.Dataset, base *Job, methods []Method, seed int64) (*Evalu
 	if len(cases) == 0 {
 		return nil, fmt.Errorf("evaluate %s: no case has labels to evaluate against", ds.Root)
 	}
-	ev := &Evaluation{drift: map[string]map[int][2]float64{}}
+	ev := &Evaluation{drift: map[string]map[int][2]float64{}, overlays: map[string]*overlay{}}
 	for ci, c := range cases {
 		img, lab, err := data.LoadCase(c, data.LimitsFrom(base.Cfg))
 		if err != nil {
@@ -73,7 +74,18 @@ func Evaluate(ds *data.Dataset, base *Job, methods []Method, seed int64) (*Evalu
 		}
 		p0 := prep[methods[0].Name]
 		r := rand.New(rand.NewSource(seed*7919 + int64(ci)))
-		for _, ch := range data.BenchmarkAnnotations(lab, p0.Slicer, r, 3) {
+		choices := data.BenchmarkAnnotations(lab, p0.Slicer, r, 3)
+		largest := int32(-1)
+		volume := map[int32]int{}
+		for _, v := range lab.Data {
+			volume[v]++
+		}
+		for _, ch := range choices {
+			if largest < 0 || volume[ch.ID] > volume[largest] {
+				largest = ch.ID
+			}
+		}
+		for _, ch := range choices {
 			truth := make([]int32, len(lab.Data))
 			for i, v := range lab.Data {
 				if v == ch.ID {
@@ -97,6 +109,15 @@ func Evaluate(ds *data.Dataset, base *Job, methods []Method, seed int64) (*Evalu
 					Slice: ch.Slice, Largest: ch.Largest, Dice: Dice(pred, truth, ch.ID),
 					HD95: HD95(pred, truth, ch.ID, img.Shape, img.Spacing)})
 				ev.addDrift(m.Name, p0.Slicer, pred, truth, ch.ID, ch.Slice)
+				if ch.ID == largest {
+					o := ev.overlays[c.ID]
+					if o == nil {
+						o = &overlay{prep: p0, truth: truth, id: ch.ID, ann: ch.Slice, preds: map[string][]int32{}}
+						ev.overlays[c.ID] = o
+					}
+					o.methods = append(o.methods, m.Name)
+					o.preds[m.Name] = pred
+				}
 			}
 		}
 	}
@@ -244,6 +265,14 @@ func (ev *Evaluation) Write(dir string, methods []string, title string) error {
 	if err := atomicfile.WriteFile(filepath.Join(dir, "drift.csv"), []byte(db.String())); err != nil {
 		return err
 	}
+	if err := ev.DriftPNG(filepath.Join(dir, "drift.png"), methods); err != nil {
+		return fmt.Errorf("drift plot: %w", err)
+	}
+	for id, o := range ev.overlays {
+		if err := o.PNG(filepath.Join(dir, "overlays", id+".png")); err != nil {
+			return fmt.Errorf("overlay %s: %w", id, err)
+		}
+	}
 	var md strings.Builder
 	fmt.Fprintf(&md, "# %s\n\nDice ×100, mean ± std over cases; each structure is propagated from one slice chosen\n"+
 		"at random within ±3 of its largest cross-section (seeded; the same slice for every method).\n\n", title)
@@ -259,6 +288,9 @@ func (ev *Evaluation) Write(dir string, methods []string, title string) error {
 		mu, _ := meanStd(v)
 		fmt.Fprintf(&md, "| %s | %.1f |\n", m, mu)
 	}
-	md.WriteString("\nPer case and structure: `results.csv`. Dice against distance from the annotated slice (error drift): `drift.csv`.\n")
+	md.WriteString("\nPer case and structure: `results.csv`. Dice against distance from the annotated slice (error drift): " +
+		"`drift.csv`, `drift.png`. Overlays of each case's largest structure (rows: " + strings.Join(methods, ", ") +
+		"; columns: its ends, the annotated slice framed yellow, ±5, ±10; truth outlined green, prediction red): " +
+		"`overlays/`.\n\n![drift](drift.png)\n")
 	return atomicfile.WriteFile(filepath.Join(dir, "report.md"), []byte(md.String()))
 }

@@ -3,6 +3,7 @@ package infer
 import (
 	"math"
 	"math/rand"
+	"strings"
 	"testing"
 )
 
@@ -89,5 +90,23 @@ func TestHD95BruteForce(t *testing.T) {
 		if got := HD95(a, b, 1, shape, sp); math.Abs(got-want) > 1e-9 {
 			t.Fatalf("trial %d: hd95 %g, brute force %g", trial, got, want)
 		}
+	}
+}
+
+// The report's files exist and the table's means are the mean of results.csv's rows.
+func TestEvaluationTable(t *testing.T) {
+	ev := &Evaluation{Rows: []Row{
+		{Case: "a", Method: "copy", Name: "liver", Dice: 0.5}, {Case: "b", Method: "copy", Name: "liver", Dice: 0.7},
+		{Case: "a", Method: "m", Name: "liver", Dice: 0.9}, {Case: "b", Method: "m", Name: "liver", Dice: 0.9},
+		{Case: "a", Method: "copy", Name: "spleen", Dice: 0.2}, {Case: "a", Method: "m", Name: "spleen", Dice: 0.6},
+	}}
+	tab := ev.Table([]string{"copy", "m"})
+	for _, want := range []string{"| liver | 60.0 ± 10.0 | 90.0 ± 0.0 |", "| spleen | 20.0 ± 0.0 | 60.0 ± 0.0 |", "| **mean** | **40.0** | **75.0** |"} {
+		if !strings.Contains(tab, want) {
+			t.Fatalf("table lacks %q:\n%s", want, tab)
+		}
+	}
+	if d := ev.MeanDice("m"); math.Abs(d-0.8) > 1e-12 {
+		t.Fatalf("mean dice %g", d)
 	}
 }
