@@ -123,16 +123,21 @@ type Loader struct {
 	v *viper.Viper
 }
 
-// NewLoader starts from the embedded defaults.
+// NewLoader starts from the embedded defaults, with SLI2VOL_* environment overrides.
 func NewLoader() *Loader {
+	l := newLoader()
+	l.v.SetEnvPrefix(EnvPrefix)
+	l.v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	l.v.AutomaticEnv()
+	return l
+}
+
+func newLoader() *Loader {
 	v := viper.New()
 	v.SetConfigType("yaml")
 	if err := v.ReadConfig(bytes.NewReader(defaultsYAML)); err != nil {
 		panic(fmt.Sprintf("embedded defaults.yaml: %v", err)) // a build error, not user input
 	}
-	v.SetEnvPrefix(EnvPrefix)
-	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
-	v.AutomaticEnv()
 	return &Loader{v: v}
 }
 
@@ -169,7 +174,7 @@ func (l *Loader) Load(path string) (*Config, error) {
 	err := l.v.UnmarshalExact(&c, func(dc *mapstructure.DecoderConfig) {
 		// Strict types: "lr: fast" or "epochs: 2.5" is an error, not a silent zero.
 		dc.WeaklyTypedInput = false
-		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(numberHook, mapstructure.StringToSliceHookFunc(","))
+		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(listHook, numberHook)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %s", src, oneLine(err))
@@ -183,13 +188,35 @@ func (l *Loader) Load(path string) (*Config, error) {
 // Load is NewLoader().Load(path) for callers without flags.
 func Load(path string) (*Config, error) { return NewLoader().Load(path) }
 
-// Defaults is the embedded default configuration.
+// Defaults is the embedded default configuration (no file, no environment).
 func Defaults() *Config {
-	c, err := Load("")
+	c, err := newLoader().Load("")
 	if err != nil {
-		panic(err)
+		panic(err) // the embedded defaults are part of the build
 	}
 	return c
+}
+
+// listHook reads "a,b" (how environment variables and flags give lists) into slices and
+// fixed-size arrays.
+func listHook(from, to reflect.Type, data any) (any, error) {
+	s, ok := data.(string)
+	if !ok || (to.Kind() != reflect.Slice && to.Kind() != reflect.Array) {
+		return data, nil
+	}
+	s = strings.Trim(strings.TrimSpace(s), "[]")
+	if s == "" {
+		return []any{}, nil
+	}
+	parts := strings.Split(s, ",")
+	if to.Kind() == reflect.Array && len(parts) != to.Len() {
+		return nil, fmt.Errorf("%q has %d values, want %d", data, len(parts), to.Len())
+	}
+	out := make([]any, len(parts))
+	for i, p := range parts {
+		out[i] = strings.TrimSpace(p)
+	}
+	return out, nil
 }
 
 // numberHook converts what YAML, env and flags legitimately produce (ints for floats, numeric

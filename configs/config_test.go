@@ -68,13 +68,25 @@ func TestPrecedenceFileEnvFlag(t *testing.T) {
 	}
 	t.Setenv("SLI2VOL_TRAIN_LR", "5e-4")
 	t.Setenv("SLI2VOL_DEVICE", "cpu")
+	t.Setenv("SLI2VOL_DATA_RESIZE_RANGE", "260,270")
+	t.Setenv("SLI2VOL_DATA_PAIR_STRIDES", "2,3,4")
 	c, err = Load(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Train.LR != 5e-4 || c.Device != "cpu" || c.Train.Epochs != 7 {
-		t.Fatalf("env layer: lr %g device %s", c.Train.LR, c.Device)
+	if c.Train.LR != 5e-4 || c.Device != "cpu" || c.Train.Epochs != 7 || c.Data.ResizeRange != [2]int{260, 270} ||
+		len(c.Data.PairStrides) != 3 || c.Data.PairStrides[2] != 4 {
+		t.Fatalf("env layer: lr %g device %s resize %v strides %v", c.Train.LR, c.Device, c.Data.ResizeRange, c.Data.PairStrides)
 	}
+	if d := Defaults(); d.Train.LR != 1e-4 {
+		t.Fatalf("Defaults() read the environment: lr %g", d.Train.LR)
+	}
+	t.Setenv("SLI2VOL_DATA_CROP", "big")
+	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "data.crop") {
+		t.Fatalf("bad env value: %v", err)
+	}
+	t.Setenv("SLI2VOL_DATA_CROP", "")
+	os.Unsetenv("SLI2VOL_DATA_CROP")
 	fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
 	fs.Float64("lr", 0, "")
 	fs.Int64("seed", 0, "")

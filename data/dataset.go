@@ -137,6 +137,21 @@ func openMSD(root string) (*Dataset, error) {
 			}
 		}
 	}
+	if len(d.Labels) == 0 {
+		// TotalSegmentator-style labels.json: {"1": "spleen", ...}
+		if b, err := os.ReadFile(filepath.Join(root, "labels.json")); err == nil {
+			var names map[string]string
+			if json.Unmarshal(b, &names) == nil {
+				d.Labels = map[int32]string{}
+				for k, v := range names {
+					var id int32
+					if _, err := fmt.Sscan(k, &id); err == nil {
+						d.Labels[id] = v
+					}
+				}
+			}
+		}
+	}
 	for _, sp := range []struct{ split, images, labels string }{{"train", "imagesTr", "labelsTr"}, {"test", "imagesTs", "labelsTs"}} {
 		imgDir := filepath.Join(root, sp.images)
 		if !isDir(imgDir) {
