@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/sli2vol/sli2vol/configs"
@@ -30,6 +31,31 @@ type Options struct {
 	// StopAfter ends the run after this many optimizer steps (0: run to the end), for tests
 	// that interrupt a run the way a kill would.
 	StopAfter int
+	// Interrupt: a signal received here ends the run after the current step, with a
+	// checkpoint, as an *Interrupted error.
+	Interrupt <-chan os.Signal
+	// corruptStep (tests) replaces that step's batch with NaNs, as a corrupt input would.
+	corruptStep int
+}
+
+// Interrupted reports a run stopped by a signal; its checkpoint is saved.
+type Interrupted struct {
+	Signal     os.Signal
+	Step       int
+	Checkpoint string
+}
+
+func (e *Interrupted) Error() string {
+	return fmt.Sprintf("interrupted by %v after step %d; checkpoint saved to %s (continue with --resume)", e.Signal, e.Step, e.Checkpoint)
+}
+
+// ExitCode is 128 + the signal number, as shells report a process killed by it
+// (130 for SIGINT, 143 for SIGTERM).
+func (e *Interrupted) ExitCode() int {
+	if s, ok := e.Signal.(syscall.Signal); ok {
+		return 128 + int(s)
+	}
+	return 130
 }
 
 // Result summarises a finished (or stopped) run.
@@ -156,6 +182,11 @@ func TrainCFN(c *configs.Config, o Options) (Result, error) {
 			opt.SetLR(lr)
 			var loss float64
 			runErr = torchx.Try(func() {
+				if o.corruptStep == prog.Step+1 {
+					for i := range batch.A {
+						batch.A[i] = float32(math.NaN())
+					}
+				}
 				p := tensors.FromBatch(batch, o.Device)
 				a, bb := torchx.MulScalar(p.A, scale), torchx.MulScalar(p.B, scale)
 				var pla, plb torchx.Tensor
@@ -204,6 +235,14 @@ func TrainCFN(c *configs.Config, o Options) (Result, error) {
 			if o.StopAfter > 0 && res.Steps >= o.StopAfter {
 				runErr = errStopped
 				return false
+			}
+			select {
+			case sig := <-o.Interrupt:
+				if runErr = SaveCheckpoint(ckPath, model, opt, prog); runErr == nil {
+					runErr = &Interrupted{Signal: sig, Step: prog.Step, Checkpoint: ckPath}
+				}
+				return false
+			default:
 			}
 			return true
 		})

@@ -2,13 +2,16 @@ package train
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/sli2vol/sli2vol/configs"
 	"github.com/sli2vol/sli2vol/data"
+	"github.com/sli2vol/sli2vol/models"
 	"github.com/sli2vol/sli2vol/torchx"
 )
 
@@ -113,5 +116,46 @@ func TestTrainNeedsPseudoLabels(t *testing.T) {
 	_, err = TrainCFN(c, Options{Data: ds, PseudoDir: t.TempDir(), RunDir: t.TempDir(), Device: "cpu"})
 	if err == nil || !strings.Contains(err.Error(), "none for case phantom_000") {
 		t.Fatalf("missing PL file: %v", err)
+	}
+}
+
+// A NaN loss stops the run with a message naming the step; the last good checkpoint stays.
+func TestNaNLossStops(t *testing.T) {
+	ds := phantoms(t, 1)
+	c := tinyConfig(t, "sli2vol")
+	dir := t.TempDir()
+	_, err := TrainCFN(c, Options{Data: ds, RunDir: dir, Device: "cpu", corruptStep: 4})
+	if !errors.Is(err, ErrNonFinite) || !strings.Contains(err.Error(), "step 4 ") {
+		t.Fatalf("err = %v", err)
+	}
+	// The step-3 checkpoint is intact and resumable.
+	c2 := tinyConfig(t, "sli2vol")
+	m, _ := models.NewCFN(c2.Model)
+	opt, _ := NewOptimizer(c2.Train, models.Parameters(m), 10)
+	p, err := LoadCheckpoint(filepath.Join(dir, CheckpointFile), m, opt)
+	if err != nil || p.Step != 3 {
+		t.Fatalf("checkpoint after the NaN: %+v %v", p, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, ModelFile)); err == nil {
+		t.Fatal("a failed run wrote its final model")
+	}
+}
+
+// A signal ends the run after the current step with a checkpoint and an exit code of
+// 128 + the signal.
+func TestInterruptWritesCheckpoint(t *testing.T) {
+	ds := phantoms(t, 1)
+	c := tinyConfig(t, "sli2vol")
+	c.Train.CheckpointEvery = 0
+	dir := t.TempDir()
+	sig := make(chan os.Signal, 1)
+	sig <- syscall.SIGTERM
+	_, err := TrainCFN(c, Options{Data: ds, RunDir: dir, Device: "cpu", Interrupt: sig})
+	var in *Interrupted
+	if !errors.As(err, &in) || in.Step != 1 || in.ExitCode() != 143 {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, CheckpointFile)); err != nil {
+		t.Fatal("no checkpoint after the interrupt")
 	}
 }

@@ -2,6 +2,9 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -32,8 +35,12 @@ func newTrainCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// SIGINT/SIGTERM: finish the step, write a checkpoint, exit 130/143.
+			sig := make(chan os.Signal, 1)
+			signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+			defer signal.Stop(sig)
 			r, err := train.TrainCFN(c, train.Options{Data: ds, PseudoDir: pseudo, RunDir: out, Device: dev,
-				Resume: resume, Log: cmd.ErrOrStderr()})
+				Resume: resume, Log: cmd.ErrOrStderr(), Interrupt: sig})
 			if err != nil {
 				return err
 			}
