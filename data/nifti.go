@@ -76,6 +76,9 @@ func (h *Header) NumVoxels() int64 { return h.Dim[1] * h.Dim[2] * h.Dim[3] }
 
 // openMaybeGzip opens path, transparently inflating gzip (by content, not by name).
 func openMaybeGzip(path string) (io.Reader, func() error, bool, error) {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return nil, nil, false, errors.New("is a folder, not a NIfTI file")
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, false, err

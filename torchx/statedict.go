@@ -5,8 +5,12 @@ package torchx
 import "C"
 
 import (
+	"archive/zip"
+	"bytes"
 	"fmt"
+	"io"
 	"os"
+	"strings"
 	"runtime"
 	"sort"
 	"unsafe"
@@ -38,10 +42,43 @@ func EncodeStateDict(sd map[string]Tensor) ([]byte, error) {
 	return out, err
 }
 
+// checkContainer verifies torch.save's zip container in Go before libtorch sees it:
+// libtorch's reader can crash the process (SIGSEGV) on a truncated or corrupt file instead of
+// throwing, so only an intact archive — central directory, every record's CRC, a data.pkl —
+// is handed to it.
+func checkContainer(b []byte) error {
+	z, err := zip.NewReader(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		return fmt.Errorf("not a torch.save zip archive (truncated or corrupt): %v", err)
+	}
+	pkl := false
+	for _, f := range z.File {
+		if strings.HasSuffix(f.Name, "/data.pkl") {
+			pkl = true
+		}
+		r, err := f.Open()
+		if err != nil {
+			return fmt.Errorf("record %s: %v", f.Name, err)
+		}
+		_, err = io.Copy(io.Discard, r)
+		r.Close()
+		if err != nil {
+			return fmt.Errorf("record %s is corrupt: %v", f.Name, err)
+		}
+	}
+	if !pkl {
+		return fmt.Errorf("no data.pkl record: not a torch.save file")
+	}
+	return nil
+}
+
 // DecodeStateDict reads what EncodeStateDict or Python's torch.save(dict) wrote.
 func DecodeStateDict(b []byte) (map[string]Tensor, error) {
 	if len(b) == 0 {
 		return nil, fmt.Errorf("empty state dict")
+	}
+	if err := checkContainer(b); err != nil {
+		return nil, err
 	}
 	var sd map[string]Tensor
 	err := Try(func() {

@@ -37,6 +37,19 @@ func TestStateDictRoundTrip(t *testing.T) {
 	if len(back["scalar"].Shape()) != 0 {
 		t.Fatalf("0-d tensor came back with shape %v", back["scalar"].Shape())
 	}
+	// Every truncation of a valid file is an error, never a crash (libtorch's reader can
+	// segfault on truncated archives; the container is checked in Go first).
+	full, _ := os.ReadFile(p)
+	for cut := 0; cut < len(full); cut += max(1, len(full)/97) {
+		if _, err := DecodeStateDict(full[:cut]); err == nil {
+			t.Fatalf("a file truncated to %d of %d bytes decoded", cut, len(full))
+		}
+	}
+	flipped := append([]byte(nil), full...)
+	flipped[len(flipped)/3] ^= 0xff
+	if _, err := DecodeStateDict(flipped); err == nil {
+		t.Fatal("a corrupted byte went unnoticed")
+	}
 	bad := filepath.Join(t.TempDir(), "bad.pt")
 	os.WriteFile(bad, []byte("PK garbage"), 0o644)
 	if _, err := LoadStateDict(bad); err == nil || !strings.Contains(err.Error(), bad) {
