@@ -49,7 +49,7 @@ CGT_HDRS := $(CGT_NAMES:%=$(CGT_SRCDIR)/%.h) $(CGT_SRCDIR)/torchdef.h $(CGT_SRCD
 TX_SRCS := $(wildcard torchx/csrc/*.cc)
 TX_OBJS := $(TX_SRCS:torchx/csrc/%.cc=$(BUILD)/obj/torchx/%.o)
 
-.PHONY: all deps native build test vet demo clean print-env testbin
+.PHONY: all deps native build test vet demo clean print-env testbin fuzz
 all: build
 
 deps:
@@ -104,6 +104,11 @@ demo: deps build
 	bin/sli2vol pseudo-label --config $(DEMO_CFG) --model $(DEMO)/sli2vol --data $(DEMO)/train --out $(DEMO)/pseudo
 	bin/sli2vol train --config $(DEMO_CFG) --mode sli2vol+ --data $(DEMO)/train --pseudo $(DEMO)/pseudo --out $(DEMO)/sli2vol+
 	bin/sli2vol evaluate --config $(DEMO_CFG) --model $(DEMO)/sli2vol --model $(DEMO)/sli2vol+ --data $(DEMO)/test --out $(DEMO)/report
+
+# Fuzz the input readers, FUZZTIME each (the issue asks for 10 minutes before closing).
+FUZZTIME ?= 1m
+fuzz: build
+	$(GOENV) $(GO) test ./data -run '^$$' -fuzz FuzzNIfTI -fuzztime $(FUZZTIME)
 
 # For a shell: eval "$(make -s print-env)" then go test/build by hand.
 print-env:

@@ -235,6 +235,14 @@ func readNIfTI(path string, lim Limits) (*Header, []byte, error) {
 		return nil, nil, fail("%v", err)
 	}
 	defer closeFn()
+	return readStream(path, r, gz, lim)
+}
+
+// readStream reads a (decompressed) NIfTI stream; name labels the errors.
+func readStream(path string, r io.Reader, gz bool, lim Limits) (*Header, []byte, error) {
+	fail := func(format string, a ...any) error {
+		return fmt.Errorf("%s: %s", path, fmt.Sprintf(format, a...))
+	}
 	h, err := readHeader(r)
 	if err != nil {
 		return nil, nil, fail("%v", err)
