@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -14,7 +15,7 @@ import (
 func newEvaluateCmd() *cobra.Command {
 	var runs []string
 	var dataDir, out string
-	var baselines bool
+	var baselines, force bool
 	cmd := &cobra.Command{
 		Use:   "evaluate --model RUN [--model RUN2 ...] --data DIR --out REPORT",
 		Short: "Benchmark trained models and baselines on labelled volumes (Dice, HD95, error drift)",
@@ -22,6 +23,9 @@ func newEvaluateCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dataDir == "" || out == "" {
 				return fmt.Errorf("evaluate: --data and --out are required")
+			}
+			if _, err := os.Stat(filepath.Join(out, "report.md")); err == nil && !force {
+				return fmt.Errorf("evaluate: %s already holds a report; not overwriting it (use --force)", out)
 			}
 			ds, err := data.OpenDataset(dataDir)
 			if err != nil {
@@ -84,6 +88,7 @@ func newEvaluateCmd() *cobra.Command {
 	f.StringVar(&dataDir, "data", "", "labelled dataset to evaluate on")
 	f.StringVar(&out, "out", "", "report folder (report.md, results.csv, drift.csv)")
 	f.BoolVar(&baselines, "baselines", true, "include the copy and untrained GEIG-affinity baselines")
+	f.BoolVar(&force, "force", false, "overwrite an existing report")
 	addInferFlags(cmd)
 	return cmd
 }

@@ -61,7 +61,10 @@ func TestPipelineOnPhantoms(t *testing.T) {
 	if !(plus > m["copy"]+0.1) || !(plus > m["geig-affinity (untrained)"]+0.1) {
 		t.Fatalf("Sli2Vol+ %.3f does not beat copy %.3f and untrained affinity %.3f", plus, m["copy"], m["geig-affinity (untrained)"])
 	}
-	for _, f := range []string{"report.md", "drift.csv"} {
+	if code, _, _ := runCLI(t, "evaluate", "--config", cfg, "--data", p("test"), "--out", p("report")); code != 2 {
+		t.Fatal("an existing report was overwritten without --force")
+	}
+	for _, f := range []string{"report.md", "drift.csv", "drift.png", "overlays/phantom_000.png"} {
 		if _, err := os.Stat(p("report/" + f)); err != nil {
 			t.Errorf("report lacks %s", f)
 		}
