@@ -131,20 +131,7 @@ func (ev *Evaluation) addDrift(method string, s data.Slicer, pred, truth []int32
 		ev.drift[method] = map[int][2]float64{}
 	}
 	for n := 0; n < s.Len(); n++ {
-		ps, ts := data.Slice(s, pred, n), data.Slice(s, truth, n)
-		var inter, a, b int
-		for i := range ps {
-			p, t := ps[i] == id, ts[i] == id
-			if p {
-				a++
-			}
-			if t {
-				b++
-			}
-			if p && t {
-				inter++
-			}
-		}
+		inter, a, b := overlap(data.Slice(s, pred, n), data.Slice(s, truth, n), id)
 		if a+b == 0 {
 			continue
 		}

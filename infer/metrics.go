@@ -11,7 +11,15 @@ import (
 // Dice is 2|A∩B|/(|A|+|B|) for the voxels equal to id in pred and truth; 1 when both are
 // empty.
 func Dice(pred, truth []int32, id int32) float64 {
-	var inter, a, b int
+	inter, a, b := overlap(pred, truth, id)
+	if a+b == 0 {
+		return 1
+	}
+	return 2 * float64(inter) / float64(a+b)
+}
+
+// overlap counts the id voxels of pred∩truth, of pred and of truth.
+func overlap(pred, truth []int32, id int32) (inter, a, b int) {
 	for i := range pred {
 		p, t := pred[i] == id, truth[i] == id
 		if p {
@@ -24,10 +32,7 @@ func Dice(pred, truth []int32, id int32) float64 {
 			inter++
 		}
 	}
-	if a+b == 0 {
-		return 1
-	}
-	return 2 * float64(inter) / float64(a+b)
+	return inter, a, b
 }
 
 // HD95 is the symmetric 95th-percentile Hausdorff distance (mm) between the surfaces of the
