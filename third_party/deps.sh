@@ -9,10 +9,14 @@ want=(g++ make)
 # Interop tests and the PyTorch comparison only; never used by the product.
 want+=(python3-torch python3-nibabel)
 if [ -n "$libtorch" ]; then
+  # Another libtorch (e.g. a CUDA one): install nothing, only check what the build needs.
   [ -d "$libtorch/include" ] && [ -d "$libtorch/lib" ] || {
     echo "deps: LIBTORCH=$libtorch has no include/ and lib/" >&2; exit 1; }
-  # python3-torch would pull Debian's libtorch too; a user with their own libtorch has Python.
-  want=(g++ make)
+  for tool in g++ make; do
+    command -v $tool >/dev/null || { echo "deps: $tool not found (LIBTORCH set: installing nothing)" >&2; exit 1; }
+  done
+  echo "deps: using libtorch at $libtorch; nothing installed"
+  exit 0
 fi
 missing=()
 for p in "${want[@]}"; do

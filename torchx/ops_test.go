@@ -177,3 +177,31 @@ func TestMatmulBmm(t *testing.T) {
 	assertClose(t, "matmul", Float64s(Matmul(at, bt)), want, 1e-12)
 	gradCheck(t, "matmul", a, []int64{B, n, m}, func(x Tensor) Tensor { return Matmul(x, bt) })
 }
+
+func TestRemainingElementwiseAndCopies(t *testing.T) {
+	x := FromFloat64([]float64{-1.5, -0.5, 0, 0.5, 2.5}, 5)
+	assertClose(t, "sign", Float64s(Sign(x)), []float64{-1, -1, 0, 1, 1}, 0)
+	assertClose(t, "floor", Float64s(Floor(x)), []float64{-2, -1, 0, 0, 2}, 0)
+	assertClose(t, "round (half to even)", Float64s(Round(x)), []float64{-2, -0, 0, 0, 2}, 0)
+	assertClose(t, "clamp_min", Float64s(ClampMin(x, 0)), []float64{0, 0, 0, 0.5, 2.5}, 0)
+	assertClose(t, "eq scalar", Float64s(EqScalar(x, 0.5)), []float64{0, 0, 0, 1, 0}, 0)
+	assertClose(t, "gt scalar", Float64s(GtScalar(x, 0)), []float64{0, 0, 0, 1, 1}, 0)
+	assertClose(t, "lt", Float64s(Lt(x, Zeros([]int64{5}, Float64, "cpu"))), []float64{1, 1, 0, 0, 0}, 0)
+	// Clone owns new memory; Detach and Contiguous keep values; Full fills.
+	c := Clone(x)
+	CopyInto(c, Zeros([]int64{5}, Float64, "cpu"))
+	if Float64s(x)[0] != -1.5 || Float64s(c)[0] != 0 {
+		t.Fatal("clone shares memory")
+	}
+	assertClose(t, "contiguous of a transpose", Float64s(Contiguous(Permute(FromFloat64([]float64{1, 2, 3, 4, 5, 6}, 2, 3), 1, 0))), []float64{1, 4, 2, 5, 3, 6}, 0)
+	assertClose(t, "full", Float64s(Full([]int64{2}, 7.5, Float64, "cpu")), []float64{7.5, 7.5}, 0)
+	ManualSeed(3)
+	for _, v := range Float64s(Rand([]int64{1000}, Float64, "cpu")) {
+		if v < 0 || v >= 1 {
+			t.Fatalf("rand value %g outside [0,1)", v)
+		}
+	}
+	if DTypeOf(To(x, "", Float32)) != Float32 || DTypeOf(FromUint8([]uint8{1}, 1)) != Uint8 {
+		t.Fatal("dtype conversion")
+	}
+}

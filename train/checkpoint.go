@@ -116,11 +116,16 @@ func LoadRun(dir string) (*configs.Config, *models.CFN, error) {
 		return nil, nil, err
 	}
 	path := filepath.Join(dir, ModelFile)
-	sd, err := torchx.LoadStateDict(path)
-	if err != nil {
+	var sd map[string]torchx.Tensor
+	if _, statErr := os.Stat(path); statErr == nil {
+		if sd, err = torchx.LoadStateDict(path); err != nil {
+			return nil, nil, err // a damaged final model is an error, not a reason to use another file
+		}
+	} else {
+		// A run still training (or interrupted) has only its checkpoint.
 		ck := filepath.Join(dir, CheckpointFile)
 		if _, e := os.Stat(ck); e != nil {
-			return nil, nil, err
+			return nil, nil, fmt.Errorf("model %s: no %s or %s (has training finished?)", dir, ModelFile, CheckpointFile)
 		}
 		all, err2 := torchx.LoadStateDict(ck)
 		if err2 != nil {
