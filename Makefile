@@ -49,7 +49,7 @@ CGT_HDRS := $(CGT_NAMES:%=$(CGT_SRCDIR)/%.h) $(CGT_SRCDIR)/torchdef.h $(CGT_SRCD
 TX_SRCS := $(wildcard torchx/csrc/*.cc)
 TX_OBJS := $(TX_SRCS:torchx/csrc/%.cc=$(BUILD)/obj/torchx/%.o)
 
-.PHONY: all deps native build test vet demo clean print-env testbin fuzz
+.PHONY: all deps native build test vet demo clean print-env testbin fuzz gpu-bundle test-bundle
 all: build
 
 deps:
@@ -90,6 +90,7 @@ vet: build
 
 test: deps build vet
 	$(GOENV) $(GO) test -count=1 -timeout 20m ./...
+	@$(MAKE) --no-print-directory test-bundle
 
 # The main job, end to end on synthetic phantoms with the two-core config: phantoms →
 # Sli2Vol training → pseudo-labels → Sli2Vol+ training → evaluation against baselines.
@@ -109,6 +110,26 @@ demo: deps build
 FUZZTIME ?= 1m
 fuzz: build
 	$(GOENV) $(GO) test ./data -run '^$$' -fuzz FuzzNIfTI -fuzztime $(FUZZTIME)
+
+# A folder to carry to a machine with CUDA, g++ and PyTorch but no Go (or network): the Go
+# binaries built here (run path $ORIGIN/../build/lib first), the shim sources and gotorch's
+# C++ part, the build glue, configs and the PyTorch reference. There,
+# third_party/gpu/device-run.sh builds the two .so files against that PyTorch's libtorch and
+# runs the checks and benchmarks into $OUT.
+BUNDLE := build/gpu-bundle
+GOENV_BUNDLE := CGO_ENABLED=1 CGO_LDFLAGS='-L$(ABS_LIBDIR) -L$(shell third_party/libtorch-flags.sh --libdir $(LIBTORCH)) \
+  -Wl,-rpath-link,$(shell third_party/libtorch-flags.sh --libdir $(LIBTORCH)) -Wl,--as-needed -Wl,-rpath,$$ORIGIN/../build/lib'
+gpu-bundle: build
+	rm -rf $(BUNDLE) && mkdir -p $(BUNDLE)/bin $(BUNDLE)/build $(BUNDLE)/torchx $(BUNDLE)/models
+	$(GOENV_BUNDLE) $(GO) build -ldflags '$(GOLDFLAGS)' -o $(BUNDLE)/bin/sli2vol ./cmd/sli2vol
+	$(foreach p,$(TESTBIN_PKGS),$(GOENV_BUNDLE) $(GO) test -c -o $(BUNDLE)/bin/$(p).test ./$(p) &&) true
+	cp -r torchx/csrc $(BUNDLE)/torchx/ && cp -r $(BUILD)/cgotorch-src $(BUNDLE)/build/
+	cp -r third_party configs Makefile $(BUNDLE)/ && mkdir -p $(BUNDLE)/bench && cp -r bench/pytorch $(BUNDLE)/bench/
+	@du -sh $(BUNDLE)
+
+# The bundle's build path, here against Debian's libtorch laid out as one LIBTORCH root.
+test-bundle: gpu-bundle
+	third_party/gpu/test-bundle.sh $(BUNDLE)
 
 # For a shell: eval "$(make -s print-env)" then go test/build by hand.
 print-env:

@@ -18,6 +18,9 @@ else
   [ -d "$root/include" ] && [ -d "$root/lib" ] || {
     echo "libtorch-flags: LIBTORCH=$root has no include/ and lib/" >&2; exit 1; }
   inc="-isystem $root/include -isystem $root/include/torch/csrc/api/include"
+  # A root whose include/ is the system's (/usr/include) must not be -isystem'd: that breaks
+  # libstdc++'s #include_next of the C headers.
+  [ "$(realpath "$root/include")" = /usr/include ] && inc="-isystem $root/include/torch/csrc/api/include"
   libdir=$root/lib
   cmake=$(ls "$root"/share/cmake/Torch/TorchConfig.cmake "$root"/lib/cmake/Torch/TorchConfig.cmake 2>/dev/null | head -n1 || true)
 fi

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Checks a gpu-bundle's build path on this machine: Debian's libtorch is presented as a single
+# LIBTORCH root (include/ and lib/ symlinked), the bundle builds its two libraries with its own
+# Makefile (no Go involved), and the bundle's sli2vol runs against them.
+set -euo pipefail
+bundle=$(cd "${1:?usage: test-bundle.sh BUNDLE}" && pwd)
+root=$(mktemp -d)
+trap 'rm -rf "$root"' EXIT
+multiarch=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+ln -s /usr/include "$root/include"
+ln -s "/usr/lib/$multiarch" "$root/lib"
+make -C "$bundle" -j"$(nproc)" native LIBTORCH="$root" GO=false >/dev/null
+out=$("$bundle/bin/sli2vol" version)
+echo "$out"
+echo "$out" | grep -q "^libtorch 1\.13" || { echo "test-bundle: sli2vol version from the bundle failed" >&2; exit 1; }
+# The bundle's binary must resolve our libraries inside the bundle, not this checkout's.
+lib=$(ldd "$bundle/bin/sli2vol" | awk '/libtorchx.so/ {print $3}')
+case "$lib" in
+  "$bundle"/*) echo "test-bundle: ok (libtorchx from $lib)" ;;
+  *) echo "test-bundle: the bundle's sli2vol loads $lib, not the bundle's own" >&2; exit 1 ;;
+esac
