@@ -68,9 +68,6 @@ func (s Slicer) ArrayIndex(n int) int {
 	return n
 }
 
-// SliceIndex is the anatomical slice number of array index k along the axis.
-func (s Slicer) SliceIndex(k int) int { return s.ArrayIndex(k) }
-
 // voxel is the array index of row r, column c of anatomical slice n.
 func (s Slicer) voxel(n, r, c int) int {
 	var ijk [3]int

@@ -10,9 +10,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"runtime"
 	"sort"
+	"strings"
 	"unsafe"
 
 	"github.com/sli2vol/sli2vol/internal/atomicfile"
