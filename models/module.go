@@ -141,6 +141,21 @@ func To(m Module, device string) {
 	}})
 }
 
+// ToChannelsLast stores m's 4D tensors (conv weights) channels-last, for cuDNN's tensor-core
+// convolutions. Parameters stay leaves that require grad.
+func ToChannelsLast(m Module) {
+	m.Visit("", &Visitor{Tensor: func(_ string, t *Tensor, buffer bool) {
+		if len(t.Shape()) != 4 {
+			return
+		}
+		moved := torchx.Detach(torchx.ChannelsLast(*t))
+		if !buffer {
+			torchx.SetRequiresGrad(moved, true)
+		}
+		*t = moved
+	}})
+}
+
 // ParamCount is the number of trainable scalars in m.
 func ParamCount(m Module) int64 {
 	var n int64

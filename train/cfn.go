@@ -132,6 +132,10 @@ func TrainCFN(c *configs.Config, o Options) (Result, error) {
 			return
 		}
 		models.To(model, o.Device)
+		if c.Train.ChannelsLast {
+			models.ToChannelsLast(model)
+		}
+		torchx.SetCUDNNBenchmark(c.Train.CUDNNBenchmark)
 		models.SetTraining(model, true)
 		opt, sched = NewOptimizer(c.Train, models.Parameters(model), total)
 	}); err != nil {
@@ -188,13 +192,27 @@ func TrainCFN(c *configs.Config, o Options) (Result, error) {
 					}
 				}
 				p := tensors.FromBatch(batch, o.Device)
-				a, bb := torchx.MulScalar(p.A, scale), torchx.MulScalar(p.B, scale)
+				in := func(t torchx.Tensor) torchx.Tensor {
+					t = torchx.MulScalar(t, scale)
+					if c.Train.ChannelsLast {
+						t = torchx.ChannelsLast(t)
+					}
+					return t
+				}
+				a, bb := in(p.A), in(p.B)
 				var pla, plb torchx.Tensor
 				if model.UsesPL() {
-					pla, plb = torchx.MulScalar(p.PLA, scale), torchx.MulScalar(p.PLB, scale)
+					pla, plb = in(p.PLA), in(p.PLB)
 				}
 				opt.ZeroGrad()
-				l := lossFn(model.Reconstruct(a, bb, pla, plb), bb)
+				var l torchx.Tensor
+				forward := func() { l = lossFn(model.Reconstruct(a, bb, pla, plb), bb) }
+				if c.Train.AMP == "bf16" {
+					// Forward and loss in mixed precision; backward outside autocast.
+					torchx.Autocast(o.Device, torchx.BFloat16, forward)
+				} else {
+					forward()
+				}
 				loss = torchx.Item(l)
 				if math.IsNaN(loss) || math.IsInf(loss, 0) {
 					return

@@ -3,6 +3,7 @@ package train
 import (
 	"bytes"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -157,5 +158,24 @@ func TestInterruptWritesCheckpoint(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, CheckpointFile)); err != nil {
 		t.Fatal("no checkpoint after the interrupt")
+	}
+}
+
+// bf16 autocast and channels-last train too, and their losses stay within bfloat16's
+// tolerance of the float32 run (same seed, same batches).
+func TestMixedPrecisionAndChannelsLast(t *testing.T) {
+	ds := phantoms(t, 1)
+	c := tinyConfig(t, "sli2vol")
+	ref, err := TrainCFN(c, Options{Data: ds, RunDir: t.TempDir(), Device: "cpu"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Train.AMP, c.Train.ChannelsLast = "bf16", true
+	got, err := TrainCFN(c, Options{Data: ds, RunDir: t.TempDir(), Device: "cpu"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Steps != ref.Steps || math.Abs(got.FirstLoss-ref.FirstLoss) > 0.03*ref.FirstLoss {
+		t.Fatalf("bf16 + channels-last first loss %.5f vs float32 %.5f (%d vs %d steps)", got.FirstLoss, ref.FirstLoss, got.Steps, ref.Steps)
 	}
 }

@@ -15,10 +15,18 @@ TxErr tx_convolution(TxTensor x, TxTensor w, TxTensor b, const int64_t *stride,
   std::vector<int64_t> zeros(nsp, 0);
   at::IntArrayRef op = output_padding == nullptr ? at::IntArrayRef(zeros)
                                                  : torchx::ints(output_padding, nsp);
-  // An undefined tensor inside the optional means "no bias" to ATen (1.13 and 2.x alike).
-  *out = wrap(at::convolution(T(x), T(w), opt(b),
-                              torchx::ints(stride, nsp), torchx::ints(padding, nsp),
-                              torchx::ints(dilation, nsp), transposed != 0, op, groups));
+  at::IntArrayRef st = torchx::ints(stride, nsp), pd = torchx::ints(padding, nsp),
+                  dl = torchx::ints(dilation, nsp);
+  // The functional ops (as torch.nn.functional calls them), not at::convolution: autocast
+  // casts conv2d/conv3d/conv_transpose*, and an undefined bias means none (1.13 and 2.x).
+  const at::Tensor &in = T(x), &wt = T(w);
+  at::Tensor bias = opt(b), r;
+  if (nsp == 2 && !transposed) r = at::conv2d(in, wt, bias, st, pd, dl, groups);
+  else if (nsp == 3 && !transposed) r = at::conv3d(in, wt, bias, st, pd, dl, groups);
+  else if (nsp == 2) r = at::conv_transpose2d(in, wt, bias, st, pd, op, groups, dl);
+  else if (nsp == 3) r = at::conv_transpose3d(in, wt, bias, st, pd, op, groups, dl);
+  else throw std::invalid_argument("torchx: convolution over " + std::to_string(nsp) + " spatial dims");
+  *out = wrap(r);
   TX_CATCH
 }
 

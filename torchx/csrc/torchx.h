@@ -31,6 +31,12 @@ int tx_get_num_threads(void);
 int tx_set_grad_enabled(int enabled);
 int tx_is_grad_enabled(void);
 
+/* Autocast on a device ("cpu", "cuda") to dtype, for this OS thread; on=0 ends it. */
+TxErr tx_autocast(const char *device, int on, int8_t dtype);
+int tx_autocast_enabled(const char *device);
+void tx_set_cudnn_benchmark(int on);
+int tx_cudnn_benchmark(void);
+
 /* ---- tensors: life, data, metadata ---------------------------------------------------- */
 void tx_free(TxTensor t);
 TxErr tx_from_data(const void *data, int8_t dtype, const int64_t *shape, int ndim,
@@ -57,6 +63,9 @@ TxErr tx_grad(TxTensor t, TxTensor *out); /* *out NULL when no gradient */
 TxErr tx_backward(TxTensor t);
 TxErr tx_copy_(TxTensor dst, TxTensor src); /* in place, under no-grad */
 TxErr tx_item(TxTensor t, double *out);
+/* 4D tensors in channels-last memory order (others unchanged) */
+TxErr tx_channels_last(TxTensor t, TxTensor *out);
+int tx_is_channels_last(TxTensor t);
 
 /* ---- shape ---------------------------------------------------------------------------- */
 TxErr tx_cat(TxTensor *ts, int n, int64_t dim, TxTensor *out);
