@@ -72,8 +72,18 @@ func (m *CFN) PLFeatures(pl Tensor) Tensor {
 
 // Affinity is Eq. 2: softmax over the window of query·key, B×(2R+1)²×H×W, for every pixel u
 // of the query slice over the pixels v = u + d of the key slice.
+//
+// Under mixed precision the features arrive in bf16/fp16; the logits are sums over all
+// feature channels and the softmax is sharp, so the affinity is computed in float32.
 func (m *CFN) Affinity(query, key Tensor) Tensor {
-	return torchx.Softmax(torchx.Correlation(query, key, m.Radius), 1)
+	return torchx.Softmax(torchx.Correlation(float32Of(query), float32Of(key), m.Radius), 1)
+}
+
+func float32Of(t Tensor) Tensor {
+	if torchx.DTypeOf(t) == torchx.Float32 {
+		return t
+	}
+	return torchx.To(t, "", torchx.Float32)
 }
 
 // Propagate is Eq. 4: carries src (B×C×H×W, an image or one-hot mask of the key slice)

@@ -1,6 +1,7 @@
 package models
 
 import (
+	"fmt"
 	"math"
 	"testing"
 
@@ -116,7 +117,7 @@ func TestCFNAutocastCUDA(t *testing.T) {
 		ToChannelsLast(m)
 		cl = loss()
 	})
-	t.Logf("loss float32 %.5f, bf16 autocast %.5f, channels-last %.5f", f32, bf16, cl)
+	fmt.Printf("autocast check: loss float32 %.5f, bf16 autocast %.5f, channels-last %.5f\n", f32, bf16, cl)
 	if math.Abs(bf16-f32) > 0.02*f32 || math.Abs(cl-f32) > 1e-3*f32 {
 		t.Fatalf("bf16 %.5f / channels-last %.5f vs float32 %.5f", bf16, cl, f32)
 	}
