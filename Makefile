@@ -89,8 +89,8 @@ vet: build
 	$(GOENV) $(GO) vet ./...
 
 test: deps build vet
-	$(GOENV) $(GO) test -count=1 -timeout 20m ./...
 	@$(MAKE) --no-print-directory test-bundle
+	$(GOENV) $(GO) test -count=1 -timeout 20m ./...
 
 # The main job, end to end on synthetic phantoms with the two-core config: phantoms →
 # Sli2Vol training → pseudo-labels → Sli2Vol+ training → evaluation against baselines.
