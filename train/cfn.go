@@ -166,13 +166,7 @@ func TrainCFN(c *configs.Config, o Options) (Result, error) {
 	if prog.Step > 0 {
 		bar.Add(prog.Step, fmt.Sprintf("resumed at step %d", prog.Step))
 	}
-	scale := c.Data.IntensityScale
-	lossFn := func(recon, target torchx.Tensor) torchx.Tensor {
-		if c.Train.Loss == "l1" {
-			return torchx.L1Loss(recon, target, torchx.ReduceMean)
-		}
-		return torchx.SmoothL1Loss(recon, target, torchx.ReduceMean, 1)
-	}
+	stepper := &Stepper{Cfg: c, Model: model, Opt: opt, Device: o.Device}
 	start := prog
 	var runErr error
 	for epoch := prog.Epoch; epoch < c.Train.Epochs && runErr == nil; epoch++ {
@@ -184,42 +178,13 @@ func TrainCFN(c *configs.Config, o Options) (Result, error) {
 			t0 := time.Now()
 			lr := sched.LR(prog.Step)
 			opt.SetLR(lr)
+			if o.corruptStep == prog.Step+1 {
+				for i := range batch.A {
+					batch.A[i] = float32(math.NaN())
+				}
+			}
 			var loss float64
-			runErr = torchx.Try(func() {
-				if o.corruptStep == prog.Step+1 {
-					for i := range batch.A {
-						batch.A[i] = float32(math.NaN())
-					}
-				}
-				p := tensors.FromBatch(batch, o.Device)
-				in := func(t torchx.Tensor) torchx.Tensor {
-					t = torchx.MulScalar(t, scale)
-					if c.Train.ChannelsLast {
-						t = torchx.ChannelsLast(t)
-					}
-					return t
-				}
-				a, bb := in(p.A), in(p.B)
-				var pla, plb torchx.Tensor
-				if model.UsesPL() {
-					pla, plb = in(p.PLA), in(p.PLB)
-				}
-				opt.ZeroGrad()
-				var l torchx.Tensor
-				forward := func() { l = lossFn(model.Reconstruct(a, bb, pla, plb), bb) }
-				if c.Train.AMP == "bf16" {
-					// Forward and loss in mixed precision; backward outside autocast.
-					torchx.Autocast(o.Device, torchx.BFloat16, forward)
-				} else {
-					forward()
-				}
-				loss = torchx.Item(l)
-				if math.IsNaN(loss) || math.IsInf(loss, 0) {
-					return
-				}
-				torchx.Backward(l)
-				opt.Step()
-			})
+			loss, runErr = stepper.Step(batch)
 			torchx.GC()
 			if runErr != nil {
 				runErr = fmt.Errorf("train: step %d: %w", prog.Step+1, runErr)
@@ -286,3 +251,57 @@ func TrainCFN(c *configs.Config, o Options) (Result, error) {
 }
 
 var errStopped = errors.New("stopped on request")
+
+// Stepper is one optimisation step of the correspondence flow — the trainer's inner loop,
+// shared with the benchmarks so that they time exactly what training runs.
+type Stepper struct {
+	Cfg    *configs.Config
+	Model  *models.CFN
+	Opt    *torchx.Optimizer
+	Device string
+}
+
+// Step trains on one batch: slices scaled by data.intensity_scale (and pseudo-labels in mode
+// sli2vol+), the reconstruction of slice j+1 from slice j, the configured loss, backward and
+// an optimizer step. A non-finite loss is returned without updating the weights.
+func (s *Stepper) Step(batch data.Batch) (loss float64, err error) {
+	c := s.Cfg
+	err = torchx.Try(func() {
+		p := tensors.FromBatch(batch, s.Device)
+		in := func(t torchx.Tensor) torchx.Tensor {
+			t = torchx.MulScalar(t, c.Data.IntensityScale)
+			if c.Train.ChannelsLast {
+				t = torchx.ChannelsLast(t)
+			}
+			return t
+		}
+		a, b := in(p.A), in(p.B)
+		var pla, plb torchx.Tensor
+		if s.Model.UsesPL() {
+			pla, plb = in(p.PLA), in(p.PLB)
+		}
+		s.Opt.ZeroGrad()
+		var l torchx.Tensor
+		forward := func() {
+			recon := s.Model.Reconstruct(a, b, pla, plb)
+			if c.Train.Loss == "l1" {
+				l = torchx.L1Loss(recon, b, torchx.ReduceMean)
+			} else {
+				l = torchx.SmoothL1Loss(recon, b, torchx.ReduceMean, 1)
+			}
+		}
+		if c.Train.AMP == "bf16" {
+			// Forward and loss in mixed precision; backward outside autocast.
+			torchx.Autocast(s.Device, torchx.BFloat16, forward)
+		} else {
+			forward()
+		}
+		loss = torchx.Item(l)
+		if math.IsNaN(loss) || math.IsInf(loss, 0) {
+			return
+		}
+		torchx.Backward(l)
+		s.Opt.Step()
+	})
+	return loss, err
+}
