@@ -49,7 +49,7 @@ CGT_HDRS := $(CGT_NAMES:%=$(CGT_SRCDIR)/%.h) $(CGT_SRCDIR)/torchdef.h $(CGT_SRCD
 TX_SRCS := $(wildcard torchx/csrc/*.cc)
 TX_OBJS := $(TX_SRCS:torchx/csrc/%.cc=$(BUILD)/obj/torchx/%.o)
 
-.PHONY: all deps native build test vet demo clean print-env testbin fuzz gpu-bundle test-bundle
+.PHONY: all deps native build test vet demo clean print-env testbin fuzz gpu-bundle test-bundle bench
 all: build
 
 deps:
@@ -105,6 +105,13 @@ demo: deps build
 	bin/sli2vol pseudo-label --config $(DEMO_CFG) --model $(DEMO)/sli2vol --data $(DEMO)/train --out $(DEMO)/pseudo
 	bin/sli2vol train --config $(DEMO_CFG) --mode sli2vol+ --data $(DEMO)/train --pseudo $(DEMO)/pseudo --out $(DEMO)/sli2vol+
 	bin/sli2vol evaluate --config $(DEMO_CFG) --model $(DEMO)/sli2vol --model $(DEMO)/sli2vol+ --data $(DEMO)/test --out $(DEMO)/report
+
+# Go vs the PyTorch reference, same model, weights, batch and threads (bench/runner.go);
+# writes BENCHMARKS.md. BENCH_FLAGS: --device cuda, --rounds N, --threads T, --paper.
+BENCH_FLAGS ?=
+bench: build
+	$(GOENV) $(GO) build -o $(BUILD)/bench/sli2vol-bench ./bench/cmd/sli2vol-bench
+	$(BUILD)/bench/sli2vol-bench run --out BENCHMARKS.md $(BENCH_FLAGS)
 
 # Fuzz the input readers, FUZZTIME each (the issue asks for 10 minutes before closing).
 FUZZTIME ?= 1m

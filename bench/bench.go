@@ -1,0 +1,258 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sli2vol/sli2vol/configs"
+	"github.com/sli2vol/sli2vol/data"
+	"github.com/sli2vol/sli2vol/infer"
+	"github.com/sli2vol/sli2vol/models"
+	"github.com/sli2vol/sli2vol/torchx"
+	"github.com/sli2vol/sli2vol/train"
+)
+
+// Spec is one benchmark setting, shared with the PyTorch side through spec.json.
+type Spec struct {
+	Model     configs.Model  `json:"-"`
+	ModelJSON map[string]any `json:"model"`
+	HW        int            `json:"hw"`
+	Batch     int            `json:"batch"`
+	Slices    int            `json:"slices"`
+	Scale     float64        `json:"intensity_scale"`
+	Window    [2]float64     `json:"window"`
+	Seed      int64          `json:"seed"`
+}
+
+// Result is what one side reports.
+type Result struct {
+	FirstLoss    float64 `json:"first_loss"`
+	SamplesPerS  float64 `json:"samples_per_s,omitempty"`
+	SlicesPerS   float64 `json:"slices_per_s,omitempty"`
+	Labelled     int64   `json:"labelled,omitempty"`
+	PeakRSSMiB   float64 `json:"peak_rss_mib"`
+	Steps        int     `json:"steps,omitempty"`
+	RSSAtStep100 float64 `json:"rss_step100_mib,omitempty"`
+	RSSAtEnd     float64 `json:"rss_end_mib,omitempty"`
+}
+
+func modelJSON(m configs.Model) map[string]any {
+	return map[string]any{"mode": m.Mode, "radius": m.Radius, "width": m.Width, "stages": m.Stages,
+		"blocks_per_stage": m.BlocksPerStage, "feature_dim": m.FeatureDim, "edge_radius": m.EdgeRadius,
+		"separate_pl_encoder": m.SeparatePLEncoder,
+		"geig":                map[string]any{"directions": m.GEIG.Directions, "scales": m.GEIG.Scales}}
+}
+
+// Prepare writes dir/spec.json, dir/weights.pt (seeded initial weights), dir/batch.pt (a
+// training batch of phantom slice pairs and PL masks, in [0,1]) and dir/volume.nii.gz +
+// dir/labels.nii.gz (a phantom of spec.Slices slices for propagation).
+func Prepare(dir string, c *configs.Config, hw, batch, slices int) (*Spec, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	s := &Spec{Model: c.Model, ModelJSON: modelJSON(c.Model), HW: hw, Batch: batch, Slices: slices,
+		Scale: c.Data.IntensityScale, Window: c.Data.CTWindow, Seed: c.Seed}
+	b, _ := json.MarshalIndent(s, "", "  ")
+	if err := os.WriteFile(filepath.Join(dir, "spec.json"), b, 0o644); err != nil {
+		return nil, err
+	}
+	torchx.ManualSeed(uint64(c.Seed))
+	m, err := models.NewCFN(c.Model)
+	if err != nil {
+		return nil, err
+	}
+	if err := torchx.SaveStateDict(filepath.Join(dir, "weights.pt"), models.StateDict(m)); err != nil {
+		return nil, err
+	}
+	// Training batch: neighbouring phantom slices (window applied), their labels as PLs.
+	img, lab, g := data.Phantom([3]int{hw, hw, max(batch+2, 12)}, c.Seed)
+	sl, _ := data.NewSlicer(&g, -1)
+	win := data.Window{Lo: float32(c.Data.CTWindow[0]), Up: float32(c.Data.CTWindow[1])}
+	var bt data.Batch
+	bt.Size, bt.Crop = batch, hw
+	r := rand.New(rand.NewSource(c.Seed))
+	for i := 0; i < batch; i++ {
+		j := 1 + r.Intn(sl.Len()-2)
+		for _, n := range []int{j, j + 1} {
+			v := data.Slice(sl, img, n)
+			win.Apply(v, v)
+			l := data.Slice(sl, lab, n)
+			pl := make([]float32, len(l))
+			for k, x := range l {
+				if x != 0 {
+					pl[k] = 1
+				}
+			}
+			if n == j {
+				bt.A, bt.PLA = append(bt.A, v...), append(bt.PLA, pl...)
+			} else {
+				bt.B, bt.PLB = append(bt.B, v...), append(bt.PLB, pl...)
+			}
+		}
+	}
+	sh := []int64{int64(batch), 1, int64(hw), int64(hw)}
+	if err := torchx.SaveStateDict(filepath.Join(dir, "batch.pt"), map[string]torchx.Tensor{
+		"s_j": torchx.FromFloat32(bt.A, sh...), "s_j1": torchx.FromFloat32(bt.B, sh...),
+		"pl_j": torchx.FromFloat32(bt.PLA, sh...), "pl_j1": torchx.FromFloat32(bt.PLB, sh...),
+	}); err != nil {
+		return nil, err
+	}
+	vi, vl, vg := data.Phantom([3]int{hw, hw, slices}, c.Seed+1)
+	if err := data.WriteImageInt16(filepath.Join(dir, "volume.nii.gz"), vi, &vg, data.WriteOptions{Overwrite: true}); err != nil {
+		return nil, err
+	}
+	return s, data.WriteLabels(filepath.Join(dir, "labels.nii.gz"), vl, &vg, data.WriteOptions{Overwrite: true})
+}
+
+func loadSpec(dir string) (*Spec, *configs.Config, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "spec.json"))
+	if err != nil {
+		return nil, nil, err
+	}
+	var s Spec
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, nil, err
+	}
+	c := configs.Defaults()
+	m := &c.Model
+	m.Mode, m.Radius, m.Width, m.Stages = s.ModelJSON["mode"].(string), num(s.ModelJSON["radius"]), num(s.ModelJSON["width"]), num(s.ModelJSON["stages"])
+	m.BlocksPerStage, m.FeatureDim, m.EdgeRadius = num(s.ModelJSON["blocks_per_stage"]), num(s.ModelJSON["feature_dim"]), num(s.ModelJSON["edge_radius"])
+	m.SeparatePLEncoder = s.ModelJSON["separate_pl_encoder"].(bool)
+	geig := s.ModelJSON["geig"].(map[string]any)
+	m.GEIG.Directions = num(geig["directions"])
+	m.GEIG.Scales = nil
+	for _, x := range geig["scales"].([]any) {
+		m.GEIG.Scales = append(m.GEIG.Scales, num(x))
+	}
+	c.Data.IntensityScale, c.Data.CTWindow, c.Seed = s.Scale, s.Window, s.Seed
+	c.Data.Intensity = "ct"
+	return &s, c, nil
+}
+
+func num(v any) int { return int(v.(float64)) }
+
+func loadModel(dir string, c *configs.Config, device string) (*models.CFN, error) {
+	m, err := models.NewCFN(c.Model)
+	if err != nil {
+		return nil, err
+	}
+	sd, err := torchx.LoadStateDict(filepath.Join(dir, "weights.pt"))
+	if err != nil {
+		return nil, err
+	}
+	if err := models.LoadStateDict(m, sd); err != nil {
+		return nil, err
+	}
+	models.To(m, device)
+	return m, nil
+}
+
+// TrainSteps times steps optimizer steps of the trainer's Stepper on the prepared batch,
+// after one untimed step whose loss (the same weights and batch as PyTorch's) is FirstLoss.
+func TrainSteps(dir, device string, steps int) (*Result, error) {
+	_, c, err := loadSpec(dir)
+	if err != nil {
+		return nil, err
+	}
+	m, err := loadModel(dir, c, device)
+	if err != nil {
+		return nil, err
+	}
+	models.SetTraining(m, true)
+	sd, err := torchx.LoadStateDict(filepath.Join(dir, "batch.pt"))
+	if err != nil {
+		return nil, err
+	}
+	sh := sd["s_j"].Shape()
+	b := data.Batch{Size: int(sh[0]), Crop: int(sh[2]), A: torchx.Float32s(sd["s_j"]), B: torchx.Float32s(sd["s_j1"]),
+		PLA: torchx.Float32s(sd["pl_j"]), PLB: torchx.Float32s(sd["pl_j1"])}
+	opt, _ := train.NewOptimizer(c.Train, models.Parameters(m), 1)
+	defer opt.Close()
+	st := &train.Stepper{Cfg: c, Model: m, Opt: opt, Device: device}
+	res := &Result{Steps: steps}
+	if res.FirstLoss, err = st.Step(b); err != nil {
+		return nil, err
+	}
+	t0 := time.Now()
+	for i := 0; i < steps; i++ {
+		if _, err := st.Step(b); err != nil {
+			return nil, err
+		}
+		torchx.GC()
+		if i+1 == 100 {
+			res.RSSAtStep100 = rssMiB("VmRSS")
+		}
+	}
+	if steps > 0 {
+		res.SamplesPerS = float64(steps*b.Size) / time.Since(t0).Seconds()
+	}
+	res.RSSAtEnd = rssMiB("VmRSS")
+	res.PeakRSSMiB = rssMiB("VmHWM")
+	return res, nil
+}
+
+// Propagate times infer's propagation through the prepared volume from its middle slice
+// (every structure on it, both directions), as `sli2vol segment` runs it.
+func Propagate(dir, device string) (*Result, error) {
+	_, c, err := loadSpec(dir)
+	if err != nil {
+		return nil, err
+	}
+	m, err := loadModel(dir, c, device)
+	if err != nil {
+		return nil, err
+	}
+	img, err := data.LoadImage(filepath.Join(dir, "volume.nii.gz"), data.DefaultLimits)
+	if err != nil {
+		return nil, err
+	}
+	lab, err := data.LoadLabels(filepath.Join(dir, "labels.nii.gz"), data.DefaultLimits)
+	if err != nil {
+		return nil, err
+	}
+	j := &infer.Job{Cfg: c, Net: m, Device: device}
+	p, err := j.Prepare(img)
+	if err != nil {
+		return nil, err
+	}
+	ann, err := data.FindAnnotation(lab, p.Slicer, p.Slicer.Len()/2)
+	if err != nil {
+		return nil, err
+	}
+	t0 := time.Now()
+	r, err := j.Segment(p, ann)
+	if err != nil {
+		return nil, err
+	}
+	dt := time.Since(t0).Seconds()
+	res := &Result{SlicesPerS: float64(r.Last-r.First) / dt, PeakRSSMiB: rssMiB("VmHWM")}
+	for _, v := range r.Labels {
+		if v != 0 {
+			res.Labelled++
+		}
+	}
+	return res, nil
+}
+
+func rssMiB(field string) float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, field+":") {
+			kb, _ := strconv.ParseFloat(strings.Fields(l)[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// Print writes r as one JSON line.
+func Print(r *Result) { b, _ := json.Marshal(r); fmt.Println(string(b)) }

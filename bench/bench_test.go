@@ -1,0 +1,52 @@
+package bench
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sli2vol/sli2vol/internal/testpy"
+)
+
+// TestMain lets the harness smoke test start this binary as the Go side of the benchmark.
+func TestMain(m *testing.M) {
+	if os.Getenv("SLI2VOL_BENCH_SELF") == "1" {
+		r, err := Command(os.Args[1:])
+		if err != nil {
+			os.Stderr.WriteString(err.Error() + "\n")
+			os.Exit(2)
+		}
+		if r != nil {
+			Print(r)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// The harness end to end on a tiny model: parity checks pass (same first loss, same
+// propagated voxels), one round per row is timed, the report has every row and a ratio.
+func TestHarnessSmoke(t *testing.T) {
+	py := testpy.Find(t, "torch", "nibabel")
+	t.Setenv("SLI2VOL_BENCH_SELF", "1")
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "tiny.yaml")
+	os.WriteFile(cfg, []byte("model: {width: 4, stages: 1, blocks_per_stage: 1, feature_dim: 8, radius: 2}\ndata: {resize_range: [32, 32], crop: 32}\n"), 0o644)
+	out := filepath.Join(dir, "BENCHMARKS.md")
+	err := Run(RunOptions{
+		Self: os.Args[0], Python: py, PyScript: filepath.Join("pytorch", "bench.py"), Work: dir,
+		Device: "cpu", Threads: 1, Rounds: 1,
+		Rows:        []Row{{Name: "t", Config: cfg, HW: 32, Batch: 2, Steps: 1}, {Name: "p", Config: cfg, HW: 32, Slices: 12, Batch: 2, Propagate: true}},
+		MemorySteps: 120, MemoryConfig: cfg, Out: out, Log: t.Logf,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(out)
+	for _, want := range []string{"training step", "propagation", "peak RSS", "Memory: a 120-step"} {
+		if !strings.Contains(string(b), want) {
+			t.Fatalf("report lacks %q:\n%s", want, b)
+		}
+	}
+}

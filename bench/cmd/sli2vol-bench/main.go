@@ -1,0 +1,81 @@
+// Command sli2vol-bench is the Go side of `make bench` (see bench/run.sh):
+//
+//	sli2vol-bench prepare  DIR CONFIG HW BATCH SLICES
+//	sli2vol-bench train    DIR DEVICE STEPS THREADS
+//	sli2vol-bench propagate DIR DEVICE THREADS
+//	sli2vol-bench run [--device D] [--rounds N] [--threads T] [--paper] [--out BENCHMARKS.md]
+//
+// Each timing command prints one JSON line (bench.Result); run does the whole comparison.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"github.com/sli2vol/sli2vol/bench"
+	"github.com/sli2vol/sli2vol/internal/testpy"
+)
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "sli2vol-bench:", err)
+	os.Exit(2)
+}
+
+func main() {
+	a := os.Args[1:]
+	if len(a) > 0 && a[0] == "run" {
+		if err := run(a[1:]); err != nil {
+			fail(err)
+		}
+		return
+	}
+	r, err := bench.Command(a)
+	if err != nil {
+		fail(err)
+	}
+	if r != nil {
+		bench.Print(r)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	device := fs.String("device", "cpu", "cpu or cuda")
+	rounds := fs.Int("rounds", 5, "interleaved Go/PyTorch rounds per row")
+	threads := fs.Int("threads", runtime.NumCPU(), "intra-op threads, both sides")
+	paper := fs.Bool("paper", false, "also the 256² paper-config training row (always on CUDA)")
+	out := fs.String("out", "BENCHMARKS.md", "report")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	py, ok := testpy.Lookup("torch", "nibabel")
+	if !ok {
+		return fmt.Errorf("no python3 with torch and nibabel (apt install python3-torch python3-nibabel)")
+	}
+	self, _ := os.Executable()
+	root := filepath.Join(filepath.Dir(self), "..", "..")
+	steps, hwProp, slices := 2, 128, 40
+	if *device != "cpu" {
+		steps, hwProp, slices = 20, 256, 100
+		*paper = true
+	}
+	paperCfg := filepath.Join(root, "configs", "paper.yaml")
+	rows := []bench.Row{{Name: "train-96", Config: paperCfg, HW: 96, Batch: 4, Steps: steps}}
+	if *paper {
+		rows = append(rows, bench.Row{Name: "train-256", Config: paperCfg, HW: 256, Batch: 4, Steps: steps})
+	}
+	rows = append(rows, bench.Row{Name: "propagate", Config: paperCfg, HW: hwProp, Batch: 2, Slices: slices, Propagate: true})
+	for i := range rows {
+		rows[i].Config = filepath.Clean(rows[i].Config)
+	}
+	return bench.Run(bench.RunOptions{
+		Self: self, Python: py, PyScript: filepath.Join(root, "bench", "pytorch", "bench.py"),
+		Work: filepath.Join(root, "build", "bench", "work"), Device: *device, Threads: *threads, Rounds: *rounds,
+		Rows: rows, MemorySteps: 1000, MemoryConfig: filepath.Join(root, "configs", "cpu-small.yaml"),
+		Out: *out, Recorded: filepath.Join(root, "bench", "recorded.md"),
+		Log: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...) },
+	})
+}

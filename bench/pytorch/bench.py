@@ -1,0 +1,124 @@
+"""PyTorch side of `make bench` (bench/run.sh): the same timings as sli2vol-bench on the same
+spec, weights and batch (written by `sli2vol-bench prepare`), with the repo's reference model.
+
+    python3 bench.py train DIR DEVICE STEPS THREADS
+    python3 bench.py propagate DIR DEVICE THREADS
+"""
+import json
+import os
+import resource
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sli2vol_ref import CFN, local_aggregate  # noqa: E402
+
+
+def peak_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def load(d, device):
+    spec = json.load(open(os.path.join(d, "spec.json")))
+    m = CFN(spec["model"])
+    m.load_state_dict(torch.load(os.path.join(d, "weights.pt")))
+    return spec, m.to(device)
+
+
+def sync(device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def train(d, device, steps, threads):
+    torch.set_num_threads(threads)
+    spec, m = load(d, device)
+    m.train()
+    b = {k: v.to(device) * spec["intensity_scale"] for k, v in torch.load(os.path.join(d, "batch.pt")).items()}
+    # sli2vol's defaults: AdamW lr 1e-4, weight decay 0.005, smooth-L1 reconstruction loss.
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-4, weight_decay=0.005)
+
+    def step():
+        opt.zero_grad()
+        loss = F.smooth_l1_loss(m.reconstruct(b["s_j"], b["s_j1"], b["pl_j"], b["pl_j1"]), b["s_j1"])
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    first = step()
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    dt = time.perf_counter() - t0
+    out = {"first_loss": first, "peak_rss_mib": peak_rss_mib(), "steps": steps}
+    if steps:
+        out["samples_per_s"] = steps * b["s_j"].shape[0] / dt
+    print(json.dumps(out))
+
+
+def propagate(d, device, threads):
+    import nibabel as nib
+    import numpy as np
+    torch.set_num_threads(threads)
+    spec, m = load(d, device)
+    m.eval()
+    img = np.asarray(nib.load(os.path.join(d, "volume.nii.gz")).dataobj, dtype=np.float32)
+    lab = np.asarray(nib.load(os.path.join(d, "labels.nii.gz")).dataobj).astype(np.int64)
+    lo, up = spec["window"]
+    vol = (np.clip(img, lo, up) - lo) / (up - lo) * spec["intensity_scale"]
+    n_sl = vol.shape[2]  # phantoms: slice axis 2, rows along array axis 0, columns along 1
+    ann = n_sl // 2
+    ids = sorted(int(v) for v in np.unique(lab[:, :, ann]) if v != 0)
+    chan = {0: 0, **{v: i + 1 for i, v in enumerate(ids)}}
+    k = len(ids) + 1
+    out = np.zeros_like(lab)
+    out[:, :, ann] = lab[:, :, ann]
+
+    def sl(n):
+        return torch.from_numpy(np.ascontiguousarray(vol[:, :, n]))[None, None].to(device)
+
+    def onehot(mask):
+        idx = torch.from_numpy(np.vectorize(chan.get)(mask))
+        return F.one_hot(idx, k).permute(2, 0, 1)[None].float().to(device)
+
+    first = last = ann
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for step in (-1, 1):
+            cur = onehot(lab[:, :, ann])
+            key = m.slice_features(sl(ann))
+            n = ann + step
+            while 0 <= n < n_sl:
+                query = m.slice_features(sl(n))
+                probs = local_aggregate(m.affinity(query, key), cur, m.radius)
+                arg = probs.argmax(1)[0].cpu().numpy()
+                if (arg > 0).sum() < 1:
+                    break
+                mask = np.zeros_like(arg)
+                for v, c in chan.items():
+                    if c > 0:
+                        mask[arg == c] = v
+                out[:, :, n] = mask
+                first, last = min(first, n), max(last, n)
+                cur = onehot(mask)
+                key = query
+                n += step
+    sync(device)
+    dt = time.perf_counter() - t0
+    print(json.dumps({"first_loss": 0, "slices_per_s": (last - first) / dt, "labelled": int((out != 0).sum()),
+                      "peak_rss_mib": peak_rss_mib()}))
+
+
+if __name__ == "__main__":
+    a = sys.argv
+    if len(a) == 6 and a[1] == "train":
+        train(a[2], a[3], int(a[4]), int(a[5]))
+    elif len(a) == 5 and a[1] == "propagate":
+        propagate(a[2], a[3], int(a[4]))
+    else:
+        sys.exit(__doc__)
