@@ -50,7 +50,13 @@ func summarize(v []float64) stats {
 	return stats{m, s[0], s[len(s)-1]}
 }
 
-func (s stats) String() string { return fmt.Sprintf("%.3g (%.3g–%.3g)", s.med, s.min, s.max) }
+func (s stats) String() string {
+	f := "%.3g (%.3g–%.3g)"
+	if s.med >= 100 {
+		f = "%.0f (%.0f–%.0f)"
+	}
+	return fmt.Sprintf(f, s.med, s.min, s.max)
+}
 
 func runJSON(name string, args ...string) (*Result, error) {
 	var out, errb bytes.Buffer
@@ -139,10 +145,11 @@ func Run(o RunOptions) error {
 			o.Log("  round %d: Go %.3g, PyTorch %.3g", i+1, gs, ps)
 		}
 		unit := "samples/s"
-		what := fmt.Sprintf("training step, %s, %d² batch %d", r.Config, r.HW, r.Batch)
+		cfg := filepath.Base(r.Config)
+		what := fmt.Sprintf("training step, %s network, %d² batch %d", cfg, r.HW, r.Batch)
 		if r.Propagate {
 			unit = "slices/s"
-			what = fmt.Sprintf("propagation, %s, %d slices of %d²", r.Config, r.Slices, r.HW)
+			what = fmt.Sprintf("propagation, %s network, %d slices of %d²", cfg, r.Slices, r.HW)
 		}
 		G, P := summarize(gv), summarize(pv)
 		fmt.Fprintf(&md, "| %s (%s) | %s | %s | **%.2f** |\n", what, unit, G, P, G.med/P.med)
@@ -160,8 +167,8 @@ func Run(o RunOptions) error {
 			return err
 		}
 		growth := (g.RSSAtEnd - g.RSSAtStep100) / g.RSSAtStep100 * 100
-		fmt.Fprintf(&md, "\nMemory: a %d-step Go training run (%s, 64² batch 4): RSS %.1f MiB after step 100, %.1f MiB after step %d "+
-			"(%+.2f %%; the bound is 5 %%).\n", o.MemorySteps, o.MemoryConfig, g.RSSAtStep100, g.RSSAtEnd, o.MemorySteps, growth)
+		fmt.Fprintf(&md, "\nMemory: a %d-step Go training run (%s network, 64² batch 4): RSS %.1f MiB after step 100, %.1f MiB after step %d "+
+			"(%+.2f %%; the bound is 5 %%).\n", o.MemorySteps, filepath.Base(o.MemoryConfig), g.RSSAtStep100, g.RSSAtEnd, o.MemorySteps, growth)
 		if math.Abs(growth) >= 5 {
 			return fmt.Errorf("memory: RSS grew %.1f %% between step 100 and %d", growth, o.MemorySteps)
 		}
