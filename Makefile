@@ -131,7 +131,8 @@ gpu-bundle: build
 	$(GOENV_BUNDLE) $(GO) build -ldflags '$(GOLDFLAGS)' -o $(BUNDLE)/bin/sli2vol ./cmd/sli2vol
 	$(foreach p,$(TESTBIN_PKGS),$(GOENV_BUNDLE) $(GO) test -c -o $(BUNDLE)/bin/$(p).test ./$(p) &&) true
 	cp -r torchx/csrc $(BUNDLE)/torchx/ && cp -r $(BUILD)/cgotorch-src $(BUNDLE)/build/
-	cp -r third_party configs Makefile $(BUNDLE)/ && mkdir -p $(BUNDLE)/bench && cp -r bench/pytorch $(BUNDLE)/bench/
+	cp -r third_party Makefile $(BUNDLE)/ && mkdir -p $(BUNDLE)/bench $(BUNDLE)/configs && cp -r bench/pytorch $(BUNDLE)/bench/
+	cp configs/*.yaml $(BUNDLE)/configs/
 	@du -sh $(BUNDLE)
 
 # The bundle's build path, here against Debian's libtorch laid out as one LIBTORCH root.
