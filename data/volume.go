@@ -117,7 +117,12 @@ type Labels struct {
 
 // LoadImage reads a NIfTI image as float32 intensities. NaN or infinite voxels are refused:
 // the windowing and the network cannot use them (mask them to a value first).
+//
+// A folder is read as a DICOM series (LoadDICOMSeries), when it holds a single series.
 func LoadImage(path string, lim Limits) (*Image, error) {
+	if IsDICOMDir(path) {
+		return LoadDICOMSeries(path, "", lim)
+	}
 	h, raw, err := readNIfTI(path, lim)
 	if err != nil {
 		return nil, err
