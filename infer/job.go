@@ -14,6 +14,7 @@ type Job struct {
 	Net    Network
 	Device string
 	Log    io.Writer
+	Series string // DICOM SeriesInstanceUID when the image folder holds several series
 }
 
 // Prepared is a volume ready for propagation: slicing and test-time window decided.
@@ -51,7 +52,13 @@ func (j *Job) Segment(p *Prepared, ann *data.Annotation) (*Result, error) {
 // image's grid with the annotation's ids. slice < 0: the annotation file must label one slice.
 func (j *Job) SegmentFile(imagePath, annotationPath string, slice int, out string, o data.WriteOptions) (*Result, error) {
 	lim := data.LimitsFrom(j.Cfg)
-	img, err := data.LoadImage(imagePath, lim)
+	var img *data.Image
+	var err error
+	if j.Series != "" && data.IsDICOMDir(imagePath) {
+		img, err = data.LoadDICOMSeries(imagePath, j.Series, lim)
+	} else {
+		img, err = data.LoadImage(imagePath, lim)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -45,7 +45,7 @@ func addInferFlags(cmd *cobra.Command) {
 }
 
 func newSegmentCmd() *cobra.Command {
-	var model, image, annotation, out string
+	var model, image, annotation, out, series string
 	var slice int
 	var force bool
 	cmd := &cobra.Command{
@@ -60,6 +60,7 @@ func newSegmentCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			j.Series = series
 			res, err := j.SegmentFile(image, annotation, slice, out, data.WriteOptions{Overwrite: force})
 			if err != nil {
 				return err
@@ -70,7 +71,8 @@ func newSegmentCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&model, "model", "", "trained run folder (sli2vol train --out)")
-	f.StringVar(&image, "image", "", "image volume (NIfTI)")
+	f.StringVar(&image, "image", "", "image volume: NIfTI file, or a folder holding a DICOM series")
+	f.StringVar(&series, "series", "", "DICOM SeriesInstanceUID, when the image folder holds several series")
 	f.StringVar(&annotation, "annotation", "", "label file with the annotated slice, on the image's grid")
 	f.StringVar(&out, "out", "", "output mask (NIfTI, the image's geometry)")
 	f.IntVar(&slice, "slice", -1, "the annotated slice, when the annotation file labels several")
