@@ -146,7 +146,7 @@ func TestMalformedInputs(t *testing.T) {
 		{"two annotated slices", "2 slices are labelled", "ann2.nii.gz", seg(img, ann2)},
 		{"slice out of range", "slice 99 is out of range", "ann2.nii.gz", seg(img, ann2, "--slice", "99")},
 		{"label id too large", "outside 0..2147483647", "huge.nii", seg(img, write("huge.nii", hugeID))},
-		{"image is a folder", "is a folder", "emptydir", seg(p("emptydir"), ann)},
+		{"image folder without DICOM", "no DICOM files", "emptydir", seg(p("emptydir"), ann)},
 		{"output folder missing", "does not exist", "nowhere", append(seg(img, ann)[:len(seg(img, ann))-1], p("nowhere/out.nii.gz"))},
 		{"output is the image", "output is an input file", "phantom_000.nii.gz", append(seg(img, ann)[:len(seg(img, ann))-1], img, "--force")},
 		{"output is the annotation", "output is an input file", "ann.nii.gz", append(seg(img, ann)[:len(seg(img, ann))-1], ann, "--force")},
