@@ -137,30 +137,31 @@ func loadSpec(dir string) (*Spec, *configs.Config, error) {
 
 func num(v any) int { return int(v.(float64)) }
 
-func loadModel(dir string, c *configs.Config, device string) (*models.CFN, error) {
+// loadModel builds the prepared spec's model with its saved initial weights on device.
+func loadModel(dir, device string) (*configs.Config, *models.CFN, error) {
+	_, c, err := loadSpec(dir)
+	if err != nil {
+		return nil, nil, err
+	}
 	m, err := models.NewCFN(c.Model)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sd, err := torchx.LoadStateDict(filepath.Join(dir, "weights.pt"))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := models.LoadStateDict(m, sd); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	models.To(m, device)
-	return m, nil
+	return c, m, nil
 }
 
 // TrainSteps times steps optimizer steps of the trainer's Stepper on the prepared batch,
 // after one untimed step whose loss (the same weights and batch as PyTorch's) is FirstLoss.
 func TrainSteps(dir, device string, steps int) (*Result, error) {
-	_, c, err := loadSpec(dir)
-	if err != nil {
-		return nil, err
-	}
-	m, err := loadModel(dir, c, device)
+	c, m, err := loadModel(dir, device)
 	if err != nil {
 		return nil, err
 	}
@@ -200,11 +201,7 @@ func TrainSteps(dir, device string, steps int) (*Result, error) {
 // Propagate times infer's propagation through the prepared volume from its middle slice
 // (every structure on it, both directions), as `sli2vol segment` runs it.
 func Propagate(dir, device string) (*Result, error) {
-	_, c, err := loadSpec(dir)
-	if err != nil {
-		return nil, err
-	}
-	m, err := loadModel(dir, c, device)
+	c, m, err := loadModel(dir, device)
 	if err != nil {
 		return nil, err
 	}
