@@ -1,19 +1,9 @@
 package torchx
 
-// #include <stdlib.h>
-// #include "torchx.h"
-import "C"
-
 import (
-	"archive/zip"
-	"bytes"
 	"fmt"
-	"io"
 	"os"
-	"runtime"
 	"sort"
-	"strings"
-	"unsafe"
 
 	"github.com/sli2vol/sli2vol/internal/atomicfile"
 )
@@ -42,60 +32,18 @@ func EncodeStateDict(sd map[string]Tensor) ([]byte, error) {
 	return out, err
 }
 
-// checkContainer verifies torch.save's zip container in Go before libtorch sees it:
-// libtorch's reader can crash the process (SIGSEGV) on a truncated or corrupt file instead of
-// throwing, so only an intact archive — central directory, every record's CRC, a data.pkl —
-// is handed to it.
-func checkContainer(b []byte) error {
-	z, err := zip.NewReader(bytes.NewReader(b), int64(len(b)))
-	if err != nil {
-		return fmt.Errorf("not a torch.save zip archive (truncated or corrupt): %v", err)
-	}
-	pkl := false
-	for _, f := range z.File {
-		if strings.HasSuffix(f.Name, "/data.pkl") {
-			pkl = true
-		}
-		r, err := f.Open()
-		if err != nil {
-			return fmt.Errorf("record %s: %v", f.Name, err)
-		}
-		_, err = io.Copy(io.Discard, r)
-		r.Close()
-		if err != nil {
-			return fmt.Errorf("record %s is corrupt: %v", f.Name, err)
-		}
-	}
-	if !pkl {
-		return fmt.Errorf("no data.pkl record: not a torch.save file")
-	}
-	return nil
-}
-
-// DecodeStateDict reads what EncodeStateDict or Python's torch.save(dict) wrote.
+// DecodeStateDict reads what EncodeStateDict or Python's torch.save wrote: a dict (or the
+// OrderedDict of model.state_dict()) of tensors, decoded in Go (torchload.go).
 func DecodeStateDict(b []byte) (map[string]Tensor, error) {
 	if len(b) == 0 {
 		return nil, fmt.Errorf("empty state dict")
 	}
-	if err := checkContainer(b); err != nil {
-		return nil, err
-	}
 	var sd map[string]Tensor
 	err := Try(func() {
-		var names **C.char
-		var ts *C.TxTensor
-		var n C.int
-		check(C.tx_pickle_load((*C.char)(unsafe.Pointer(&b[0])), C.int64_t(len(b)), &names, &ts, &n))
-		runtime.KeepAlive(b)
-		ns := unsafe.Slice(names, int(n))
-		hs := unsafe.Slice(ts, int(n))
-		sd = make(map[string]Tensor, int(n))
-		for i := range ns {
-			sd[C.GoString(ns[i])] = wrap(hs[i])
-			C.free(unsafe.Pointer(ns[i]))
+		var err error
+		if sd, err = decodeTorchSave(b); err != nil {
+			panic(&Error{Msg: err.Error()})
 		}
-		C.free(unsafe.Pointer(names))
-		C.free(unsafe.Pointer(ts))
 	})
 	return sd, err
 }

@@ -87,10 +87,20 @@ out = {"keys": sorted(sd.keys()), "shape": list(w.shape), "dtype": str(w.dtype),
        "transposed": sd["transposed"].flatten().tolist(), "tshape": list(sd["transposed"].shape)}
 torch.save({"a.weight": torch.arange(6, dtype=torch.float32).reshape(2, 3) / 4,
             "b.ids": torch.tensor([12175, -1], dtype=torch.int64)}, sys.argv[2])
+# What most PyTorch code saves: model.state_dict(), an OrderedDict with _metadata, holding a
+# non-contiguous view and a bool buffer.
+lin = torch.nn.Linear(3, 2)
+with torch.no_grad():
+    lin.weight.copy_(torch.arange(6, dtype=torch.float32).reshape(2, 3))
+    lin.bias.copy_(torch.tensor([0.5, -0.5]))
+lin.register_buffer("mask", torch.tensor([True, False, True]))
+lin.register_buffer("wt", lin.weight.detach().t())  # 3×2 view with strides (1, 3)
+torch.save(lin.state_dict(), sys.argv[3])
 print(json.dumps(out))
 `
 	pyFile := filepath.Join(dir, "from_py.pt")
-	out, err := exec.Command(py, "-c", script, goFile, pyFile).CombinedOutput()
+	sdFile := filepath.Join(dir, "state_dict.pt")
+	out, err := exec.Command(py, "-c", script, goFile, pyFile, sdFile).CombinedOutput()
 	if err != nil {
 		t.Fatalf("python: %v\n%s", err, out)
 	}
@@ -132,5 +142,19 @@ print(json.dumps(out))
 	assertClose(t, "a.weight", Float64s(sd["a.weight"]), []float64{0, 0.25, 0.5, 0.75, 1, 1.25}, 0)
 	if ids := Int64s(sd["b.ids"]); ids[0] != 12175 || ids[1] != -1 {
 		t.Fatalf("ids %v", ids)
+	}
+	st, err := LoadStateDict(sdFile)
+	if err != nil {
+		t.Fatalf("torch.save(model.state_dict()): %v", err)
+	}
+	if len(st) != 4 {
+		t.Fatalf("state_dict entries %d, want 4", len(st))
+	}
+	assertClose(t, "weight", Float64s(st["weight"]), []float64{0, 1, 2, 3, 4, 5}, 0)
+	assertClose(t, "bias", Float64s(st["bias"]), []float64{0.5, -0.5}, 0)
+	assertShape(t, "wt", st["wt"], 3, 2)
+	assertClose(t, "transposed view", Float64s(st["wt"]), []float64{0, 3, 1, 4, 2, 5}, 0)
+	if DTypeOf(st["mask"]) != Bool || fmt.Sprint(Int64s(st["mask"])) != "[1 0 1]" {
+		t.Fatalf("bool buffer %v", Int64s(st["mask"]))
 	}
 }

@@ -157,10 +157,6 @@ TxErr tx_optim_save(TxOptim o, char **buf, int64_t *len);
 TxErr tx_optim_load(TxOptim o, const char *buf, int64_t len);
 void tx_optim_free(TxOptim o);
 
-/* ---- state dicts written by torch.save ------------------------------------------------- */
-/* Returns n entries; names and tensors are malloc'd arrays (free names[i], names, ts). */
-TxErr tx_pickle_load(const char *buf, int64_t len, char ***names, TxTensor **ts, int *n);
-
 #ifdef __cplusplus
 }
 #endif
