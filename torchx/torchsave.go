@@ -15,7 +15,7 @@ import (
 // torch._utils._rebuild_tensor_v2 from a persistent storage id) and one archive/data/N record
 // per tensor. libtorch's own pickle_save tags the dict with torch.jit._pickle.restore_type_tag,
 // which torch.load refuses by default since PyTorch 2.6 (weights_only=True); this format loads
-// under weights_only in every PyTorch from 1.13 on, and libtorch's pickle_load reads it back.
+// under weights_only in every PyTorch from 1.13 on. Reading (in Go as well) is torchload.go.
 
 type storageKind struct {
 	name string
