@@ -144,3 +144,47 @@ func LoadRun(dir string) (*configs.Config, *models.CFN, error) {
 	}
 	return c, m, nil
 }
+
+// ExportStateDict writes a run's weights as a plain torch.save dict with PyTorch names (out)
+// and the config it was trained with beside it (out with .yaml). In PyTorch:
+// bench/pytorch/sli2vol_ref.py's CFN(cfg["model"]).load_state_dict(torch.load(out)).
+func ExportStateDict(runDir, out string) error {
+	c, m, err := LoadRun(runDir)
+	if err != nil {
+		return err
+	}
+	if err := torchx.SaveStateDict(out, models.StateDict(m)); err != nil {
+		return err
+	}
+	b, err := c.YAML()
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(strings.TrimSuffix(out, filepath.Ext(out))+".yaml", b)
+}
+
+// ImportStateDict makes a run folder from a PyTorch-saved state dict (a dict or
+// model.state_dict()) of the architecture the config describes; names and shapes must match.
+func ImportStateDict(c *configs.Config, weights, runDir string) error {
+	m, err := models.NewCFN(c.Model)
+	if err != nil {
+		return err
+	}
+	sd, err := torchx.LoadStateDict(weights)
+	if err != nil {
+		return err
+	}
+	if err := models.LoadStateDict(m, sd); err != nil {
+		return fmt.Errorf("%s: %w", weights, err)
+	}
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(runDir, ModelFile)); err == nil {
+		return fmt.Errorf("import: %s already holds a model; choose another --out", runDir)
+	}
+	if err := WriteRunConfig(runDir, c); err != nil {
+		return err
+	}
+	return torchx.SaveStateDict(filepath.Join(runDir, ModelFile), models.StateDict(m))
+}

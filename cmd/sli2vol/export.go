@@ -1,0 +1,61 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sli2vol/sli2vol/train"
+)
+
+func newExportCmd() *cobra.Command {
+	var model, format, out string
+	cmd := &cobra.Command{
+		Use:   "export --model RUN --format state-dict --out F",
+		Short: "Export a trained model for PyTorch (a torch.load-able state dict plus its config as YAML)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if model == "" || out == "" {
+				return fmt.Errorf("export: --model and --out are required")
+			}
+			if format != "state-dict" {
+				return fmt.Errorf("export: format %q is not available (state-dict; torchscript is not implemented yet)", format)
+			}
+			if err := train.ExportStateDict(model, out); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s and its config beside it\n", out)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&model, "model", "", "trained run folder")
+	cmd.Flags().StringVar(&format, "format", "state-dict", "state-dict")
+	cmd.Flags().StringVar(&out, "out", "", "output .pt file (the config goes to the same name with .yaml)")
+	return cmd
+}
+
+func newImportCmd() *cobra.Command {
+	var weights, out string
+	cmd := &cobra.Command{
+		Use:   "import --config F --weights W.pt --out RUN",
+		Short: "Make a run folder from a PyTorch-saved state dict of the architecture the config describes",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if weights == "" || out == "" {
+				return fmt.Errorf("import: --weights and --out are required")
+			}
+			c, err := loadConfig(cmd, nil)
+			if err != nil {
+				return err
+			}
+			if err := train.ImportStateDict(c, weights, out); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "imported %s into %s\n", weights, out)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&weights, "weights", "", "state dict saved by torch.save (a dict or model.state_dict())")
+	cmd.Flags().StringVar(&out, "out", "", "run folder to create (config.yaml, model.pt)")
+	return cmd
+}

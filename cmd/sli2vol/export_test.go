@@ -1,0 +1,86 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/sli2vol/sli2vol/data"
+	"github.com/sli2vol/sli2vol/internal/testpy"
+	"github.com/sli2vol/sli2vol/torchx"
+)
+
+// export → PyTorch (the repo's reference loads it, changes one bias, saves
+// model.state_dict()) → import: the imported run carries PyTorch's weights.
+func TestExportImportRoundTrip(t *testing.T) {
+	py := testpy.Find(t, "torch")
+	dir := t.TempDir()
+	p := func(s string) string { return filepath.Join(dir, s) }
+	if err := data.WritePhantomDataset(p("ds"), 1, 1, [3]int{32, 32, 10}, data.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := p("c.yaml")
+	os.WriteFile(cfg, []byte("device: cpu\ndata: {resize_range: [32, 34], crop: 32}\n"+
+		"model: {mode: sli2vol+, width: 4, stages: 1, blocks_per_stage: 1, feature_dim: 8, radius: 2}\ntrain: {batch_size: 4, epochs: 1}\n"), 0o644)
+	if code, o, e := runCLI(t, "train", "--config", cfg, "--data", p("ds"), "--pseudo", p("ds"), "--out", p("run")); code != 0 {
+		t.Fatalf("train: %s %s", o, e)
+	}
+	if code, o, e := runCLI(t, "export", "--model", p("run"), "--format", "state-dict", "--out", p("m.pt")); code != 0 {
+		t.Fatalf("export: %s %s", o, e)
+	}
+	if _, err := os.Stat(p("m.yaml")); err != nil {
+		t.Fatal("no config beside the export")
+	}
+	_, file, _, _ := runtime.Caller(0)
+	ref := filepath.Join(filepath.Dir(file), "..", "..", "bench", "pytorch")
+	script := `
+import json, sys, torch
+sys.path.insert(0, sys.argv[1])
+from sli2vol_ref import CFN
+m = CFN(json.loads(sys.argv[2]))
+m.load_state_dict(torch.load(sys.argv[3]), strict=True)
+with torch.no_grad():
+    m.encoder.conv_out.bias.add_(1.0)
+torch.save(m.state_dict(), sys.argv[4])
+print(json.dumps(m.encoder.conv_out.bias.tolist()))`
+	cfgJSON := `{"mode": "sli2vol+", "radius": 2, "width": 4, "stages": 1, "blocks_per_stage": 1, "feature_dim": 8,
+		"edge_radius": 3, "separate_pl_encoder": false, "geig": {"directions": 4, "scales": [1, 2, 3]}}`
+	out, err := exec.Command(py, "-c", script, ref, cfgJSON, p("m.pt"), p("changed.pt")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("python: %v\n%s", err, out)
+	}
+	var bias []float64
+	if err := json.Unmarshal(out, &bias); err != nil {
+		t.Fatalf("%s: %v", out, err)
+	}
+	if code, o, e := runCLI(t, "import", "--config", p("m.yaml"), "--weights", p("changed.pt"), "--out", p("imported")); code != 0 {
+		t.Fatalf("import: %s %s", o, e)
+	}
+	sd, err := torchx.LoadStateDict(p("imported/model.pt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := torchx.Float64s(sd["encoder.conv_out.bias"])
+	for i := range bias {
+		if d := got[i] - bias[i]; d > 1e-6 || d < -1e-6 {
+			t.Fatalf("imported bias %v, PyTorch's %v", got, bias)
+		}
+	}
+	// The imported run segments like any other.
+	if code, _, e := runCLI(t, "evaluate", "--model", p("imported"), "--baselines=false", "--data", p("ds"), "--out", p("rep")); code != 0 {
+		t.Fatalf("evaluate an imported run: %s", e)
+	}
+	// Weights of another architecture are refused.
+	os.WriteFile(p("wide.yaml"), []byte("model: {mode: sli2vol+, width: 8, stages: 1, blocks_per_stage: 1, feature_dim: 8, radius: 2}\n"), 0o644)
+	code, _, e := runCLI(t, "import", "--config", p("wide.yaml"), "--weights", p("changed.pt"), "--out", p("bad"))
+	if code != 2 || !strings.Contains(e, "changed.pt") || !strings.Contains(e, "shape") {
+		t.Fatalf("mismatched import: exit %d %s", code, e)
+	}
+	if code, _, _ := runCLI(t, "export", "--model", p("run"), "--format", "torchscript", "--out", p("x.pt")); code != 2 {
+		t.Fatal("torchscript export claimed")
+	}
+}
