@@ -188,3 +188,17 @@ func ImportStateDict(c *configs.Config, weights, runDir string) error {
 	}
 	return torchx.SaveStateDict(filepath.Join(runDir, ModelFile), models.StateDict(m))
 }
+
+// ExportTorchScript writes a run's test-time propagation step as a TorchScript module
+// (models.ExportTorchScript) with the run's intensity scale.
+func ExportTorchScript(runDir, out string) error {
+	c, m, err := LoadRun(runDir)
+	if err != nil {
+		return err
+	}
+	models.SetTraining(m, false)
+	if err := models.ExportTorchScript(m, c.Data.IntensityScale, out); err != nil {
+		return fmt.Errorf("export %s: %w", out, err)
+	}
+	return nil
+}

@@ -11,25 +11,32 @@ import (
 func newExportCmd() *cobra.Command {
 	var model, format, out string
 	cmd := &cobra.Command{
-		Use:   "export --model RUN --format state-dict --out F",
-		Short: "Export a trained model for PyTorch (a torch.load-able state dict plus its config as YAML)",
+		Use:   "export --model RUN --format state-dict|torchscript --out F",
+		Short: "Export a trained model: a torch.load-able state dict (+ config YAML), or a TorchScript propagation step",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if model == "" || out == "" {
 				return fmt.Errorf("export: --model and --out are required")
 			}
-			if format != "state-dict" {
-				return fmt.Errorf("export: format %q is not available (state-dict; torchscript is not implemented yet)", format)
+			switch format {
+			case "state-dict":
+				if err := train.ExportStateDict(model, out); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "wrote %s and its config beside it\n", out)
+			case "torchscript":
+				if err := train.ExportTorchScript(model, out); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: forward(slice_a, slice_b, mask_a) -> mask_b, slices in [0,1] after the window\n", out)
+			default:
+				return fmt.Errorf("export: format %q: want state-dict or torchscript", format)
 			}
-			if err := train.ExportStateDict(model, out); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s and its config beside it\n", out)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&model, "model", "", "trained run folder")
-	cmd.Flags().StringVar(&format, "format", "state-dict", "state-dict")
+	cmd.Flags().StringVar(&format, "format", "state-dict", "state-dict or torchscript")
 	cmd.Flags().StringVar(&out, "out", "", "output .pt file (the config goes to the same name with .yaml)")
 	return cmd
 }

@@ -157,6 +157,11 @@ TxErr tx_optim_save(TxOptim o, char **buf, int64_t *len);
 TxErr tx_optim_load(TxOptim o, const char *buf, int64_t len);
 void tx_optim_free(TxOptim o);
 
+/* ---- TorchScript ------------------------------------------------------------------------ */
+/* A module with the named tensors (parameters where is_param[i]) and methods from source. */
+TxErr tx_jit_save(const char **names, TxTensor *ts, const int *is_param, int n, const char *source,
+                  const char *path);
+
 #ifdef __cplusplus
 }
 #endif
