@@ -41,6 +41,18 @@ func TestTorchScriptExportMatchesGo(t *testing.T) {
 				fb := m.SliceFeatures(torchx.MulScalar(sJ1, 255))
 				want = torchx.Float32s(m.Propagate(m.Affinity(fb, fa), mask))
 			})
+			// C++: libtorch's own loader runs it too.
+			cpp, err := torchx.RunTorchScript(path, sJ, sJ1, mask)
+			if err != nil {
+				t.Fatalf("torch::jit::load: %v", err)
+			}
+			var cw float64
+			for i, v := range torchx.Float32s(cpp) {
+				cw = max(cw, abs64(float64(v-want[i])))
+			}
+			if cw > 1e-4 {
+				t.Fatalf("C++-loaded module differs from Go by %g", cw)
+			}
 			in := filepath.Join(dir, "in.pt")
 			if err := torchx.SaveStateDict(in, map[string]Tensor{"a": sJ, "b": sJ1, "m": mask}); err != nil {
 				t.Fatal(err)

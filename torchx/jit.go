@@ -45,3 +45,16 @@ func SaveTorchScript(path string, tensors map[string]Tensor, params map[string]b
 		keep(ts...)
 	})
 }
+
+// RunTorchScript loads a TorchScript module with libtorch's C++ loader (torch::jit::load)
+// and returns forward(inputs...).
+func RunTorchScript(path string, inputs ...Tensor) (Tensor, error) {
+	p := C.CString(path)
+	defer C.free(unsafe.Pointer(p))
+	var out Tensor
+	err := Try(func() {
+		hs, _ := handles(inputs)
+		out = call1(inputs, func(o *C.TxTensor) C.TxErr { return C.tx_jit_run(p, hs, C.int(len(inputs)), o) })
+	})
+	return out, err
+}

@@ -23,4 +23,14 @@ TxErr tx_jit_save(const char **names, TxTensor *ts, const int *is_param, int n, 
   TX_CATCH
 }
 
+TxErr tx_jit_run(const char *path, TxTensor *inputs, int n, TxTensor *out) {
+  TX_TRY
+  torch::jit::Module m = torch::jit::load(std::string(path));
+  m.eval();
+  std::vector<torch::jit::IValue> args;
+  for (int i = 0; i < n; i++) args.emplace_back(torchx::T(inputs[i]));
+  *out = torchx::wrap(m.forward(args).toTensor());
+  TX_CATCH
+}
+
 }  // extern "C"

@@ -161,6 +161,8 @@ void tx_optim_free(TxOptim o);
 /* A module with the named tensors (parameters where is_param[i]) and methods from source. */
 TxErr tx_jit_save(const char **names, TxTensor *ts, const int *is_param, int n, const char *source,
                   const char *path);
+/* torch::jit::load(path) and forward(inputs...) -> tensor */
+TxErr tx_jit_run(const char *path, TxTensor *inputs, int n, TxTensor *out);
 
 #ifdef __cplusplus
 }
