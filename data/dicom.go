@@ -12,14 +12,17 @@ import (
 
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"
+
+	"github.com/sli2vol/sli2vol/internal/j2k"
 )
 
-// DICOM series input (via github.com/suyashkumar/dicom): a folder of single-frame image files
+// DICOM series input (via github.com/suyashkumar/dicom; JPEG 2000 frames via internal/j2k):
+// a folder of single-frame image files
 // becomes one volume. Slices are ordered by ImagePositionPatient projected on the slice
 // normal (never by file name), RescaleSlope/Intercept are applied, and the affine is built
 // from ImageOrientationPatient, PixelSpacing and the positions, converted from DICOM's LPS to
-// NIfTI's RAS. Array order matches NIfTI: i along a row (columns), j down the rows, k along
-// the sorted slices.
+// NIfTI's RAS. Array order: i along a row (columns), j up the rows (bottom row first, as
+// dcm2niix stores it), k along the sorted slices.
 
 type dicomSlice struct {
 	file          string
@@ -123,7 +126,23 @@ func readDICOMSlice(path string) (*dicomSlice, error) {
 		if v, ok := elemStrings(&ds, tag.TransferSyntaxUID); ok && len(v) > 0 {
 			ts = strings.TrimRight(v[0], "\x00 ")
 		}
-		return nil, fmt.Errorf("compressed pixel data (transfer syntax %s): sli2vol reads uncompressed series; convert it first (e.g. gdcmconv --raw)", ts)
+		if ts != "1.2.840.10008.1.2.4.90" && ts != "1.2.840.10008.1.2.4.91" {
+			return nil, fmt.Errorf("compressed pixel data (transfer syntax %s): sli2vol reads uncompressed and JPEG 2000 series; convert it first (e.g. gdcmconv --raw)", ts)
+		}
+		img, err := j2k.Decode(info.Frames[0].EncapsulatedData.Data)
+		if err != nil {
+			return nil, err
+		}
+		s.rows, s.cols = img.Height, img.Width
+		s.pixels = make([]float32, len(img.Samples))
+		for i, v := range img.Samples {
+			x := v
+			if signed && !img.Signed && img.Precision < 32 && v >= 1<<(img.Precision-1) {
+				x = v - 1<<img.Precision // stored unsigned, meant signed (PixelRepresentation 1)
+			}
+			s.pixels[i] = float32(float64(x)*s.slope + s.inter)
+		}
+		return s, nil
 	}
 	nf, err := info.Frames[0].GetNativeFrame()
 	if err != nil {
@@ -259,6 +278,12 @@ func LoadDICOMSeries(dir, uid string, lim Limits) (*Image, error) {
 		lps[a][2] = step[a]
 		lps[a][3] = slices[0].pos[a]
 	}
+	// Rows are stored bottom-up, as dcm2niix writes DICOM to NIfTI (so our volumes and
+	// dcm2niix's share array order and affine): j = rows−1−r, its axis negated.
+	for a := 0; a < 3; a++ {
+		lps[a][3] += float64(s0.rows-1) * lps[a][1]
+		lps[a][1] = -lps[a][1]
+	}
 	g := Geometry{Shape: [3]int{s0.cols, s0.rows, n}, Spacing: [3]float64{s0.spacing[1], s0.spacing[0], dk}, Source: dir}
 	for a := 0; a < 3; a++ {
 		sign := 1.0
@@ -274,7 +299,10 @@ func LoadDICOMSeries(dir, uid string, lim Limits) (*Image, error) {
 	img := &Image{Geometry: g, Data: make([]float32, g.NumVoxels())}
 	plane := s0.rows * s0.cols
 	for k, s := range slices {
-		copy(img.Data[k*plane:(k+1)*plane], s.pixels)
+		for r := 0; r < s0.rows; r++ {
+			j := s0.rows - 1 - r
+			copy(img.Data[k*plane+j*s0.cols:k*plane+(j+1)*s0.cols], s.pixels[r*s0.cols:(r+1)*s0.cols])
+		}
 	}
 	return img, nil
 }

@@ -92,17 +92,18 @@ func TestDICOMSeriesGeometry(t *testing.T) {
 		for r := 0; r < 3; r++ {
 			for cc := 0; cc < 5; cc++ {
 				want := float32(2*(k*100+r*10+cc-50) - 1000)
-				if got := img.Data[img.Index(cc, r, k)]; got != want {
+				if got := img.Data[img.Index(cc, 2-r, k)]; got != want { // rows stored bottom-up
 					t.Fatalf("voxel (%d,%d,%d) = %g, want %g", cc, r, k, got, want)
 				}
 			}
 		}
 	}
-	// Columns step 0.6 mm along the row direction, rows 0.8 mm along the column direction,
-	// slices 2.5 mm; x and y negated for RAS.
+	// Columns step 0.6 mm along the row direction; j runs up the 3 rows, so its step is
+	// −0.8 mm along the column direction from the last row (origin + 2·0.8·col); slices
+	// 2.5 mm; x and y negated for RAS.
 	want := Mat4{
-		{-c * 0.6, s * 0.8, 0, -10},
-		{-s * 0.6, -c * 0.8, 0, 20},
+		{-c * 0.6, -s * 0.8, 0, -(10 - s*1.6)},
+		{-s * 0.6, c * 0.8, 0, -(-20 + c*1.6)},
 		{0, 0, 2.5, 30},
 		{0, 0, 0, 1},
 	}

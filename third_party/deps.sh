@@ -4,7 +4,8 @@
 # the compiler and the interop-test Python packages are still checked.
 set -euo pipefail
 libtorch=${1:-}
-want=(g++ make)
+# libopenjp2-7-dev: JPEG 2000 DICOM frames (linked statically into sli2vol).
+want=(g++ make libopenjp2-7-dev)
 [ -z "$libtorch" ] && want+=(libtorch-dev)
 # Interop tests and the PyTorch comparison only; never used by the product.
 want+=(python3-torch python3-nibabel)

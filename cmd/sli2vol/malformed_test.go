@@ -162,9 +162,6 @@ func TestMalformedInputs(t *testing.T) {
 	os.MkdirAll(p("notdicom"), 0o755)
 	os.WriteFile(p("notdicom/readme.txt"), []byte("not a DICOM file"), 0o644)
 	cases = append(cases, tc{"folder without readable DICOM", "no readable DICOM image", "notdicom", seg(p("notdicom"), ann)})
-	if jp2 := filepath.Join("..", "..", "..", "shared", "data", "real", "ts-abdomen-ct", "dicom", "ct"); dirExists(jp2) {
-		cases = append(cases, tc{"compressed DICOM series", "compressed pixel data (transfer syntax 1.2.840.10008.1.2.4.90)", "dicom/ct", seg(jp2, ann)})
-	}
 	if !torchx.CUDAAvailable() {
 		cases = append(cases, tc{"cuda on a CPU build", "has no CUDA", "cuda", append(seg(img, ann), "--device", "cuda")})
 	}
