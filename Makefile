@@ -117,6 +117,7 @@ bench: build
 FUZZTIME ?= 1m
 fuzz: build
 	$(GOENV) $(GO) test ./data -run '^$$' -fuzz FuzzNIfTI -fuzztime $(FUZZTIME)
+	$(GOENV) $(GO) test ./data -run '^$$' -fuzz FuzzDICOM -fuzztime $(FUZZTIME)
 	$(GOENV) $(GO) test ./torchx -run '^$$' -fuzz FuzzStateDict -fuzztime $(FUZZTIME)
 
 # A folder to carry to a machine with CUDA, g++ and PyTorch but no Go (or network): the Go

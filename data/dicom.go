@@ -1,6 +1,7 @@
 package data
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -83,11 +84,26 @@ func elemInt(ds *dicom.Dataset, t tag.Tag, def int) int {
 }
 
 func readDICOMSlice(path string) (*dicomSlice, error) {
-	ds, err := dicom.ParseFile(path, nil)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	s := &dicomSlice{file: path, slope: 1}
+	return parseDICOMSlice(path, b)
+}
+
+// parseDICOMSlice decodes one slice from bytes. A panic inside the DICOM or JPEG 2000 decoders
+// on malformed input becomes an error.
+func parseDICOMSlice(path string, b []byte) (s *dicomSlice, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s, err = nil, fmt.Errorf("malformed DICOM (%v)", r)
+		}
+	}()
+	ds, err := dicom.Parse(bytes.NewReader(b), int64(len(b)), nil)
+	if err != nil {
+		return nil, err
+	}
+	s = &dicomSlice{file: path, slope: 1}
 	if uid, ok := elemStrings(&ds, tag.SeriesInstanceUID); ok && len(uid) > 0 {
 		s.series = strings.TrimSpace(uid[0])
 	}

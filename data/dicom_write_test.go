@@ -14,7 +14,7 @@ import (
 	"github.com/suyashkumar/dicom/pkg/uid"
 )
 
-func el(t *testing.T, tg tag.Tag, v any) *dicom.Element {
+func el(t testing.TB, tg tag.Tag, v any) *dicom.Element {
 	e, err := dicom.NewElement(tg, v)
 	if err != nil {
 		t.Fatalf("%v: %v", tg, err)
@@ -24,7 +24,7 @@ func el(t *testing.T, tg tag.Tag, v any) *dicom.Element {
 
 // writeSeries writes an uncompressed series: n slices of rows×cols, pixel (r, c) of slice k
 // stored as k·100 + r·10 + c − 50 (signed), rescaled by slope 2, intercept −1000.
-func writeSeries(t *testing.T, dir, series string, n, rows, cols int, orient [6]float64, origin, step [3]float64, name func(k int) string) {
+func writeSeries(t testing.TB, dir, series string, n, rows, cols int, orient [6]float64, origin, step [3]float64, name func(k int) string) {
 	for k := 0; k < n; k++ {
 		px := make([]uint16, rows*cols)
 		for r := 0; r < rows; r++ {
@@ -127,4 +127,10 @@ func TestDICOMSeriesGeometry(t *testing.T) {
 	if err != nil || one.Shape[2] != 2 {
 		t.Fatalf("--series: %v", err)
 	}
+}
+
+// writeSeriesF writes a small series for fuzz seeds.
+func writeSeriesF(f *testing.F, dir string) {
+	writeSeries(f, dir, "1.2.3", 2, 3, 4, [6]float64{1, 0, 0, 0, 1, 0}, [3]float64{}, [3]float64{0, 0, 1},
+		func(k int) string { return fmt.Sprintf("s%d.dcm", k) })
 }

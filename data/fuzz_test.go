@@ -67,3 +67,23 @@ func FuzzNIfTI(f *testing.F) {
 		_ = h.affine()
 	})
 }
+
+// FuzzDICOM: no input makes the DICOM slice reader (parser, pixel decoding, geometry) panic.
+func FuzzDICOM(f *testing.F) {
+	dir := f.TempDir()
+	writeSeriesF(f, dir)
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		b, _ := os.ReadFile(filepath.Join(dir, e.Name()))
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		s, err := parseDICOMSlice("fuzz.dcm", in)
+		if err != nil {
+			return
+		}
+		if len(s.pixels) != s.rows*s.cols {
+			t.Fatalf("%d pixels for %d×%d", len(s.pixels), s.rows, s.cols)
+		}
+	})
+}
