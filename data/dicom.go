@@ -99,6 +99,26 @@ func parseDICOMSlice(path string, b []byte) (s *dicomSlice, err error) {
 			s, err = nil, fmt.Errorf("malformed DICOM (%v)", r)
 		}
 	}()
+	// First the header alone: the parser allocates pixel buffers from Rows × Columns × frames,
+	// so a malformed header must be refused before the pixel data is read.
+	meta, err := dicom.Parse(bytes.NewReader(b), int64(len(b)), nil, dicom.SkipPixelData())
+	if err != nil {
+		return nil, err
+	}
+	rows, cols := elemInt(&meta, tag.Rows, 0), elemInt(&meta, tag.Columns, 0)
+	frames, bits := elemInt(&meta, tag.NumberOfFrames, 1), elemInt(&meta, tag.BitsAllocated, 16)
+	if rows <= 0 || cols <= 0 || frames <= 0 || bits <= 0 || bits > 32 {
+		return nil, fmt.Errorf("implausible image header (rows %d, columns %d, frames %d, bits %d)", rows, cols, frames, bits)
+	}
+	px := int64(rows) * int64(cols) * int64(frames)
+	if px > 1<<26 {
+		return nil, fmt.Errorf("%d×%d×%d pixels: too large for one slice", cols, rows, frames)
+	}
+	if ts, ok := elemStrings(&meta, tag.TransferSyntaxUID); !ok || !strings.HasPrefix(ts[0], "1.2.840.10008.1.2.4") {
+		if px*int64(bits)/8 > int64(len(b)) {
+			return nil, fmt.Errorf("header declares %d pixels, more than the file holds", px)
+		}
+	}
 	ds, err := dicom.Parse(bytes.NewReader(b), int64(len(b)), nil)
 	if err != nil {
 		return nil, err
