@@ -99,7 +99,10 @@ func parseDICOMSlice(path string, b []byte) (s *dicomSlice, err error) {
 			s, err = nil, fmt.Errorf("malformed DICOM (%v)", r)
 		}
 	}()
-	// First the header alone: the parser allocates pixel buffers from Rows × Columns × frames,
+	if err := checkDICOMLengths(b); err != nil {
+		return nil, err
+	}
+	// Then the header alone: the parser allocates pixel buffers from Rows × Columns × frames,
 	// so a malformed header must be refused before the pixel data is read.
 	meta, err := dicom.Parse(bytes.NewReader(b), int64(len(b)), nil, dicom.SkipPixelData())
 	if err != nil {
