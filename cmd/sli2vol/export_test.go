@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
@@ -21,17 +22,8 @@ import (
 // model.state_dict()) → import: the imported run carries PyTorch's weights.
 func TestExportImportRoundTrip(t *testing.T) {
 	py := testpy.Find(t, "torch")
-	dir := t.TempDir()
+	dir := tinyTrainedRun(t, 2)
 	p := func(s string) string { return filepath.Join(dir, s) }
-	if err := data.WritePhantomDataset(p("ds"), 1, 1, [3]int{32, 32, 10}, data.WriteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	cfg := p("c.yaml")
-	os.WriteFile(cfg, []byte("device: cpu\ndata: {resize_range: [32, 34], crop: 32}\n"+
-		"model: {mode: sli2vol+, width: 4, stages: 1, blocks_per_stage: 1, feature_dim: 8, radius: 2}\ntrain: {batch_size: 4, epochs: 1}\n"), 0o644)
-	if code, o, e := runCLI(t, "train", "--config", cfg, "--data", p("ds"), "--pseudo", p("ds"), "--out", p("run")); code != 0 {
-		t.Fatalf("train: %s %s", o, e)
-	}
 	if code, o, e := runCLI(t, "export", "--model", p("run"), "--format", "state-dict", "--out", p("m.pt")); code != 0 {
 		t.Fatalf("export: %s %s", o, e)
 	}
@@ -92,17 +84,8 @@ print(json.dumps(m.encoder.conv_out.bias.tolist()))`
 // phantom when the real data is absent), gives Go's propagation step to 1e-4.
 func TestTorchScriptExportOnRealSlices(t *testing.T) {
 	py := testpy.Find(t, "torch")
-	dir := t.TempDir()
+	dir := tinyTrainedRun(t, 3)
 	p := func(s string) string { return filepath.Join(dir, s) }
-	if err := data.WritePhantomDataset(p("ds"), 1, 1, [3]int{32, 32, 10}, data.WriteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	cfg := p("c.yaml")
-	os.WriteFile(cfg, []byte("device: cpu\ndata: {resize_range: [32, 34], crop: 32}\n"+
-		"model: {mode: sli2vol+, width: 4, stages: 1, blocks_per_stage: 1, feature_dim: 8, radius: 3}\ntrain: {batch_size: 4, epochs: 1}\n"), 0o644)
-	if code, o, e := runCLI(t, "train", "--config", cfg, "--data", p("ds"), "--pseudo", p("ds"), "--out", p("run")); code != 0 {
-		t.Fatalf("train: %s %s", o, e)
-	}
 	if code, o, e := runCLI(t, "export", "--model", p("run"), "--format", "torchscript", "--out", p("step.pt")); code != 0 {
 		t.Fatalf("export: %s %s", o, e)
 	}
@@ -172,3 +155,21 @@ with torch.no_grad():
 }
 
 func dirExists(p string) bool { st, err := os.Stat(p); return err == nil && st.IsDir() }
+
+// tinyTrainedRun trains a tiny Sli2Vol+ (affinity radius r) on one phantom, using the
+// phantom's labels as pseudo-labels; the run is dir/run, the data dir/ds.
+func tinyTrainedRun(t *testing.T, r int) string {
+	dir := t.TempDir()
+	p := func(s string) string { return filepath.Join(dir, s) }
+	if err := data.WritePhantomDataset(p("ds"), 1, 1, [3]int{32, 32, 10}, data.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := p("c.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("device: cpu\ndata: {resize_range: [32, 34], crop: 32}\n"+
+		"model: {mode: sli2vol+, width: 4, stages: 1, blocks_per_stage: 1, feature_dim: 8, radius: %d}\n"+
+		"train: {batch_size: 4, epochs: 1}\n", r)), 0o644)
+	if code, o, e := runCLI(t, "train", "--config", cfg, "--data", p("ds"), "--pseudo", p("ds"), "--out", p("run")); code != 0 {
+		t.Fatalf("train: %s %s", o, e)
+	}
+	return dir
+}
