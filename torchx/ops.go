@@ -77,6 +77,13 @@ func Pad(t Tensor, pads []int64, mode PadMode, value float64) Tensor {
 	})
 }
 
+// Flip reverses t along dims (torch.flip).
+func Flip(t Tensor, dims ...int64) Tensor {
+	return call1([]Tensor{t}, func(out *C.TxTensor) C.TxErr {
+		return C.tx_flip(h(t), ints(dims), C.int(len(dims)), out)
+	})
+}
+
 // Elementwise ops.
 
 func unary(t Tensor, op C.int) Tensor {

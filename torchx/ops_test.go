@@ -205,3 +205,13 @@ func TestRemainingElementwiseAndCopies(t *testing.T) {
 		t.Fatal("dtype conversion")
 	}
 }
+
+func TestFlip(t *testing.T) {
+	// 2×3 with values 10·i + j: flipping dim 1 maps (i, j) to (i, 2−j); both dims to (1−i, 2−j).
+	x := FromFloat64([]float64{0, 1, 2, 10, 11, 12}, 2, 3)
+	assertClose(t, "flip 1", Float64s(Flip(x, 1)), []float64{2, 1, 0, 12, 11, 10}, 0)
+	assertClose(t, "flip 0,1", Float64s(Flip(x, 0, 1)), []float64{12, 11, 10, 2, 1, 0}, 0)
+	if err := Try(func() { Flip(x, 5) }); err == nil {
+		t.Fatal("flip of a missing dim: no error")
+	}
+}

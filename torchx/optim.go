@@ -128,3 +128,14 @@ func (o *Optimizer) Close() {
 		runtime.SetFinalizer(o, nil)
 	}
 }
+
+// ClipGradNorm scales the gradients of params so that their joint L2 norm is at most
+// maxNorm (torch.nn.utils.clip_grad_norm_) and returns the norm before clipping.
+// Parameters without a gradient are skipped.
+func ClipGradNorm(params []Tensor, maxNorm float64) float64 {
+	ps, _ := handles(params)
+	var norm C.double
+	check(C.tx_clip_grad_norm(ps, C.int(len(params)), C.double(maxNorm), &norm))
+	keep(params...)
+	return float64(norm)
+}

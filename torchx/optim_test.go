@@ -134,3 +134,24 @@ func TestSchedules(t *testing.T) {
 		t.Fatal("constant lr")
 	}
 }
+
+func TestClipGradNorm(t *testing.T) {
+	// Two parameters with gradients c·p: the joint norm is √Σ(c·p)², computed by hand.
+	a, b := param([]float64{1, -2}), param([]float64{2})
+	Backward(Add(Sum(Mul(FromFloat64([]float64{3, 4}, 2), a), false), Sum(MulScalar(b, 12), false)))
+	// gradients: (3, 4) and (12): norm 13.
+	unused := param([]float64{5}) // no gradient: skipped, not an error
+	norm := ClipGradNorm([]Tensor{a, b, unused}, 6.5)
+	if math.Abs(norm-13) > 1e-9 {
+		t.Fatalf("norm %v, want 13", norm)
+	}
+	// Scaled by 6.5/(13+1e-6), as torch.nn.utils.clip_grad_norm_ does.
+	s := 6.5 / (13 + 1e-6)
+	assertClose(t, "grad a", Float64s(Grad(a)), []float64{3 * s, 4 * s}, 1e-9)
+	assertClose(t, "grad b", Float64s(Grad(b)), []float64{12 * s}, 1e-9)
+	// Below the bound nothing changes.
+	if n := ClipGradNorm([]Tensor{a, b}, 100); math.Abs(n-6.5) > 1e-5 {
+		t.Fatalf("second norm %v, want 6.5", n)
+	}
+	assertClose(t, "grad a unchanged", Float64s(Grad(a)), []float64{3 * s, 4 * s}, 1e-9)
+}

@@ -89,6 +89,12 @@ TxErr tx_squeeze(TxTensor t, int64_t dim, TxTensor *out) {
   TX_CATCH
 }
 
+TxErr tx_flip(TxTensor t, const int64_t *dims, int ndims, TxTensor *out) {
+  TX_TRY
+  *out = wrap(at::flip(T(t), torchx::ints(dims, ndims)));
+  TX_CATCH
+}
+
 TxErr tx_pad(TxTensor t, const int64_t *pads, int npads, int mode, double value,
              TxTensor *out) {
   TX_TRY

@@ -3,6 +3,7 @@
 // Learning-rate schedules live in Go: they are a few lines of arithmetic on the step count.
 #include <torch/optim/adamw.h>
 #include <torch/optim/sgd.h>
+#include <torch/nn/utils/clip_grad.h>
 #include <torch/serialize/archive.h>
 
 #include <sstream>
@@ -62,6 +63,16 @@ TxErr tx_optim_zero_grad(TxOptim o) {
       }
     }
   }
+  TX_CATCH
+}
+
+TxErr tx_clip_grad_norm(TxTensor *params, int n, double max_norm, double *norm) {
+  TX_TRY
+  std::vector<at::Tensor> ps;
+  for (int i = 0; i < n; i++) {
+    if (T(params[i]).grad().defined()) ps.push_back(T(params[i]));
+  }
+  *norm = ps.empty() ? 0.0 : torch::nn::utils::clip_grad_norm_(ps, max_norm);
   TX_CATCH
 }
 

@@ -80,6 +80,7 @@ TxErr tx_squeeze(TxTensor t, int64_t dim, TxTensor *out);
 /* mode: 0 constant, 1 replicate, 2 reflect; pads as in torch.nn.functional.pad */
 TxErr tx_pad(TxTensor t, const int64_t *pads, int npads, int mode, double value,
              TxTensor *out);
+TxErr tx_flip(TxTensor t, const int64_t *dims, int ndims, TxTensor *out);
 
 /* ---- elementwise ---------------------------------------------------------------------- */
 enum {
@@ -150,6 +151,9 @@ TxErr tx_optim_new(int kind, TxTensor *params, int n, double lr, double beta1, d
                    int nesterov, TxOptim *out);
 TxErr tx_optim_step(TxOptim o);
 TxErr tx_optim_zero_grad(TxOptim o);
+/* Scales the gradients of params so that their joint L2 norm is at most max_norm, as
+   torch.nn.utils.clip_grad_norm_ does; *norm receives the norm before clipping. */
+TxErr tx_clip_grad_norm(TxTensor *params, int n, double max_norm, double *norm);
 void tx_optim_set_lr(TxOptim o, double lr);
 double tx_optim_get_lr(TxOptim o);
 /* State (moments, momentum buffers, step counts) as bytes in libtorch's archive format. */
