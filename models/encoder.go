@@ -11,11 +11,11 @@ import (
 // downsample.0, downsample.1).
 type BasicBlock struct {
 	Conv1 *Conv2d
-	BN1   *BatchNorm2d
+	BN1   *BatchNorm
 	Conv2 *Conv2d
-	BN2   *BatchNorm2d
+	BN2   *BatchNorm
 	Down  *Conv2d
-	DownB *BatchNorm2d
+	DownB *BatchNorm
 }
 
 func newBasicBlock(in, out int) *BasicBlock {
@@ -57,7 +57,7 @@ func (b *BasicBlock) Forward(x Tensor) Tensor {
 // the slice's resolution), then a 3×3 conv with bias to the feature size.
 type Encoder struct {
 	Conv1  *Conv2d
-	BN1    *BatchNorm2d
+	BN1    *BatchNorm
 	Layers [][]*BasicBlock
 	Out    *Conv2d
 }

@@ -46,8 +46,9 @@ func (c *Conv2d) Forward(x Tensor) Tensor {
 	return torchx.Conv2d(x, c.Weight, c.Bias, torchx.ConvOpts{Stride: []int64{c.Stride}, Padding: []int64{c.Pad}})
 }
 
-// BatchNorm2d is torch.nn.BatchNorm2d (momentum 0.1, eps 1e-5, affine, running stats).
-type BatchNorm2d struct {
+// BatchNorm is torch.nn.BatchNorm1d/2d/3d (momentum 0.1, eps 1e-5, affine, running stats):
+// the normalisation does not depend on the number of spatial dims, only the init differs.
+type BatchNorm struct {
 	Weight, Bias            Tensor
 	RunningMean, RunningVar Tensor
 	NumBatchesTracked       Tensor
@@ -56,10 +57,20 @@ type BatchNorm2d struct {
 }
 
 // NewBatchNorm2d initialises γ ~ N(1, 0.02) and β = 0, as the published code does.
-func NewBatchNorm2d(c int) *BatchNorm2d {
+func NewBatchNorm2d(c int) *BatchNorm {
 	n := []int64{int64(c)}
-	return &BatchNorm2d{
-		Weight:            newParam(torchx.AddScalar(torchx.MulScalar(torchx.Randn(n, torchx.Float32, "cpu"), 0.02), 1)),
+	return newBatchNorm(c, newParam(torchx.AddScalar(torchx.MulScalar(torchx.Randn(n, torchx.Float32, "cpu"), 0.02), 1)))
+}
+
+// NewBatchNorm3d initialises γ = 1 and β = 0, as torch.nn.BatchNorm3d does.
+func NewBatchNorm3d(c int) *BatchNorm {
+	return newBatchNorm(c, newParam(torchx.Full([]int64{int64(c)}, 1, torchx.Float32, "cpu")))
+}
+
+func newBatchNorm(c int, weight Tensor) *BatchNorm {
+	n := []int64{int64(c)}
+	return &BatchNorm{
+		Weight:            weight,
 		Bias:              newParam(torchx.Zeros(n, torchx.Float32, "cpu")),
 		RunningMean:       torchx.Zeros(n, torchx.Float32, "cpu"),
 		RunningVar:        torchx.Full(n, 1, torchx.Float32, "cpu"),
@@ -71,7 +82,7 @@ func NewBatchNorm2d(c int) *BatchNorm2d {
 }
 
 // Visit implements Module.
-func (b *BatchNorm2d) Visit(prefix string, v *Visitor) {
+func (b *BatchNorm) Visit(prefix string, v *Visitor) {
 	v.param(prefix, "weight", &b.Weight)
 	v.param(prefix, "bias", &b.Bias)
 	v.buffer(prefix, "running_mean", &b.RunningMean)
@@ -81,7 +92,7 @@ func (b *BatchNorm2d) Visit(prefix string, v *Visitor) {
 }
 
 // Forward normalises x; in training it updates the running statistics in place.
-func (b *BatchNorm2d) Forward(x Tensor) Tensor {
+func (b *BatchNorm) Forward(x Tensor) Tensor {
 	if b.Training {
 		torchx.NoGrad(func() {
 			torchx.CopyInto(b.NumBatchesTracked, torchx.AddScalar(b.NumBatchesTracked, 1))

@@ -56,22 +56,37 @@ func visitChild(prefix, name string, m Module, v *Visitor) {
 	m.Visit(join(prefix, name), v)
 }
 
-// Parameters lists m's trainable tensors in a fixed order (sorted by name).
+// Parameters lists m's trainable tensors in a fixed order (sorted by name). A tensor that
+// a module reports under two names (UNETR++'s shared E = F projection) is listed once, under
+// its first name, so optimizers and gradient clipping see it once.
 func Parameters(m Module) []Tensor {
-	named := map[string]Tensor{}
+	var out []Tensor
+	for _, p := range uniqueParams(m) {
+		out = append(out, *p.t)
+	}
+	return out
+}
+
+type namedParam struct {
+	name string
+	t    *Tensor
+}
+
+func uniqueParams(m Module) []namedParam {
+	var all []namedParam
 	m.Visit("", &Visitor{Tensor: func(name string, t *Tensor, buffer bool) {
 		if !buffer {
-			named[name] = *t
+			all = append(all, namedParam{name, t})
 		}
 	}})
-	names := make([]string, 0, len(named))
-	for n := range named {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	out := make([]Tensor, len(names))
-	for i, n := range names {
-		out[i] = named[n]
+	sort.Slice(all, func(i, j int) bool { return all[i].name < all[j].name })
+	seen := map[*Tensor]bool{}
+	out := all[:0]
+	for _, p := range all {
+		if !seen[p.t] {
+			seen[p.t] = true
+			out = append(out, p)
+		}
 	}
 	return out
 }

@@ -18,17 +18,14 @@ type SummaryRow struct {
 // Summarize counts m's parameters per group ("encoder.layer1", "encoder.conv1", ...).
 func Summarize(m Module) []SummaryRow {
 	counts := map[string]int64{}
-	m.Visit("", &Visitor{Tensor: func(name string, t *Tensor, buffer bool) {
-		if buffer {
-			return
-		}
-		parts := strings.SplitN(name, ".", 3)
+	for _, p := range uniqueParams(m) {
+		parts := strings.SplitN(p.name, ".", 3)
 		g := parts[0]
 		if len(parts) == 3 {
 			g += "." + parts[1]
 		}
-		counts[g] += torchx.Numel(*t)
-	}})
+		counts[g] += torchx.Numel(*p.t)
+	}
 	rows := make([]SummaryRow, 0, len(counts))
 	for g, n := range counts {
 		rows = append(rows, SummaryRow{g, n})

@@ -24,7 +24,7 @@ func convLine(b *strings.Builder, out, in, prefix string, c *Conv2d) {
 		out, in, tsName(prefix+".weight"), bias, c.Stride, c.Stride, c.Pad, c.Pad)
 }
 
-func bnLine(b *strings.Builder, v, prefix string, n *BatchNorm2d) {
+func bnLine(b *strings.Builder, v, prefix string, n *BatchNorm) {
 	p := func(s string) string { return "self." + tsName(prefix+"."+s) }
 	fmt.Fprintf(b, "        %s = torch.batch_norm(%s, %s, %s, %s, %s, False, %g, %g, True)\n",
 		v, v, p("weight"), p("bias"), p("running_mean"), p("running_var"), n.Momentum, n.Eps)
