@@ -1,0 +1,251 @@
+package data
+
+import (
+	"fmt"
+	"math"
+	"math/rand"
+	"sort"
+)
+
+// SegVolume is a volume laid out for a 3D segmentation network: D×H×W with D the anatomical
+// slice index (Slicer order) and each slice H×W row-major, intensities normalised, labels as
+// class indices 0..K−1. Slice ≥ 0 marks a volume whose labels are known on that one slice
+// only (the FS-SS baseline); −1 means every voxel is labelled.
+type SegVolume struct {
+	ID     string
+	Shape  [3]int // D, H, W
+	Image  []float32
+	Labels []int32 // nil at prediction time
+	Slice  int
+}
+
+// ToSliceOrder lays vol (array order) out as D×H×W in s's anatomical order.
+func ToSliceOrder[T any](s Slicer, vol []T) []T {
+	h, w := s.Size()
+	out := make([]T, 0, s.Len()*h*w)
+	for n := 0; n < s.Len(); n++ {
+		out = append(out, Slice(s, vol, n)...)
+	}
+	return out
+}
+
+// FromSliceOrder is the inverse of ToSliceOrder.
+func FromSliceOrder[T any](s Slicer, v []T) []T {
+	h, w := s.Size()
+	out := make([]T, len(v))
+	for n := 0; n < s.Len(); n++ {
+		SetSlice(s, out, n, v[n*h*w:(n+1)*h*w])
+	}
+	return out
+}
+
+// Standardize maps the windowed volume (values in [0, 1]) to zero mean and unit variance
+// over the volume, as nnU-Net's z-scoring does, so the network sees the same scale for CT
+// and MRI.
+func Standardize(v []float32) {
+	var s, s2 float64
+	for _, x := range v {
+		s += float64(x)
+		s2 += float64(x) * float64(x)
+	}
+	n := float64(len(v))
+	mean := s / n
+	std := math.Sqrt(max(s2/n-mean*mean, 0))
+	if std < 1e-6 {
+		std = 1
+	}
+	for i, x := range v {
+		v[i] = float32((float64(x) - mean) / std)
+	}
+}
+
+// ClassMap maps label ids to contiguous class indices (0 = background) and back.
+type ClassMap struct {
+	IDs []int32 // IDs[k] is the label id of class k; IDs[0] = 0
+}
+
+// NewClassMap collects the ids present in the label volumes.
+func NewClassMap(vols ...[]int32) ClassMap {
+	seen := map[int32]bool{0: true}
+	for _, v := range vols {
+		for _, x := range v {
+			seen[x] = true
+		}
+	}
+	ids := make([]int32, 0, len(seen))
+	for id := range seen {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	return ClassMap{IDs: ids}
+}
+
+// ToClasses maps ids to class indices; an id the map does not know is an error.
+func (m ClassMap) ToClasses(v []int32) ([]int32, error) {
+	idx := make(map[int32]int32, len(m.IDs))
+	for k, id := range m.IDs {
+		idx[id] = int32(k)
+	}
+	out := make([]int32, len(v))
+	for i, x := range v {
+		k, ok := idx[x]
+		if !ok {
+			return nil, fmt.Errorf("label id %d is not one of the network's classes %v", x, m.IDs)
+		}
+		out[i] = k
+	}
+	return out, nil
+}
+
+// ToIDs maps class indices back to label ids (in place).
+func (m ClassMap) ToIDs(v []int32) {
+	for i, k := range v {
+		v[i] = m.IDs[k]
+	}
+}
+
+// PatchBatch is a batch of B patches, each D×H×W (in the sampler's patch size): images,
+// class indices, and a 0/1 weight per voxel that is 0 where the label is unknown (padding
+// outside the volume stays labelled background, as nnU-Net pads; FS-SS leaves every slice
+// but the annotated one unknown).
+type PatchBatch struct {
+	B      int
+	Patch  [3]int
+	Image  []float32
+	Labels []int32
+	Known  []float32
+}
+
+// PatchSampler draws random training patches in nnU-Net's way: a fraction of each batch
+// (ForegroundFraction, 0.33) is centred on a random voxel of a random foreground class, the
+// rest anywhere; volumes smaller than the patch are zero-padded; each axis is mirrored with
+// probability ½ (MirrorAxes).
+type PatchSampler struct {
+	Vols               []*SegVolume
+	Patch              [3]int
+	ForegroundFraction float64
+	Mirror             bool
+	fg                 [][][]int32 // per volume, per class ≥ 1: up to 10,000 voxel indices
+}
+
+// NewPatchSampler indexes the foreground voxels of vols (where their labels are known).
+func NewPatchSampler(vols []*SegVolume, patch [3]int, fgFraction float64, mirror bool, r *rand.Rand) (*PatchSampler, error) {
+	if len(vols) == 0 {
+		return nil, fmt.Errorf("patch sampler: no volumes")
+	}
+	s := &PatchSampler{Vols: vols, Patch: patch, ForegroundFraction: fgFraction, Mirror: mirror}
+	for _, v := range vols {
+		if len(v.Labels) != len(v.Image) || len(v.Image) != v.Shape[0]*v.Shape[1]*v.Shape[2] {
+			return nil, fmt.Errorf("patch sampler: volume %s: %d image and %d label voxels for shape %v", v.ID, len(v.Image), len(v.Labels), v.Shape)
+		}
+		byClass := map[int32][]int32{}
+		plane := v.Shape[1] * v.Shape[2]
+		for i, k := range v.Labels {
+			if k > 0 && (v.Slice < 0 || i/plane == v.Slice) {
+				byClass[k] = append(byClass[k], int32(i))
+			}
+		}
+		classes := make([]int32, 0, len(byClass))
+		for k := range byClass {
+			classes = append(classes, k)
+		}
+		sort.Slice(classes, func(i, j int) bool { return classes[i] < classes[j] })
+		var lists [][]int32
+		for _, k := range classes {
+			l := byClass[k]
+			if len(l) > 10000 { // a fixed-size random subset, as nnU-Net stores
+				r.Shuffle(len(l), func(i, j int) { l[i], l[j] = l[j], l[i] })
+				l = l[:10000]
+			}
+			lists = append(lists, l)
+		}
+		s.fg = append(s.fg, lists)
+	}
+	return s, nil
+}
+
+// Sample draws a batch of b patches.
+func (s *PatchSampler) Sample(b int, r *rand.Rand) *PatchBatch {
+	pd, ph, pw := s.Patch[0], s.Patch[1], s.Patch[2]
+	n := pd * ph * pw
+	out := &PatchBatch{B: b, Patch: s.Patch, Image: make([]float32, b*n), Labels: make([]int32, b*n), Known: make([]float32, b*n)}
+	// nnU-Net oversamples the last items of a batch: item i is forced to foreground when
+	// i ≥ round(b·(1 − fraction)).
+	forceFrom := int(math.Round(float64(b) * (1 - s.ForegroundFraction)))
+	for i := 0; i < b; i++ {
+		vi := r.Intn(len(s.Vols))
+		v := s.Vols[vi]
+		var lo [3]int
+		center := -1
+		if i >= forceFrom && len(s.fg[vi]) > 0 {
+			cls := s.fg[vi][r.Intn(len(s.fg[vi]))]
+			center = int(cls[r.Intn(len(cls))])
+		}
+		plane := v.Shape[1] * v.Shape[2]
+		for a := range 3 {
+			size, p := v.Shape[a], s.Patch[a]
+			// Valid starts keep the patch inside the volume, or centre a smaller volume.
+			minLo, maxLo := 0, size-p
+			if size < p {
+				minLo, maxLo = (size-p)/2, (size-p)/2
+			}
+			if a == 0 && v.Slice >= 0 { // FS-SS: the patch must hold the annotated slice
+				minLo, maxLo = max(minLo, v.Slice-p+1), min(maxLo, v.Slice)
+				if minLo > maxLo {
+					minLo, maxLo = v.Slice-p/2, v.Slice-p/2
+				}
+			}
+			switch {
+			case center >= 0:
+				c := [3]int{center / plane, (center / v.Shape[2]) % v.Shape[1], center % v.Shape[2]}[a]
+				lo[a] = min(max(c-p/2, minLo), maxLo)
+			default:
+				lo[a] = minLo + r.Intn(maxLo-minLo+1)
+			}
+		}
+		flip := [3]bool{}
+		if s.Mirror {
+			for a := range flip {
+				flip[a] = r.Intn(2) == 1
+			}
+		}
+		base := i * n
+		for z := 0; z < pd; z++ {
+			sz := lo[0] + z
+			for y := 0; y < ph; y++ {
+				sy := lo[1] + y
+				for x := 0; x < pw; x++ {
+					sx := lo[2] + x
+					dz, dy, dx := z, y, x
+					if flip[0] {
+						dz = pd - 1 - z
+					}
+					if flip[1] {
+						dy = ph - 1 - y
+					}
+					if flip[2] {
+						dx = pw - 1 - x
+					}
+					o := base + (dz*ph+dy)*pw + dx
+					inside := sz >= 0 && sz < v.Shape[0] && sy >= 0 && sy < v.Shape[1] && sx >= 0 && sx < v.Shape[2]
+					if !inside {
+						out.Known[o] = boolf(v.Slice < 0)
+						continue
+					}
+					src := (sz*v.Shape[1]+sy)*v.Shape[2] + sx
+					out.Image[o] = v.Image[src]
+					out.Labels[o] = v.Labels[src]
+					out.Known[o] = boolf(v.Slice < 0 || sz == v.Slice)
+				}
+			}
+		}
+	}
+	return out
+}
+
+func boolf(b bool) float32 {
+	if b {
+		return 1
+	}
+	return 0
+}
