@@ -94,20 +94,33 @@ type Infer struct {
 
 // UNETR configures UNETR++ (pseudo-label refinement and the FS-SS baseline).
 type UNETR struct {
-	PatchSize       [3]int  `mapstructure:"patch_size" yaml:"patch_size,flow"`
-	EmbedPatch      [3]int  `mapstructure:"embed_patch" yaml:"embed_patch,flow"`
-	Dims            [4]int  `mapstructure:"dims" yaml:"dims,flow"`
-	Depths          [4]int  `mapstructure:"depths" yaml:"depths,flow"`
-	Heads           int     `mapstructure:"heads" yaml:"heads"`
-	Optimizer       string  `mapstructure:"optimizer" yaml:"optimizer"`
-	LR              float64 `mapstructure:"lr" yaml:"lr"`
-	Momentum        float64 `mapstructure:"momentum" yaml:"momentum"`
-	Nesterov        bool    `mapstructure:"nesterov" yaml:"nesterov"`
-	WeightDecay     float64 `mapstructure:"weight_decay" yaml:"weight_decay"`
-	PolyPower       float64 `mapstructure:"poly_power" yaml:"poly_power"`
-	Epochs          int     `mapstructure:"epochs" yaml:"epochs"`
-	BatchSize       int     `mapstructure:"batch_size" yaml:"batch_size"`
-	DeepSupervision bool    `mapstructure:"deep_supervision" yaml:"deep_supervision"`
+	PatchSize          [3]int  `mapstructure:"patch_size" yaml:"patch_size,flow"`
+	EmbedPatch         [3]int  `mapstructure:"embed_patch" yaml:"embed_patch,flow"`
+	FeatureSize        int     `mapstructure:"feature_size" yaml:"feature_size"`
+	Dims               [4]int  `mapstructure:"dims" yaml:"dims,flow"`
+	Depths             [4]int  `mapstructure:"depths" yaml:"depths,flow"`
+	Heads              int     `mapstructure:"heads" yaml:"heads"`
+	ProjSize           [4]int  `mapstructure:"proj_size" yaml:"proj_size,flow"`
+	DecoderProjSize    int     `mapstructure:"decoder_proj_size" yaml:"decoder_proj_size"`
+	DecoderDepth       int     `mapstructure:"decoder_depth" yaml:"decoder_depth"`
+	Dropout            float64 `mapstructure:"dropout" yaml:"dropout"`
+	Optimizer          string  `mapstructure:"optimizer" yaml:"optimizer"`
+	LR                 float64 `mapstructure:"lr" yaml:"lr"`
+	Momentum           float64 `mapstructure:"momentum" yaml:"momentum"`
+	Nesterov           bool    `mapstructure:"nesterov" yaml:"nesterov"`
+	WeightDecay        float64 `mapstructure:"weight_decay" yaml:"weight_decay"`
+	PolyPower          float64 `mapstructure:"poly_power" yaml:"poly_power"`
+	Epochs             int     `mapstructure:"epochs" yaml:"epochs"`
+	IterationsPerEpoch int     `mapstructure:"iterations_per_epoch" yaml:"iterations_per_epoch"`
+	BatchSize          int     `mapstructure:"batch_size" yaml:"batch_size"`
+	DeepSupervision    bool    `mapstructure:"deep_supervision" yaml:"deep_supervision"`
+	ForegroundFraction float64 `mapstructure:"foreground_fraction" yaml:"foreground_fraction"`
+	Mirror             bool    `mapstructure:"mirror" yaml:"mirror"`
+	GradClip           float64 `mapstructure:"grad_clip" yaml:"grad_clip"`
+	CheckpointEvery    int     `mapstructure:"checkpoint_every" yaml:"checkpoint_every"`
+	Overlap            float64 `mapstructure:"overlap" yaml:"overlap"`
+	TestMirror         bool    `mapstructure:"test_mirror" yaml:"test_mirror"`
+	WindowBatch        int     `mapstructure:"window_batch" yaml:"window_batch"`
 }
 
 // Limits bound what sli2vol accepts before it allocates.
@@ -342,11 +355,20 @@ func (c *Config) Validate() error {
 		positive("train.epochs", c.Train.Epochs),
 		positive("train.batch_size", c.Train.BatchSize),
 		positive("data.crop", c.Data.Crop),
+		positive("unetr.epochs", c.UNETR.Epochs),
+		positive("unetr.iterations_per_epoch", c.UNETR.IterationsPerEpoch),
+		positive("unetr.batch_size", c.UNETR.BatchSize),
+		positive("unetr.window_batch", c.UNETR.WindowBatch),
+		positive("unetr.checkpoint_every", c.UNETR.CheckpointEvery),
 	}
 	for _, err := range checks {
 		if err != nil {
 			return err
 		}
+	}
+	if c.UNETR.Overlap < 0 || c.UNETR.Overlap >= 1 || c.UNETR.ForegroundFraction < 0 || c.UNETR.ForegroundFraction > 1 || c.UNETR.GradClip < 0 {
+		return fmt.Errorf("unetr.overlap %g must be in [0, 1), unetr.foreground_fraction %g in [0, 1], unetr.grad_clip %g not negative",
+			c.UNETR.Overlap, c.UNETR.ForegroundFraction, c.UNETR.GradClip)
 	}
 	if len(c.Model.GEIG.Scales) == 0 {
 		return fmt.Errorf("model.geig.scales is empty")

@@ -249,3 +249,33 @@ func boolf(b bool) float32 {
 	}
 	return 0
 }
+
+// Downsample picks every f-th voxel per axis of a batch of B D×H×W volumes (nearest
+// neighbour at integer factors, what torch's "nearest" does from index 0). The phase on each
+// axis is the offset of the first known voxel modulo f, so a single known slice (FS-SS) is
+// kept at every scale; with everything known it is 0.
+func (b *PatchBatch) Downsample(f [3]int) *PatchBatch {
+	pd, ph, pw := b.Patch[0], b.Patch[1], b.Patch[2]
+	od, oh, ow := pd/f[0], ph/f[1], pw/f[2]
+	n, m := pd*ph*pw, od*oh*ow
+	out := &PatchBatch{B: b.B, Patch: [3]int{od, oh, ow}, Image: make([]float32, b.B*m), Labels: make([]int32, b.B*m), Known: make([]float32, b.B*m)}
+	for i := 0; i < b.B; i++ {
+		var phase [3]int
+		for o := 0; o < n; o++ {
+			if b.Known[i*n+o] > 0 {
+				phase = [3]int{(o / (ph * pw)) % f[0], (o / pw % ph) % f[1], (o % pw) % f[2]}
+				break
+			}
+		}
+		for z := 0; z < od; z++ {
+			for y := 0; y < oh; y++ {
+				for x := 0; x < ow; x++ {
+					src := i*n + ((z*f[0]+phase[0])*ph+(y*f[1]+phase[1]))*pw + x*f[2] + phase[2]
+					dst := i*m + (z*oh+y)*ow + x
+					out.Image[dst], out.Labels[dst], out.Known[dst] = b.Image[src], b.Labels[src], b.Known[src]
+				}
+			}
+		}
+	}
+	return out
+}

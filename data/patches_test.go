@@ -151,3 +151,25 @@ func TestSliceOrderAndClassMap(t *testing.T) {
 		t.Fatal("unknown id accepted")
 	}
 }
+
+func TestPatchBatchDownsampleKeepsKnownSlice(t *testing.T) {
+	// One 6×4×4 patch, image = voxel index, only slice 3 known.
+	b := &PatchBatch{B: 1, Patch: [3]int{6, 4, 4}, Image: make([]float32, 96), Labels: make([]int32, 96), Known: make([]float32, 96)}
+	for o := range b.Image {
+		b.Image[o] = float32(o)
+		if o/16 == 3 {
+			b.Known[o] = 1
+		}
+	}
+	d := b.Downsample([3]int{2, 2, 2})
+	if d.Patch != [3]int{3, 2, 2} {
+		t.Fatalf("patch %v", d.Patch)
+	}
+	for o := range d.Image {
+		z, y, x := o/4, o/2%2, o%2
+		src := ((2*z+1)*4+2*y)*4 + 2*x // phase 1 on D keeps slice 3
+		if d.Image[o] != float32(src) || (d.Known[o] == 1) != (z == 1) {
+			t.Fatalf("voxel %d: image %v known %v, want source %d", o, d.Image[o], d.Known[o], src)
+		}
+	}
+}

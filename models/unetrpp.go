@@ -3,6 +3,8 @@ package models
 import (
 	"fmt"
 
+	"github.com/sli2vol/sli2vol/configs"
+
 	"github.com/sli2vol/sli2vol/torchx"
 )
 
@@ -22,6 +24,16 @@ type UNETRPPConfig struct {
 	DecoderDepth        int    // EPA blocks per decoder stage (3)
 	Dropout             float64
 	DeepSupervision     bool
+}
+
+// UNETRPPConfigFrom sizes the network from the config's unetr section.
+func UNETRPPConfigFrom(u configs.UNETR, inChannels, classes int) UNETRPPConfig {
+	return UNETRPPConfig{
+		InChannels: inChannels, Classes: classes, PatchSize: u.PatchSize, EmbedPatch: u.EmbedPatch,
+		FeatureSize: u.FeatureSize, Dims: u.Dims, Depths: u.Depths, Heads: u.Heads, ProjSize: u.ProjSize,
+		DecoderProjSize: u.DecoderProjSize, DecoderDepth: u.DecoderDepth, Dropout: u.Dropout,
+		DeepSupervision: u.DeepSupervision,
+	}
 }
 
 // StageGrid is the token grid of encoder stage i (0..3).

@@ -40,3 +40,28 @@ func FromBatch(b data.Batch, device string) Pairs {
 
 // ToSlices copies an N×C×H×W tensor (any device) back to Go, row-major.
 func ToSlices(t torchx.Tensor) []float32 { return torchx.Float32s(t) }
+
+// Patches is a 3D training batch as tensors on device: images B×1×D×H×W (float32), class
+// indices B×D×H×W (int64) and the known-voxel weights B×1×D×H×W (float32).
+type Patches struct {
+	Image, Labels, Known torchx.Tensor
+}
+
+// FromPatchBatch converts a sampled patch batch and moves it to device.
+func FromPatchBatch(b *data.PatchBatch, device string) Patches {
+	d, h, w := int64(b.Patch[0]), int64(b.Patch[1]), int64(b.Patch[2])
+	bb := int64(b.B)
+	lbl := make([]int64, len(b.Labels))
+	for i, v := range b.Labels {
+		lbl[i] = int64(v)
+	}
+	p := Patches{
+		Image:  torchx.FromFloat32(b.Image, bb, 1, d, h, w),
+		Labels: torchx.FromInt64(lbl, bb, d, h, w),
+		Known:  torchx.FromFloat32(b.Known, bb, 1, d, h, w),
+	}
+	if device != "" && device != "cpu" {
+		p.Image, p.Labels, p.Known = torchx.To(p.Image, device, -1), torchx.To(p.Labels, device, -1), torchx.To(p.Known, device, -1)
+	}
+	return p
+}
