@@ -9,14 +9,26 @@ import (
 
 // SegVolume is a volume laid out for a 3D segmentation network: D×H×W with D the anatomical
 // slice index (Slicer order) and each slice H×W row-major, intensities normalised, labels as
-// class indices 0..K−1. Slice ≥ 0 marks a volume whose labels are known on that one slice
-// only (the FS-SS baseline); −1 means every voxel is labelled.
+// class indices 0..K−1. Slices lists the slices whose labels are known when only those are
+// (the FS-SS baseline: the annotated slice(s) of the case); nil means every voxel is labelled.
 type SegVolume struct {
 	ID     string
 	Shape  [3]int // D, H, W
 	Image  []float32
 	Labels []int32 // nil at prediction time
-	Slice  int
+	Slices []int
+}
+
+func (v *SegVolume) known(z int) bool {
+	if v.Slices == nil {
+		return true
+	}
+	for _, s := range v.Slices {
+		if s == z {
+			return true
+		}
+	}
+	return false
 }
 
 // ToSliceOrder lays vol (array order) out as D×H×W in s's anatomical order.
@@ -141,7 +153,7 @@ func NewPatchSampler(vols []*SegVolume, patch [3]int, fgFraction float64, mirror
 		byClass := map[int32][]int32{}
 		plane := v.Shape[1] * v.Shape[2]
 		for i, k := range v.Labels {
-			if k > 0 && (v.Slice < 0 || i/plane == v.Slice) {
+			if k > 0 && v.known(i/plane) {
 				byClass[k] = append(byClass[k], int32(i))
 			}
 		}
@@ -189,10 +201,14 @@ func (s *PatchSampler) Sample(b int, r *rand.Rand) *PatchBatch {
 			if size < p {
 				minLo, maxLo = (size-p)/2, (size-p)/2
 			}
-			if a == 0 && v.Slice >= 0 { // FS-SS: the patch must hold the annotated slice
-				minLo, maxLo = max(minLo, v.Slice-p+1), min(maxLo, v.Slice)
+			if a == 0 && v.Slices != nil { // FS-SS: the patch must hold an annotated slice
+				ks := v.Slices[r.Intn(len(v.Slices))]
+				if center >= 0 {
+					ks = center / plane
+				}
+				minLo, maxLo = max(minLo, ks-p+1), min(maxLo, ks)
 				if minLo > maxLo {
-					minLo, maxLo = v.Slice-p/2, v.Slice-p/2
+					minLo, maxLo = ks-p/2, ks-p/2
 				}
 			}
 			switch {
@@ -229,13 +245,13 @@ func (s *PatchSampler) Sample(b int, r *rand.Rand) *PatchBatch {
 					o := base + (dz*ph+dy)*pw + dx
 					inside := sz >= 0 && sz < v.Shape[0] && sy >= 0 && sy < v.Shape[1] && sx >= 0 && sx < v.Shape[2]
 					if !inside {
-						out.Known[o] = boolf(v.Slice < 0)
+						out.Known[o] = boolf(v.Slices == nil)
 						continue
 					}
 					src := (sz*v.Shape[1]+sy)*v.Shape[2] + sx
 					out.Image[o] = v.Image[src]
 					out.Labels[o] = v.Labels[src]
-					out.Known[o] = boolf(v.Slice < 0 || sz == v.Slice)
+					out.Known[o] = boolf(v.known(sz))
 				}
 			}
 		}
@@ -278,4 +294,20 @@ func (b *PatchBatch) Downsample(f [3]int) *PatchBatch {
 		}
 	}
 	return out
+}
+
+// SegImage lays img out for a 3D network: windowed with w, in s's slice order (D×H×W),
+// standardised.
+func SegImage(img *Image, s Slicer, w Window) []float32 {
+	v := make([]float32, len(img.Data))
+	w.Apply(img.Data, v)
+	v = ToSliceOrder(s, v)
+	Standardize(v)
+	return v
+}
+
+// SegShape is the D×H×W shape of s's slice order.
+func SegShape(s Slicer) [3]int {
+	h, w := s.Size()
+	return [3]int{s.Len(), h, w}
 }

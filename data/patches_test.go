@@ -6,9 +6,9 @@ import (
 )
 
 // indexVolume has image value = linear voxel index + 1, so every patch voxel names its source.
-func indexVolume(shape [3]int, slice int) *SegVolume {
+func indexVolume(shape [3]int, slices []int) *SegVolume {
 	n := shape[0] * shape[1] * shape[2]
-	v := &SegVolume{ID: "v", Shape: shape, Image: make([]float32, n), Labels: make([]int32, n), Slice: slice}
+	v := &SegVolume{ID: "v", Shape: shape, Image: make([]float32, n), Labels: make([]int32, n), Slices: slices}
 	for i := range v.Image {
 		v.Image[i] = float32(i + 1)
 	}
@@ -27,7 +27,7 @@ func indexVolume(shape [3]int, slice int) *SegVolume {
 
 func TestPatchSamplerCopiesExactVoxels(t *testing.T) {
 	shape := [3]int{6, 12, 12}
-	v := indexVolume(shape, -1)
+	v := indexVolume(shape, nil)
 	r := rand.New(rand.NewSource(1))
 	for _, mirror := range []bool{false, true} {
 		s, err := NewPatchSampler([]*SegVolume{v}, [3]int{4, 8, 8}, 0.5, mirror, r)
@@ -64,7 +64,7 @@ func TestPatchSamplerCopiesExactVoxels(t *testing.T) {
 func TestPatchSamplerPadsAndSingleSlice(t *testing.T) {
 	r := rand.New(rand.NewSource(2))
 	// Volume smaller than the patch along D (3 < 4) and H (6 < 8): centred, zero-padded.
-	small := indexVolume([3]int{3, 6, 12}, -1)
+	small := indexVolume([3]int{3, 6, 12}, nil)
 	for i := range small.Labels {
 		small.Labels[i] = 0
 	}
@@ -85,7 +85,7 @@ func TestPatchSamplerPadsAndSingleSlice(t *testing.T) {
 	}
 
 	// FS-SS: only slice 4 of the volume is known; it must lie in every patch.
-	v := indexVolume([3]int{10, 12, 12}, 4)
+	v := indexVolume([3]int{10, 12, 12}, []int{4})
 	s, _ = NewPatchSampler([]*SegVolume{v}, [3]int{3, 8, 8}, 0.33, true, r)
 	b = s.Sample(16, r)
 	plane := 12 * 12

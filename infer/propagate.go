@@ -45,6 +45,7 @@ type Result struct {
 
 // Segment propagates ann through img (sliced by s, normalised by win).
 func (p *Propagator) Segment(img *data.Image, s data.Slicer, win data.Window, ann *data.Annotation) (*Result, error) {
+	defer torchx.PinThread()()
 	if len(ann.IDs) == 0 {
 		return nil, fmt.Errorf("annotation on slice %d is empty", ann.Slice)
 	}

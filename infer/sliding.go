@@ -67,6 +67,7 @@ func gaussianWeights(p [3]int) []float32 {
 
 // Probabilities returns the K×D×H×W class probabilities of img (D×H×W).
 func (s SlidingWindow) Probabilities(img []float32, shape [3]int, classes int, net PatchNet) (probs torchx.Tensor, err error) {
+	defer torchx.PinThread()()
 	if len(img) != shape[0]*shape[1]*shape[2] {
 		return probs, fmt.Errorf("sliding window: %d voxels for shape %v", len(img), shape)
 	}

@@ -6,6 +6,7 @@ import "C"
 import (
 	"fmt"
 	"runtime"
+	"sync/atomic"
 )
 
 // LibtorchVersion is the version of the libtorch the shim was compiled against.
@@ -23,8 +24,30 @@ func CUDNNAvailable() bool { return C.tx_cudnn_available() != 0 }
 // ManualSeed seeds libtorch's global generators (CPU and CUDA).
 func ManualSeed(seed uint64) { C.tx_manual_seed(C.uint64_t(seed)) }
 
-// SetNumThreads sets libtorch's intra-op thread count (n <= 0 leaves it).
-func SetNumThreads(n int) { C.tx_set_num_threads(C.int(n)) }
+// SetNumThreads sets libtorch's intra-op thread count (n <= 0 leaves it). OpenMP keeps the
+// count per OS thread, so it is remembered here and applied again by PinThread.
+func SetNumThreads(n int) {
+	if n > 0 {
+		threads.Store(int64(n))
+	}
+	C.tx_set_num_threads(C.int(n))
+}
+
+var threads atomic.Int64
+
+// PinThread locks the calling goroutine to its OS thread until the returned function is
+// called, and applies the thread count set by SetNumThreads there. Long CPU work (a training
+// loop, a whole prediction) runs pinned: libtorch's OpenMP thread teams belong to the OS
+// thread that starts a parallel region, and a goroutine that Go moves between OS threads
+// was measured to get gradients that differ in the last bits from run to run (the same
+// UNETR++ step, same input, differed after 1–53 repetitions unpinned, never pinned).
+func PinThread() (unpin func()) {
+	runtime.LockOSThread()
+	if n := threads.Load(); n > 0 {
+		C.tx_set_num_threads(C.int(n))
+	}
+	return runtime.UnlockOSThread
+}
 
 // NumThreads is libtorch's intra-op thread count.
 func NumThreads() int { return int(C.tx_get_num_threads()) }

@@ -91,6 +91,7 @@ func NewOptimizer(t configs.Train, params []torchx.Tensor, totalSteps int) (*tor
 // against the real slice j+1. One loop, checkpoints every train.checkpoint_every steps and
 // at the end, exact resume from the last checkpoint.
 func TrainCFN(c *configs.Config, o Options) (Result, error) {
+	defer torchx.PinThread()()
 	var res Result
 	if c.Model.Mode == "sli2vol+" && o.PseudoDir == "" {
 		return res, fmt.Errorf("train: mode sli2vol+ needs pseudo-labels (--pseudo DIR, from sli2vol pseudo-label)")

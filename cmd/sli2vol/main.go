@@ -22,6 +22,10 @@ const exitUsage = 2
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
+// The main goroutine keeps the main OS thread, where the libtorch thread count is set and
+// the work runs (see torchx.PinThread for why that matters).
+func init() { runtime.LockOSThread() }
+
 // run executes one command line and returns the process exit status: 0, or exitUsage with
 // one line on stderr.
 func run(args []string, stdout, stderr io.Writer) int {
