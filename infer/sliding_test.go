@@ -16,10 +16,10 @@ func TestWindowStarts(t *testing.T) {
 	}{
 		{4, 4, "[0]"},
 		{3, 4, "[0]"},
-		{10, 4, "[0 2 4 6]"},    // step ≤ 2: ceil(6/2)+1 = 4 windows, 2 apart
-		{11, 4, "[0 2 4 5 7]"},  // 5 windows 1.75 apart, rounded
-		{12, 8, "[0 4]"},        // exactly one half-patch step
-		{13, 8, "[0 3 5]"},      // 3 windows 2.5 apart
+		{10, 4, "[0 2 4 6]"},   // step ≤ 2: ceil(6/2)+1 = 4 windows, 2 apart
+		{11, 4, "[0 2 4 5 7]"}, // 5 windows 1.75 apart, rounded
+		{12, 8, "[0 4]"},       // exactly one half-patch step
+		{13, 8, "[0 3 5]"},     // 3 windows 2.5 apart
 	} {
 		if got := fmt.Sprint(WindowStarts(tc.size, tc.patch, 0.5)); got != tc.want {
 			t.Errorf("WindowStarts(%d, %d) = %s, want %s", tc.size, tc.patch, got, tc.want)

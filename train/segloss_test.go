@@ -20,7 +20,7 @@ func TestDiceCELossByHand(t *testing.T) {
 	known := make([]float64, b*n)
 	for i := range target {
 		target[i] = int64(r.Intn(k))
-		known[i] = float64(r.Intn(4) / 3 ^ 1) // about ¾ known
+		known[i] = float64(r.Intn(4)/3 ^ 1) // about ¾ known
 	}
 	for _, allKnown := range []bool{true, false} {
 		kn := append([]float64(nil), known...)
