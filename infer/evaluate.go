@@ -14,11 +14,12 @@ import (
 	"github.com/sli2vol/sli2vol/internal/atomicfile"
 )
 
-// Method is one segmentation method in an evaluation: a propagating job, or the copy
-// baseline (Job nil).
+// Method is one segmentation method in an evaluation: a propagating job, a 3D network
+// that predicts the whole volume (Seg: the FS-SS baseline), or the copy baseline (both nil).
 type Method struct {
 	Name string
 	Job  *Job
+	Seg  *SegNet
 }
 
 // Row is one method's result for one structure of one case.
@@ -42,19 +43,9 @@ type Evaluation struct {
 // cases, else all labelled cases), each structure propagated from the same benchmark-chosen
 // slice for every method (seeded, ±3 around its largest cross-section, paper §4.3).
 func Evaluate(ds *data.Dataset, base *Job, methods []Method, seed int64) (*Evaluation, error) {
-	var cases []data.Case
-	for _, split := range []string{"test", "train"} {
-		for _, c := range ds.Split(split) {
-			if c.Label != "" {
-				cases = append(cases, c)
-			}
-		}
-		if len(cases) > 0 {
-			break
-		}
-	}
-	if len(cases) == 0 {
-		return nil, fmt.Errorf("evaluate %s: no case has labels to evaluate against", ds.Root)
+	cases, err := EvalCases(ds)
+	if err != nil {
+		return nil, err
 	}
 	ev := &Evaluation{drift: map[string]map[int][2]float64{}, overlays: map[string]*overlay{}}
 	for ci, c := range cases {
@@ -73,8 +64,15 @@ func Evaluate(ds *data.Dataset, base *Job, methods []Method, seed int64) (*Evalu
 			}
 		}
 		p0 := prep[methods[0].Name]
-		r := rand.New(rand.NewSource(seed*7919 + int64(ci)))
-		choices := data.BenchmarkAnnotations(lab, p0.Slicer, r, 3)
+		choices := EvalChoices(lab, p0.Slicer, seed, ci)
+		whole := map[string][]int32{} // Seg methods: one prediction per volume
+		for _, m := range methods {
+			if m.Seg != nil {
+				if whole[m.Name], err = m.Seg.PredictImage(img); err != nil {
+					return nil, fmt.Errorf("%s, %s: %w", c.Image, m.Name, err)
+				}
+			}
+		}
 		largest := int32(-1)
 		volume := map[int32]int{}
 		for _, v := range lab.Data {
@@ -96,9 +94,17 @@ func Evaluate(ds *data.Dataset, base *Job, methods []Method, seed int64) (*Evalu
 			ann := &data.Annotation{Slice: ch.Slice, Mask: mask, IDs: []int32{ch.ID}}
 			for _, m := range methods {
 				var pred []int32
-				if m.Job == nil {
+				switch {
+				case m.Seg != nil:
+					pred = make([]int32, len(truth))
+					for i, v := range whole[m.Name] {
+						if v == ch.ID {
+							pred[i] = ch.ID
+						}
+					}
+				case m.Job == nil:
 					pred = CopyMask(prep[m.Name], mask)
-				} else {
+				default:
 					res, err := m.Job.Segment(prep[m.Name], ann)
 					if err != nil {
 						return nil, fmt.Errorf("%s, %s: %w", c.Image, m.Name, err)
@@ -122,6 +128,30 @@ func Evaluate(ds *data.Dataset, base *Job, methods []Method, seed int64) (*Evalu
 		}
 	}
 	return ev, nil
+}
+
+// EvalCases are the cases an evaluation uses: the labelled test cases, or, when the test
+// split has none, every labelled case.
+func EvalCases(ds *data.Dataset) ([]data.Case, error) {
+	var cases []data.Case
+	for _, split := range []string{"test", "train"} {
+		for _, c := range ds.Split(split) {
+			if c.Label != "" {
+				cases = append(cases, c)
+			}
+		}
+		if len(cases) > 0 {
+			return cases, nil
+		}
+	}
+	return nil, fmt.Errorf("evaluate %s: no case has labels to evaluate against", ds.Root)
+}
+
+// EvalChoices is the annotated slice of each structure of evaluation case ci (seeded, ±3
+// around its largest cross-section, §4.3). The FS-SS baseline trains on exactly these.
+func EvalChoices(lab *data.Labels, s data.Slicer, seed int64, ci int) []data.BenchmarkChoice {
+	r := rand.New(rand.NewSource(seed*7919 + int64(ci)))
+	return data.BenchmarkAnnotations(lab, s, r, 3)
 }
 
 // addDrift accumulates per-slice Dice by distance from the annotated slice, over slices

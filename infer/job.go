@@ -15,6 +15,9 @@ type Job struct {
 	Device string
 	Log    io.Writer
 	Series string // DICOM SeriesInstanceUID when the image folder holds several series
+	// Estimator predicts each test volume for infer.object_estimate "model" (a UNETR++
+	// run, e.g. the refinement network).
+	Estimator *SegNet
 }
 
 // Prepared is a volume ready for propagation: slicing and test-time window decided.
@@ -22,6 +25,8 @@ type Prepared struct {
 	Image  *data.Image
 	Slicer data.Slicer
 	Window data.Window
+	// estimate is the Estimator's prediction of Image, made once per volume.
+	estimate []int32
 }
 
 // Prepare slices and normalises img as the config says.
@@ -45,7 +50,21 @@ func (j *Job) Propagator() *Propagator {
 
 // Segment propagates ann through a prepared volume.
 func (j *Job) Segment(p *Prepared, ann *data.Annotation) (*Result, error) {
-	return j.Propagator().Segment(p.Image, p.Slicer, p.Window, ann)
+	prop := j.Propagator()
+	if prop.Estimate == "model" {
+		if j.Estimator == nil {
+			return nil, fmt.Errorf("infer.object_estimate model needs a UNETR++ run (--estimate-model RUN) to predict the volume first")
+		}
+		if p.estimate == nil {
+			est, err := j.Estimator.PredictImage(p.Image)
+			if err != nil {
+				return nil, err
+			}
+			p.estimate = est
+		}
+		prop.EstimateVolume = p.estimate
+	}
+	return prop.Segment(p.Image, p.Slicer, p.Window, ann)
 }
 
 // SegmentFile is `sli2vol segment`: image and annotation files in, a label file out on the

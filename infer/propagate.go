@@ -23,6 +23,9 @@ type Propagator struct {
 	// MinArea: a direction stops at the first slice whose propagated mask has fewer
 	// foreground pixels, so structures that end are not dragged on.
 	MinArea int
+	// EstimateVolume is the label volume (image grid) that estimate "model" feeds as PLs:
+	// a UNETR++'s prediction of the test volume.
+	EstimateVolume []int32
 	// Estimate is the test-time object estimate: "none" (the paper: slice features only) or
 	// "propagated" (the current mask stands in for the pseudo-label of both slices).
 	Estimate string
@@ -49,8 +52,14 @@ func (p *Propagator) Segment(img *data.Image, s data.Slicer, win data.Window, an
 	if len(ann.IDs) == 0 {
 		return nil, fmt.Errorf("annotation on slice %d is empty", ann.Slice)
 	}
-	if p.Estimate != "none" && p.Estimate != "propagated" && p.Estimate != "" {
-		return nil, fmt.Errorf("infer.object_estimate %q is not available here (none or propagated)", p.Estimate)
+	switch p.Estimate {
+	case "", "none", "propagated":
+	case "model":
+		if len(p.EstimateVolume) != img.NumVoxels() {
+			return nil, fmt.Errorf("infer.object_estimate model needs a UNETR++ run (--estimate-model RUN) to predict the volume first")
+		}
+	default:
+		return nil, fmt.Errorf("infer.object_estimate %q: want none, propagated or model", p.Estimate)
 	}
 	h, w := s.Size()
 	res := &Result{Labels: make([]int32, img.NumVoxels()), First: ann.Slice, Last: ann.Slice}
@@ -78,6 +87,18 @@ func (p *Propagator) Segment(img *data.Image, s data.Slicer, win data.Window, an
 		t := tensors.Slices(v, 1, h, w)
 		return torchx.To(torchx.MulScalar(t, p.Scale), p.Device, -1)
 	}
+	// The network's prediction as a PL: its foreground (every structure, as training PLs
+	// hold every structure), scaled like an image.
+	modelEstimate := func(n int) torchx.Tensor {
+		v := data.Slice(s, p.EstimateVolume, n)
+		m := make([]float32, len(v))
+		for i, id := range v {
+			if id > 0 {
+				m[i] = float32(p.Scale)
+			}
+		}
+		return torchx.To(tensors.Slices(m, 1, h, w), p.Device, -1)
+	}
 	// Each slice's own features are computed once: the query of one step is the key of the
 	// next. (With a propagated estimate only the PL half is recomputed.)
 	cachedN, cachedF := -1, torchx.Tensor{}
@@ -86,8 +107,11 @@ func (p *Propagator) Segment(img *data.Image, s data.Slicer, win data.Window, an
 			cachedN, cachedF = n, p.Model.SliceFeatures(slice(n))
 		}
 		f := cachedF
-		if p.Estimate == "propagated" {
+		switch p.Estimate {
+		case "propagated":
 			f = torchx.Cat([]torchx.Tensor{f, p.Model.PLFeatures(estimate)}, 1)
+		case "model":
+			f = torchx.Cat([]torchx.Tensor{f, p.Model.PLFeatures(modelEstimate(n))}, 1)
 		}
 		return f
 	}

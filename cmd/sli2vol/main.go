@@ -69,7 +69,7 @@ func newRoot() *cobra.Command {
 		return fmt.Errorf("%s: %w (see %s --help)", c.CommandPath(), err, c.CommandPath())
 	})
 	root.AddCommand(newVersionCmd(), newConfigCmd(), newModelCmd(), newPhantomCmd(), newTrainCmd(),
-		newPseudoLabelCmd(), newSegmentCmd(), newEvaluateCmd(), newExportCmd(), newImportCmd(), newSelftestCmd())
+		newPseudoLabelCmd(), newRefineCmd(), newTrainFSSSCmd(), newPipelineCmd(), newSegmentCmd(), newEvaluateCmd(), newExportCmd(), newImportCmd(), newSelftestCmd())
 	return root
 }
 

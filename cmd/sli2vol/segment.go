@@ -35,13 +35,23 @@ func runJob(cmd *cobra.Command, runDir string) (*infer.Job, error) {
 	if err := moveModel(m, dev); err != nil {
 		return nil, err
 	}
-	return &infer.Job{Cfg: c, Net: m, Device: dev, Log: cmd.ErrOrStderr()}, nil
+	j := &infer.Job{Cfg: c, Net: m, Device: dev, Log: cmd.ErrOrStderr()}
+	if est, _ := cmd.Flags().GetString("estimate-model"); est != "" {
+		if j.Estimator, err = loadSegNet(est, dev); err != nil {
+			return nil, err
+		}
+	}
+	if c.Infer.ObjectEstimate == "model" && j.Estimator == nil {
+		return nil, fmt.Errorf("--estimate model needs --estimate-model RUN (a UNETR++ run, e.g. refine's)")
+	}
+	return j, nil
 }
 
 func addInferFlags(cmd *cobra.Command) {
 	d := configs.Defaults().Infer
 	cmd.Flags().Int("min-area", d.MinArea, "stop a direction when the mask has fewer pixels (config: infer.min_area)")
-	cmd.Flags().String("estimate", d.ObjectEstimate, "test-time object estimate: none or propagated (config: infer.object_estimate)")
+	cmd.Flags().String("estimate", d.ObjectEstimate, "test-time object estimate: none, propagated or model (config: infer.object_estimate)")
+	cmd.Flags().String("estimate-model", "", "UNETR++ run whose prediction is the estimate with --estimate model")
 }
 
 func newSegmentCmd() *cobra.Command {
