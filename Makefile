@@ -101,10 +101,11 @@ demo: deps build
 	bin/sli2vol version
 	bin/sli2vol phantom --out $(DEMO)/train --cases 4 --seed 1
 	bin/sli2vol phantom --out $(DEMO)/test --cases 2 --seed 2
-	bin/sli2vol train --config $(DEMO_CFG) --mode sli2vol --data $(DEMO)/train --out $(DEMO)/sli2vol
-	bin/sli2vol pseudo-label --config $(DEMO_CFG) --model $(DEMO)/sli2vol --data $(DEMO)/train --out $(DEMO)/pseudo
-	bin/sli2vol train --config $(DEMO_CFG) --mode sli2vol+ --data $(DEMO)/train --pseudo $(DEMO)/pseudo --out $(DEMO)/sli2vol+
-	bin/sli2vol evaluate --config $(DEMO_CFG) --model $(DEMO)/sli2vol --model $(DEMO)/sli2vol+ --data $(DEMO)/test --out $(DEMO)/report
+	bin/sli2vol pipeline --config $(DEMO_CFG) --data $(DEMO)/train --test $(DEMO)/test --out $(DEMO)/work
+	bin/sli2vol train --config $(DEMO_CFG) --mode sli2vol+ --data $(DEMO)/train --pseudo $(DEMO)/work/pseudo --out $(DEMO)/work/sli2vol+raw-pl
+	bin/sli2vol train-fsss --config $(DEMO_CFG) --data $(DEMO)/test --out $(DEMO)/fsss
+	bin/sli2vol evaluate --config $(DEMO_CFG) --model $(DEMO)/work/sli2vol --model $(DEMO)/work/sli2vol+raw-pl \
+	  --model $(DEMO)/work/sli2vol+ --fsss $(DEMO)/fsss --data $(DEMO)/test --out $(DEMO)/report
 
 # Go vs the PyTorch reference, same model, weights, batch and threads (bench/runner.go);
 # writes BENCHMARKS.md. BENCH_FLAGS: --device cuda, --rounds N, --threads T, --paper.

@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/sli2vol/sli2vol/data"
 	"github.com/sli2vol/sli2vol/infer"
 	"github.com/sli2vol/sli2vol/models"
+	"github.com/sli2vol/sli2vol/train"
 )
 
 func newEvaluateCmd() *cobra.Command {
@@ -50,6 +52,21 @@ func runEvaluate(cmd *cobra.Command, runs, fsss []string, dataDir, out string, b
 	var methods []infer.Method
 	var base *infer.Job
 	seen := map[string]bool{}
+	// A method is named by its mode ("sli2vol+"), or by its run folder when several runs
+	// share a mode; a number makes a name unique whatever the folders are called.
+	modes := map[string]int{}
+	for _, r := range runs {
+		if c, _, err := train.LoadRun(r); err == nil {
+			modes[c.Model.Mode]++
+		}
+	}
+	unique := func(name string) string {
+		for i := 2; seen[name]; i++ {
+			name = fmt.Sprintf("%s (%d)", strings.TrimSuffix(name, fmt.Sprintf(" (%d)", i-1)), i)
+		}
+		seen[name] = true
+		return name
+	}
 	for _, r := range runs {
 		j, err := runJob(cmd, r)
 		if err != nil {
@@ -57,11 +74,10 @@ func runEvaluate(cmd *cobra.Command, runs, fsss []string, dataDir, out string, b
 		}
 		j.Log = nil // one line per case below, not a bar per structure
 		name := j.Cfg.Model.Mode
-		if seen[name] {
+		if modes[name] > 1 {
 			name = filepath.Base(filepath.Clean(r))
 		}
-		seen[name] = true
-		methods = append(methods, infer.Method{Name: name, Job: j})
+		methods = append(methods, infer.Method{Name: unique(name), Job: j})
 		if base == nil {
 			base = j
 		}
@@ -80,11 +96,10 @@ func runEvaluate(cmd *cobra.Command, runs, fsss []string, dataDir, out string, b
 			return err
 		}
 		name := "fs-ss"
-		if seen[name] {
+		if len(fsss) > 1 {
 			name = "fs-ss " + filepath.Base(filepath.Clean(r))
 		}
-		seen[name] = true
-		methods = append(methods, infer.Method{Name: name, Seg: net})
+		methods = append(methods, infer.Method{Name: unique(name), Seg: net})
 	}
 	if base == nil {
 		c, err := loadConfig(cmd, nil)

@@ -80,7 +80,7 @@ func TestPipelineRefinesPseudoLabels(t *testing.T) {
 	if code, o, e := runCLI(t, "train-fsss", "--config", cfg, "--data", p("test"), "--out", p("fsss"), "--epochs", "4"); code != 0 {
 		t.Fatalf("train-fsss: %s %s", o, e)
 	}
-	if code, o, e := runCLI(t, "evaluate", "--config", cfg, "--model", p("work/sli2vol+"), "--fsss", p("fsss"),
+	if code, o, e := runCLI(t, "evaluate", "--config", cfg, "--model", p("work/sli2vol+"), "--model", p("work/sli2vol+"), "--fsss", p("fsss"),
 		"--data", p("test"), "--out", p("report2"), "--baselines=false"); code != 0 {
 		t.Fatalf("evaluate with FS-SS: %s %s", o, e)
 	}
@@ -90,6 +90,10 @@ func TestPipelineRefinesPseudoLabels(t *testing.T) {
 	}
 	m2, m3 := meanDiceByMethod(t, p("report2/results.csv")), meanDiceByMethod(t, p("report3/results.csv"))
 	t.Logf("mean Dice: pipeline %v; FS-SS report %v; estimate model %v", m, m2, m3)
+	// Two runs of one mode in folders of one name get distinct columns.
+	if len(m2) != 3 || m2["sli2vol+"] != m2["sli2vol+ (2)"] {
+		t.Fatalf("want columns sli2vol+, sli2vol+ (2) (equal) and fs-ss: %v", m2)
+	}
 	if _, ok := m2["fs-ss"]; !ok {
 		t.Fatalf("no fs-ss rows: %v", m2)
 	}
