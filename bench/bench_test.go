@@ -25,26 +25,28 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// The harness end to end on a tiny model: parity checks pass (same first loss, same
-// propagated voxels), one round per row is timed, the report has every row and a ratio.
+// The harness end to end on tiny models: parity checks pass (same first loss — for the CFN
+// and for UNETR++ — and the same propagated voxels), one round per row is timed, the report has every row and a ratio.
 func TestHarnessSmoke(t *testing.T) {
 	py := testpy.Find(t, "torch", "nibabel")
 	t.Setenv("SLI2VOL_BENCH_SELF", "1")
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "tiny.yaml")
-	os.WriteFile(cfg, []byte("model: {width: 4, stages: 1, blocks_per_stage: 1, feature_dim: 8, radius: 2}\ndata: {resize_range: [32, 32], crop: 32}\n"), 0o644)
+	os.WriteFile(cfg, []byte("model: {width: 4, stages: 1, blocks_per_stage: 1, feature_dim: 8, radius: 2}\ndata: {resize_range: [32, 32], crop: 32}\n"+
+		"unetr: {patch_size: [16, 32, 32], feature_size: 4, dims: [8, 16, 32, 64], depths: [1, 1, 1, 1], heads: 2, proj_size: [8, 8, 8, 4], decoder_proj_size: 8, decoder_depth: 1}\n"), 0o644)
 	out := filepath.Join(dir, "BENCHMARKS.md")
 	err := Run(RunOptions{
 		Self: os.Args[0], Python: py, PyScript: filepath.Join("pytorch", "bench.py"), Work: dir,
 		Device: "cpu", Threads: 1, Rounds: 1,
-		Rows:        []Row{{Name: "t", Config: cfg, HW: 32, Batch: 2, Steps: 1}, {Name: "p", Config: cfg, HW: 32, Slices: 12, Batch: 2, Propagate: true}},
+		Rows:        []Row{{Name: "t", Config: cfg, HW: 32, Batch: 2, Steps: 1}, {Name: "p", Config: cfg, HW: 32, Slices: 12, Batch: 2, Propagate: true},
+			{Name: "u", Config: cfg, Batch: 2, Steps: 1, UNETR: true}},
 		MemorySteps: 120, MemoryConfig: cfg, Out: out, Log: t.Logf,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(out)
-	for _, want := range []string{"training step", "propagation", "peak RSS", "Memory: a 120-step"} {
+	for _, want := range []string{"training step", "propagation", "UNETR++ training step", "peak RSS", "Memory: a 120-step"} {
 		if !strings.Contains(string(b), want) {
 			t.Fatalf("report lacks %q:\n%s", want, b)
 		}

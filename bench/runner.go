@@ -22,6 +22,7 @@ type Row struct {
 	HW, Batch     int
 	Slices, Steps int
 	Propagate     bool
+	UNETR         bool // a UNETR++ training step (Config's unetr section)
 }
 
 // RunOptions drive Run.
@@ -96,16 +97,23 @@ func Run(o RunOptions) error {
 		strings.TrimSpace(string(pyVer)), o.Rounds)
 	md.WriteString("Go runs the trainer's own `train.Stepper` and infer's `Propagator`; PyTorch runs the repo's reference " +
 		"(`bench/pytorch/sli2vol_ref.py`, affinity by `F.unfold` as in the published code) on the same weights, batch and volume. " +
+		"UNETR++ rows: Go's `train.SegStepper` vs `bench/pytorch/unetrpp_ref.py` with the same loss (Dice + CE, deep supervision), " +
+		"optimizer and gradient clipping, dropout off on both sides. " +
 		"Each row's outputs are checked equal before it is timed.\n\n")
 	md.WriteString("| row | Go | PyTorch | Go/PyTorch (median) |\n|---|---|---|---|\n")
 	for _, r := range o.Rows {
 		dir := filepath.Join(o.Work, r.Name)
 		o.Log("prepare %s", r.Name)
-		if _, err := runJSONOrNil(o.Self, "prepare", dir, r.Config, fmt.Sprint(r.HW), fmt.Sprint(r.Batch), fmt.Sprint(r.Slices)); err != nil {
+		prep := []string{"prepare", dir, r.Config, fmt.Sprint(r.HW), fmt.Sprint(r.Batch), fmt.Sprint(r.Slices)}
+		trainCmd := "train"
+		if r.UNETR {
+			prep, trainCmd = []string{"prepare-unetr", dir, r.Config, fmt.Sprint(r.Batch)}, "train-unetr"
+		}
+		if _, err := runJSONOrNil(o.Self, prep...); err != nil {
 			return err
 		}
-		goArgs := []string{"train", dir, o.Device, fmt.Sprint(r.Steps), th}
-		pyArgs := []string{o.PyScript, "train", dir, o.Device, fmt.Sprint(r.Steps), th}
+		goArgs := []string{trainCmd, dir, o.Device, fmt.Sprint(r.Steps), th}
+		pyArgs := []string{o.PyScript, trainCmd, dir, o.Device, fmt.Sprint(r.Steps), th}
 		if r.Propagate {
 			goArgs = []string{"propagate", dir, o.Device, th}
 			pyArgs = []string{o.PyScript, "propagate", dir, o.Device, th}
@@ -150,6 +158,10 @@ func Run(o RunOptions) error {
 		if r.Propagate {
 			unit = "slices/s"
 			what = fmt.Sprintf("propagation, %s network, %d slices of %d²", cfg, r.Slices, r.HW)
+		}
+		if r.UNETR {
+			unit = "patches/s"
+			what = fmt.Sprintf("UNETR++ training step, %s unetr section (patch %s), batch %d", cfg, r.Name, r.Batch)
 		}
 		G, P := summarize(gv), summarize(pv)
 		fmt.Fprintf(&md, "| %s (%s) | %s | %s | **%.2f** |\n", what, unit, G, P, G.med/P.med)

@@ -299,3 +299,17 @@ func (m *UNETRPP) Forward(x Tensor, ds bool) []Tensor {
 	}
 	return logits
 }
+
+// SetChannelDropout sets the Dropout3d rate of every block's conv tail (0.1 as built).
+func (m *UNETRPP) SetChannelDropout(p float64) {
+	for _, st := range m.Stages {
+		for _, b := range st {
+			b.ConvDrop = p
+		}
+	}
+	for _, d := range m.Decoders {
+		for _, b := range d.Blocks {
+			b.ConvDrop = p
+		}
+	}
+}

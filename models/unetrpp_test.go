@@ -201,7 +201,8 @@ func TestUNETRPPPyTorchParity(t *testing.T) {
 		}
 	})
 	SetTraining(m, true)
-	eachBlock(m, func(b *TransformerBlock) { b.ConvDrop, b.EPA.AttnDrop = 0, 0 })
+	m.SetChannelDropout(0)
+	eachBlock(m, func(b *TransformerBlock) { b.EPA.AttnDrop = 0 })
 	logits := m.Forward(inputs["x"], true)
 	var loss Tensor
 	for i, o := range logits {

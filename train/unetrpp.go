@@ -109,7 +109,7 @@ func TrainUNETRPP(c *configs.Config, o SegOptions) (Result, error) {
 		}
 		models.To(model, o.Device)
 		models.SetTraining(model, true)
-		opt = newSegOptimizer(u, models.Parameters(model))
+		opt = NewSegOptimizer(u, models.Parameters(model))
 	}); err != nil {
 		return res, fmt.Errorf("unetr: building the model on %s: %w", o.Device, err)
 	}
@@ -216,7 +216,8 @@ func TrainUNETRPP(c *configs.Config, o SegOptions) (Result, error) {
 	return res, atomicfile.WriteFile(filepath.Join(o.RunDir, ModelFile), sd)
 }
 
-func newSegOptimizer(u configs.UNETR, params []torchx.Tensor) *torchx.Optimizer {
+// NewSegOptimizer builds unetr.optimizer (SGD with momentum/Nesterov, or AdamW) over params.
+func NewSegOptimizer(u configs.UNETR, params []torchx.Tensor) *torchx.Optimizer {
 	if u.Optimizer == "adamw" {
 		return torchx.NewAdamW(params, torchx.AdamWOpts{LR: u.LR, WeightDecay: u.WeightDecay})
 	}
@@ -349,7 +350,7 @@ func LoadUNETRRun(dir string) (*configs.Config, *models.UNETRPP, data.ClassMap, 
 			return nil, nil, classes, fmt.Errorf("model %s: %w", weights, err)
 		}
 	} else {
-		opt := newSegOptimizer(c.UNETR, models.Parameters(m))
+		opt := NewSegOptimizer(c.UNETR, models.Parameters(m))
 		defer opt.Close()
 		if _, err := LoadCheckpoint(filepath.Join(dir, CheckpointFile), m, opt); err != nil {
 			return nil, nil, classes, fmt.Errorf("model %s: no model.pt and %v", dir, err)

@@ -3,6 +3,7 @@ spec, weights and batch (written by `sli2vol-bench prepare`), with the repo's re
 
     python3 bench.py train DIR DEVICE STEPS THREADS
     python3 bench.py propagate DIR DEVICE THREADS
+    python3 bench.py train-unetr DIR DEVICE STEPS THREADS
 """
 import json
 import os
@@ -114,10 +115,52 @@ def propagate(d, device, threads):
                       "peak_rss_mib": peak_rss_mib()}))
 
 
+def train_unetr(d, device, steps, threads):
+    from unetrpp_ref import UNETRPP, deep_supervision_loss
+    torch.set_num_threads(threads)
+    spec = json.load(open(os.path.join(d, "unetr.json")))
+    m = UNETRPP(spec["net"])
+    m.load_state_dict(torch.load(os.path.join(d, "weights.pt")))
+    for mod in m.modules():
+        if isinstance(mod, (torch.nn.Dropout, torch.nn.Dropout3d)):
+            mod.p = 0.0
+    m = m.to(device).train()
+    b = {k: v.to(device) for k, v in torch.load(os.path.join(d, "batch.pt")).items()}
+    if spec["optimizer"] == "adamw":
+        opt = torch.optim.AdamW(m.parameters(), lr=spec["lr"], weight_decay=spec["weight_decay"])
+    else:
+        opt = torch.optim.SGD(m.parameters(), lr=spec["lr"], momentum=spec["momentum"],
+                              weight_decay=spec["weight_decay"], nesterov=spec["nesterov"])
+
+    def step():
+        opt.zero_grad()
+        loss = deep_supervision_loss(m(b["image"]), b["labels"], b["known"], spec["net"]["embed_patch"])
+        first = loss.item()
+        loss.backward()
+        if spec["grad_clip"] > 0:
+            torch.nn.utils.clip_grad_norm_(m.parameters(), spec["grad_clip"])
+        opt.step()
+        return first
+
+    first = step()
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    dt = time.perf_counter() - t0
+    out = {"first_loss": first, "peak_rss_mib": peak_rss_mib(), "steps": steps}
+    if steps:
+        out["samples_per_s"] = steps * b["image"].shape[0] / dt
+    print(json.dumps(out))
+
+
 if __name__ == "__main__":
     a = sys.argv
     if len(a) == 6 and a[1] == "train":
         train(a[2], a[3], int(a[4]), int(a[5]))
+    elif len(a) == 6 and a[1] == "train-unetr":
+        train_unetr(a[2], a[3], int(a[4]), int(a[5]))
     elif len(a) == 5 and a[1] == "propagate":
         propagate(a[2], a[3], int(a[4]))
     else:

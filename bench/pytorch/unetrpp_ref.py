@@ -167,6 +167,34 @@ class UNETRPP(nn.Module):
         return out
 
 
+def dice_ce(logits, target, known):
+    """nnU-Net's Dice + CE (batch Dice, background excluded, smooth 1e-5) over known voxels;
+    1 − Dice, as sli2vol logs it."""
+    k = logits.shape[1]
+    ce = F.cross_entropy(logits, torch.where(known[:, 0] > 0.5, target, torch.full_like(target, -100)), ignore_index=-100)
+    p = torch.softmax(logits, 1) * known
+    y = F.one_hot(target, k).permute(0, 4, 1, 2, 3).to(logits.dtype) * known
+    axes = (0, 2, 3, 4)
+    tp = (p * y).sum(axes)
+    fp, fn = p.sum(axes) - tp, y.sum(axes) - tp
+    dc = (2 * tp + 1e-5) / (2 * tp + fp + fn + 1e-5)
+    return ce + 1 - dc[1:].mean()
+
+
+def deep_supervision_loss(outs, target, known, embed):
+    """Weights 1, 1/2, 1/4 normalised; targets by nearest neighbour at each output's grid."""
+    w = [1 / 2 ** i for i in range(len(outs))]
+    total = 0
+    for i, o in enumerate(outs):
+        t, kn = target, known
+        if i > 0:
+            f = [e * 2 ** (i - 1) for e in embed]
+            t = target[:, ::f[0], ::f[1], ::f[2]]
+            kn = known[:, :, ::f[0], ::f[1], ::f[2]]
+        total = total + w[i] / sum(w) * dice_ce(o, t, kn)
+    return total
+
+
 def parity(cfg_path, weights_path, inputs_path, out_path):
     """Loads Go's state dict; writes the network's outputs and one EPA block's output."""
     cfg = json.load(open(cfg_path))

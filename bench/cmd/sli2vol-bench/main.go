@@ -68,6 +68,12 @@ func run(args []string) error {
 		rows = append(rows, bench.Row{Name: "train-256", Config: paperCfg, HW: 256, Batch: 4, Steps: steps})
 	}
 	rows = append(rows, bench.Row{Name: "propagate", Config: paperCfg, HW: hwProp, Batch: 2, Slices: slices, Propagate: true})
+	// UNETR++: the CPU preset's size always; the paper's 64×128×128 (about 8 s a step on two
+	// cores, 6 GB) with --paper or on CUDA.
+	rows = append(rows, bench.Row{Name: "16×32×32", Config: filepath.Join(root, "configs", "cpu-small.yaml"), Batch: 2, Steps: 5 * steps, UNETR: true})
+	if *paper {
+		rows = append(rows, bench.Row{Name: "64×128×128", Config: paperCfg, Batch: 2, Steps: steps, UNETR: true})
+	}
 	for i := range rows {
 		rows[i].Config = filepath.Clean(rows[i].Config)
 	}
