@@ -45,3 +45,18 @@ func (m *CFN) WriteSummary(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  %-24s %12d\n", "total", total)
 }
+
+// WriteSummary prints UNETR++'s patch, token grids and parameter counts.
+func (m *UNETRPP) WriteSummary(w io.Writer) {
+	c := m.Config
+	fmt.Fprintf(w, "UNETR++: patch %v, embedding %v, %d classes, deep supervision %v\n", c.PatchSize, c.EmbedPatch, c.Classes, c.DeepSupervision)
+	for i := range 4 {
+		fmt.Fprintf(w, "  stage %d: %v tokens, %d channels, %d EPA blocks, spatial projection %d\n", i+1, c.StageGrid(i), c.Dims[i], c.Depths[i], c.ProjSize[i])
+	}
+	var total int64
+	for _, r := range Summarize(m) {
+		fmt.Fprintf(w, "  %-32s %12d\n", r.Group, r.Params)
+		total += r.Params
+	}
+	fmt.Fprintf(w, "  %-32s %12d\n", "total", total)
+}

@@ -69,6 +69,14 @@ func TestUNETRPPPaperParamCount(t *testing.T) {
 	if got := e.Shape(); got[0] != 64 || got[1] != 32*32*32 {
 		t.Fatalf("stage-1 E projects %v, want 64×32768", got)
 	}
+	// One 64×128×128 patch through the paper-size network (eval, no grad): full-resolution
+	// logits.
+	SetTraining(m, false)
+	var out []Tensor
+	torchx.NoGrad(func() { out = m.Forward(torchx.Zeros([]int64{1, 1, 64, 128, 128}, torchx.Float32, "cpu"), false) })
+	if len(out) != 1 || !equalShape(out[0].Shape(), []int64{1, 14, 64, 128, 128}) {
+		t.Fatalf("paper-size output %d tensors, first %v", len(out), out[0].Shape())
+	}
 }
 
 func TestUNETRPPShapes(t *testing.T) {

@@ -85,6 +85,12 @@ func TestModelSummary(t *testing.T) {
 			t.Errorf("summary lacks %q:\n%s", want, out)
 		}
 	}
+	// UNETR++ at the paper's size with Synapse's 14 classes: 42,952,850 parameters (the
+	// UNETR++ paper reports 42.96 M; the PyTorch reference counts the same in models' tests).
+	code, out, errOut = runCLI(t, "model", "summary", "--config", "../../configs/paper.yaml", "--network", "unetr", "--classes", "14")
+	if code != 0 || !strings.Contains(out, "total                                42952850") || !strings.Contains(out, "stage 1: [32 32 32] tokens") {
+		t.Errorf("UNETR++ summary (exit %d):\n%s%s", code, out, errOut)
+	}
 }
 
 func TestPhantomCommand(t *testing.T) {

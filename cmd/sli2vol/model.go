@@ -1,29 +1,47 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/spf13/cobra"
 
 	"github.com/sli2vol/sli2vol/models"
 )
 
 func newModelCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "model", Short: "Inspect the correspondence-flow network a config describes"}
-	cmd.AddCommand(&cobra.Command{
+	cmd := &cobra.Command{Use: "model", Short: "Inspect the networks a config describes"}
+	var network string
+	var classes int
+	summary := &cobra.Command{
 		Use:   "summary",
-		Short: "Print the network's inputs, window and parameter counts (--config F)",
+		Short: "Print a network's shape and parameter counts (--config F; --network cfn|unetr)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := loadConfig(cmd, nil)
 			if err != nil {
 				return err
 			}
-			m, err := models.NewCFN(c.Model)
-			if err != nil {
-				return err
+			switch network {
+			case "cfn":
+				m, err := models.NewCFN(c.Model)
+				if err != nil {
+					return err
+				}
+				m.WriteSummary(cmd.OutOrStdout())
+			case "unetr":
+				m, err := models.NewUNETRPP(models.UNETRPPConfigFrom(c.UNETR, 1, classes))
+				if err != nil {
+					return err
+				}
+				m.WriteSummary(cmd.OutOrStdout())
+			default:
+				return fmt.Errorf("model summary: --network %q: want cfn or unetr", network)
 			}
-			m.WriteSummary(cmd.OutOrStdout())
 			return nil
 		},
-	})
+	}
+	summary.Flags().StringVar(&network, "network", "cfn", "cfn (the correspondence-flow network) or unetr (UNETR++)")
+	summary.Flags().IntVar(&classes, "classes", 2, "UNETR++ output classes, background included")
+	cmd.AddCommand(summary)
 	return cmd
 }
