@@ -159,7 +159,8 @@ func loadModel(dir, device string) (*configs.Config, *models.CFN, error) {
 }
 
 // TrainSteps times steps optimizer steps of the trainer's Stepper on the prepared batch,
-// after one untimed step whose loss (the same weights and batch as PyTorch's) is FirstLoss.
+// after one untimed step whose loss (the same weights and batch as PyTorch's) is FirstLoss;
+// steps −1 times that first step alone.
 func TrainSteps(dir, device string, steps int) (*Result, error) {
 	c, m, err := loadModel(dir, device)
 	if err != nil {
@@ -177,10 +178,17 @@ func TrainSteps(dir, device string, steps int) (*Result, error) {
 	defer opt.Close()
 	st := &train.Stepper{Cfg: c, Model: m, Opt: opt, Device: device}
 	res := &Result{Steps: steps}
+	t0 := time.Now()
 	if res.FirstLoss, err = st.Step(b); err != nil {
 		return nil, err
 	}
-	t0 := time.Now()
+	if steps < 0 { // the first step is the timed one
+		res.Steps = 1
+		res.SamplesPerS = float64(b.Size) / time.Since(t0).Seconds()
+		res.PeakRSSMiB = rssMiB("VmHWM")
+		return res, nil
+	}
+	t0 = time.Now()
 	for i := 0; i < steps; i++ {
 		if _, err := st.Step(b); err != nil {
 			return nil, err

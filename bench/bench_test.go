@@ -38,15 +38,15 @@ func TestHarnessSmoke(t *testing.T) {
 	err := Run(RunOptions{
 		Self: os.Args[0], Python: py, PyScript: filepath.Join("pytorch", "bench.py"), Work: dir,
 		Device: "cpu", Threads: 1, Rounds: 1,
-		Rows:        []Row{{Name: "t", Config: cfg, HW: 32, Batch: 2, Steps: 1}, {Name: "p", Config: cfg, HW: 32, Slices: 12, Batch: 2, Propagate: true},
-			{Name: "u", Config: cfg, Batch: 2, Steps: 1, UNETR: true}},
+		Rows: []Row{{Name: "t", Config: cfg, HW: 32, Batch: 2, Steps: 1}, {Name: "p", Config: cfg, HW: 32, Slices: 12, Batch: 2, Propagate: true},
+			{Name: "u", Config: cfg, Batch: 2, Steps: 1, UNETR: true}, {Name: "f", Config: cfg, HW: 32, Batch: 1, Steps: -1}},
 		MemorySteps: 120, MemoryConfig: cfg, Out: out, Log: t.Logf,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(out)
-	for _, want := range []string{"training step", "propagation", "UNETR++ training step", "peak RSS", "Memory: a 120-step"} {
+	for _, want := range []string{"training step", "propagation", "UNETR++ training step", "without warm-up", "peak RSS", "Memory: a 120-step"} {
 		if !strings.Contains(string(b), want) {
 			t.Fatalf("report lacks %q:\n%s", want, b)
 		}

@@ -89,6 +89,7 @@ type Train struct {
 type Infer struct {
 	ObjectEstimate string `mapstructure:"object_estimate" yaml:"object_estimate"`
 	MinArea        int    `mapstructure:"min_area" yaml:"min_area"`
+	Resize         int    `mapstructure:"resize" yaml:"resize"`
 	Verification   bool   `mapstructure:"verification" yaml:"verification"`
 }
 
@@ -365,6 +366,9 @@ func (c *Config) Validate() error {
 		if err != nil {
 			return err
 		}
+	}
+	if c.Infer.Resize < 0 {
+		return fmt.Errorf("infer.resize is %d: 0 (native size) or a slice side in pixels", c.Infer.Resize)
 	}
 	if c.UNETR.Overlap < 0 || c.UNETR.Overlap >= 1 || c.UNETR.ForegroundFraction < 0 || c.UNETR.ForegroundFraction > 1 || c.UNETR.GradClip < 0 {
 		return fmt.Errorf("unetr.overlap %g must be in [0, 1), unetr.foreground_fraction %g in [0, 1], unetr.grad_clip %g not negative",

@@ -45,7 +45,7 @@ func (j *Job) Prepare(img *data.Image) (*Prepared, error) {
 // Propagator for this job.
 func (j *Job) Propagator() *Propagator {
 	return &Propagator{Model: j.Net, Device: j.Device, Scale: j.Cfg.Data.IntensityScale,
-		MinArea: j.Cfg.Infer.MinArea, Estimate: j.Cfg.Infer.ObjectEstimate, Log: j.Log}
+		MinArea: j.Cfg.Infer.MinArea, Estimate: j.Cfg.Infer.ObjectEstimate, Resize: j.Cfg.Infer.Resize, Log: j.Log}
 }
 
 // Segment propagates ann through a prepared volume.

@@ -29,7 +29,11 @@ type Propagator struct {
 	// Estimate is the test-time object estimate: "none" (the paper: slice features only) or
 	// "propagated" (the current mask stands in for the pseudo-label of both slices).
 	Estimate string
-	Log      io.Writer
+	// Resize > 0 propagates on slices resampled to Resize×Resize (bilinear), the scale
+	// training sees them at (data.resize_range), and resamples each result back to the
+	// slice's own size; 0 propagates at the native size.
+	Resize int
+	Log    io.Writer
 }
 
 // Network is what propagation needs of a correspondence-flow model (models.CFN).
@@ -81,11 +85,28 @@ func (p *Propagator) Segment(img *data.Image, s data.Slicer, win data.Window, an
 		t := torchx.OneHot(torchx.FromInt64(idx, 1, int64(h), int64(w)), k) // 1×H×W×K
 		return torchx.To(torchx.Permute(t, 0, 3, 1, 2), p.Device, torchx.Float32)
 	}
+	// The working grid: native, or Resize×Resize. A native mask enters it as the argmax of its
+	// bilinearly resampled one-hot; results leave it as the argmax of resampled probabilities.
+	toWork := func(t torchx.Tensor) torchx.Tensor {
+		if p.Resize <= 0 {
+			return t
+		}
+		return torchx.Interpolate(t, []int64{int64(p.Resize), int64(p.Resize)}, torchx.Bilinear, false)
+	}
+	toNative := func(t torchx.Tensor) torchx.Tensor {
+		if p.Resize <= 0 {
+			return t
+		}
+		return torchx.Interpolate(t, []int64{int64(h), int64(w)}, torchx.Bilinear, false)
+	}
+	hardWork := func(probs torchx.Tensor) torchx.Tensor { // one-hot of the argmax, on the working grid
+		return torchx.Permute(torchx.To(torchx.OneHot(torchx.Argmax(probs, 1, false), k), "", torchx.Float32), 0, 3, 1, 2)
+	}
 	slice := func(n int) torchx.Tensor {
 		v := data.Slice(s, img.Data, n)
 		win.Apply(v, v)
 		t := tensors.Slices(v, 1, h, w)
-		return torchx.To(torchx.MulScalar(t, p.Scale), p.Device, -1)
+		return toWork(torchx.To(torchx.MulScalar(t, p.Scale), p.Device, -1))
 	}
 	// The network's prediction as a PL: its foreground (every structure, as training PLs
 	// hold every structure), scaled like an image.
@@ -97,7 +118,7 @@ func (p *Propagator) Segment(img *data.Image, s data.Slicer, win data.Window, an
 				m[i] = float32(p.Scale)
 			}
 		}
-		return torchx.To(tensors.Slices(m, 1, h, w), p.Device, -1)
+		return toWork(torchx.To(tensors.Slices(m, 1, h, w), p.Device, -1))
 	}
 	// Each slice's own features are computed once: the query of one step is the key of the
 	// next. (With a propagated estimate only the PL half is recomputed.)
@@ -126,11 +147,14 @@ func (p *Propagator) Segment(img *data.Image, s data.Slicer, win data.Window, an
 		torchx.NoGrad(func() {
 			for _, dir := range []int{-1, +1} {
 				cur := oneHot(ann.Mask)
+				if p.Resize > 0 {
+					cur = hardWork(toWork(cur))
+				}
 				key := features(ann.Slice, foreground(cur))
 				for n := ann.Slice + dir; n >= 0 && n < s.Len(); n += dir {
 					query := features(n, foreground(cur))
 					probs := p.Model.Propagate(p.Model.Affinity(query, key), cur)
-					arg := torchx.Int64s(torchx.Argmax(probs, 1, false))
+					arg := torchx.Int64s(torchx.Argmax(toNative(probs), 1, false))
 					mask := make([]int32, len(arg))
 					area := 0
 					for i, c := range arg {
@@ -146,7 +170,11 @@ func (p *Propagator) Segment(img *data.Image, s data.Slicer, win data.Window, an
 					data.SetSlice(s, res.Labels, n, mask)
 					res.First, res.Last = min(res.First, n), max(res.Last, n)
 					// Re-encode hard labels: a soft mask would blur a little more each slice.
-					cur = oneHot(mask)
+					if p.Resize > 0 {
+						cur = hardWork(probs) // stays on the working grid: no resampling drift
+					} else {
+						cur = oneHot(mask)
+					}
 					if p.Estimate == "propagated" {
 						key = features(n, foreground(cur)) // the key's estimate is the mask it carries
 					} else {

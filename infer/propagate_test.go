@@ -104,3 +104,57 @@ func TestShiftFlowStopsWhenMaskVanishes(t *testing.T) {
 		t.Fatal("estimate model accepted without a refinement network")
 	}
 }
+
+// With infer.resize, propagation runs on the resampled grid and each result comes back to
+// the slice's size. On an 8×8 slice with a mask of aligned 2×2 blocks, resampling to 16² or
+// 4² and back is exact (bilinear at factor 2 keeps each block's argmax), so the identity flow
+// must return the annotation on every slice, and the work grid must be the asked size.
+func TestResizedPropagationRoundTrips(t *testing.T) {
+	g := data.NewGeometry([3]int{8, 8, 5}, [3]float64{1, 1, 1}, [3]float64{})
+	img := &data.Image{Geometry: g, Data: make([]float32, g.NumVoxels())}
+	s, _ := data.NewSlicer(&img.Geometry, -1)
+	h, w := s.Size()
+	mask := make([]int32, h*w)
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			switch {
+			case y >= 2 && y < 6 && x >= 2 && x < 4:
+				mask[y*w+x] = 7
+			case y >= 4 && y < 6 && x >= 4 && x < 8:
+				mask[y*w+x] = 9
+			}
+		}
+	}
+	ann := &data.Annotation{Slice: 2, Mask: mask, IDs: []int32{7, 9}}
+	for _, size := range []int{16, 4} {
+		seen := map[int64]bool{}
+		flow := sizeSpy{fixedFlow{0, 0}, seen}
+		p := &Propagator{Model: flow, Device: "cpu", Scale: 1, MinArea: 1, Resize: size}
+		res, err := p.Segment(img, s, data.Window{Lo: 0, Up: 1}, ann)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(seen) != 1 || !seen[int64(size)] {
+			t.Fatalf("resize %d: the network saw slices of side %v", size, seen)
+		}
+		for n := 0; n < s.Len(); n++ {
+			got := data.Slice(s, res.Labels, n)
+			for i := range mask {
+				if got[i] != mask[i] {
+					t.Fatalf("resize %d: slice %d pixel %d = %d, want %d", size, n, i, got[i], mask[i])
+				}
+			}
+		}
+	}
+}
+
+// sizeSpy records the side of the slices the network is given.
+type sizeSpy struct {
+	fixedFlow
+	seen map[int64]bool
+}
+
+func (s sizeSpy) SliceFeatures(x torchx.Tensor) torchx.Tensor {
+	s.seen[x.Shape()[3]] = true
+	return x
+}

@@ -16,7 +16,7 @@ import (
 // runJob loads a trained run for inference, with the command's runtime settings (device,
 // threads, min area, object estimate) over the run's own config.
 func runJob(cmd *cobra.Command, runDir string) (*infer.Job, error) {
-	flagsCfg, err := loadConfig(cmd, map[string]string{"min-area": "infer.min_area", "estimate": "infer.object_estimate"})
+	flagsCfg, err := loadConfig(cmd, map[string]string{"min-area": "infer.min_area", "estimate": "infer.object_estimate", "resize": "infer.resize"})
 	if err != nil {
 		return nil, err
 	}
@@ -25,8 +25,8 @@ func runJob(cmd *cobra.Command, runDir string) (*infer.Job, error) {
 		return nil, err
 	}
 	c.Device, c.Threads = flagsCfg.Device, flagsCfg.Threads
-	if cmd.Flags().Changed("min-area") || cmd.Flags().Changed("estimate") {
-		c.Infer.MinArea, c.Infer.ObjectEstimate = flagsCfg.Infer.MinArea, flagsCfg.Infer.ObjectEstimate
+	if cmd.Flags().Changed("min-area") || cmd.Flags().Changed("estimate") || cmd.Flags().Changed("resize") {
+		c.Infer.MinArea, c.Infer.ObjectEstimate, c.Infer.Resize = flagsCfg.Infer.MinArea, flagsCfg.Infer.ObjectEstimate, flagsCfg.Infer.Resize
 	}
 	dev, err := applyRuntime(c)
 	if err != nil {
@@ -51,6 +51,7 @@ func addInferFlags(cmd *cobra.Command) {
 	d := configs.Defaults().Infer
 	cmd.Flags().Int("min-area", d.MinArea, "stop a direction when the mask has fewer pixels (config: infer.min_area)")
 	cmd.Flags().String("estimate", d.ObjectEstimate, "test-time object estimate: none, propagated or model (config: infer.object_estimate)")
+	cmd.Flags().Int("resize", d.Resize, "propagate on slices resampled to N×N, 0 = native size (config: infer.resize)")
 	cmd.Flags().String("estimate-model", "", "UNETR++ run whose prediction is the estimate with --estimate model")
 }
 
