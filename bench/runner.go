@@ -134,7 +134,11 @@ func Run(o RunOptions) error {
 				if err := checkParity(r, g, p); err != nil {
 					return err
 				}
-				o.Log("%s: parity ok (first loss Go %.7g, PyTorch %.7g)", r.Name, g.FirstLoss, p.FirstLoss)
+				if r.Propagate {
+					o.Log("%s: parity ok (labelled voxels Go %d, PyTorch %d)", r.Name, g.Labelled, p.Labelled)
+				} else {
+					o.Log("%s: parity ok (first loss Go %.7g, PyTorch %.7g)", r.Name, g.FirstLoss, p.FirstLoss)
+				}
 			}
 			gs, ps := g.SamplesPerS, p.SamplesPerS
 			if r.Propagate {
