@@ -12,19 +12,19 @@ import (
 	"github.com/sli2vol/sli2vol/torchx"
 )
 
-// refScript finds bench/pytorch/sli2vol_ref.py from the package folder (where go test and a
-// carried test binary run) or from this file's build-time location.
-func refScript(t *testing.T) string {
+// refScript finds bench/pytorch/NAME from the package folder (where go test and a carried
+// test binary run) or from this file's build-time location.
+func refScript(t *testing.T, name string) string {
 	_, file, _, _ := runtime.Caller(0)
 	for _, p := range []string{
-		filepath.Join("..", "bench", "pytorch", "sli2vol_ref.py"),
-		filepath.Join(filepath.Dir(file), "..", "bench", "pytorch", "sli2vol_ref.py"),
+		filepath.Join("..", "bench", "pytorch", name),
+		filepath.Join(filepath.Dir(file), "..", "bench", "pytorch", name),
 	} {
 		if _, err := os.Stat(p); err == nil {
 			return p
 		}
 	}
-	t.Fatal("PyTorch reference bench/pytorch/sli2vol_ref.py missing")
+	t.Fatalf("PyTorch reference bench/pytorch/%s missing", name)
 	return ""
 }
 
@@ -33,7 +33,7 @@ func refScript(t *testing.T) string {
 // eval mode (running statistics) and training mode (batch statistics).
 func TestPyTorchParity(t *testing.T) {
 	py := testpy.Find(t, "torch")
-	ref := refScript(t)
+	ref := refScript(t, "sli2vol_ref.py")
 	for _, variant := range []string{"sli2vol+", "sli2vol+separate", "sli2vol"} {
 		t.Run(variant, func(t *testing.T) {
 			dir := t.TempDir()
@@ -87,32 +87,9 @@ func TestPyTorchParity(t *testing.T) {
 				"separate_pl_encoder": cfg.SeparatePLEncoder,
 				"geig":                map[string]any{"directions": cfg.GEIG.Directions, "scales": cfg.GEIG.Scales},
 			})
-			cfgPath := filepath.Join(dir, "cfg.json")
-			os.WriteFile(cfgPath, cfgJSON, 0o644)
-			outPath := filepath.Join(dir, "out.pt")
-			res, err := exec.Command(py, ref, "parity", cfgPath, weights, in, outPath).CombinedOutput()
-			if err != nil {
-				t.Fatalf("reference: %v\n%s", err, res)
-			}
-			var info struct{ Params int64 }
-			if err := json.Unmarshal(res, &info); err != nil || info.Params != ParamCount(m) {
-				t.Fatalf("reference has %d parameters, Go %d (%s)", info.Params, ParamCount(m), res)
-			}
-			pyOut, err := torchx.LoadStateDict(outPath)
-			if err != nil {
-				t.Fatal(err)
-			}
+			pyOut := runReference(t, py, ref, dir, cfgJSON, weights, in, ParamCount(m))
 			for name, g := range goOut {
-				p := torchx.Float32s(pyOut[name])
-				if len(p) != len(g) {
-					t.Fatalf("%s: %d values from PyTorch, %d from Go", name, len(p), len(g))
-				}
-				var worst float64
-				for i := range g {
-					worst = max(worst, abs64(float64(g[i]-p[i])))
-				}
-				t.Logf("%s: max |Go − PyTorch| = %.2e", name, worst)
-				if worst > 1e-4 {
+				if worst := maxDiff(t, name, g, pyOut[name]); worst > 1e-4 {
 					t.Errorf("%s differs from PyTorch by %g", name, worst)
 				}
 			}
@@ -125,4 +102,42 @@ func abs64(v float64) float64 {
 		return -v
 	}
 	return v
+}
+
+// runReference runs a reference script's parity mode on Go's weights and inputs and returns
+// its outputs; the reference must count params parameters too.
+func runReference(t *testing.T, py, ref, dir string, cfgJSON []byte, weights, in string, params int64) map[string]Tensor {
+	t.Helper()
+	cfgPath := filepath.Join(dir, "cfg.json")
+	os.WriteFile(cfgPath, cfgJSON, 0o644)
+	outPath := filepath.Join(dir, "out.pt")
+	res, err := exec.Command(py, ref, "parity", cfgPath, weights, in, outPath).CombinedOutput()
+	if err != nil {
+		t.Fatalf("reference: %v\n%s", err, res)
+	}
+	var info struct{ Params int64 }
+	if err := json.Unmarshal(res, &info); err != nil || info.Params != params {
+		t.Fatalf("reference has %d parameters, Go %d (%s)", info.Params, params, res)
+	}
+	pyOut, err := torchx.LoadStateDict(outPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pyOut
+}
+
+// maxDiff is the largest |Go − PyTorch| of one output, logged with the output's scale.
+func maxDiff(t *testing.T, name string, g []float32, py Tensor) float64 {
+	t.Helper()
+	p := torchx.Float32s(py)
+	if len(p) != len(g) {
+		t.Fatalf("%s: %d values from PyTorch, %d from Go", name, len(p), len(g))
+	}
+	var worst, scale float64
+	for i := range g {
+		worst = max(worst, abs64(float64(g[i]-p[i])))
+		scale = max(scale, abs64(float64(p[i])))
+	}
+	t.Logf("%s: max |Go − PyTorch| = %.2e (max |value| %.2e)", name, worst, scale)
+	return worst
 }

@@ -3,10 +3,7 @@ package models
 import (
 	"encoding/json"
 	"math"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
@@ -141,26 +138,12 @@ func equalShape(a, b []int64) bool {
 	return true
 }
 
-func unetrppRef(t *testing.T) string {
-	_, file, _, _ := runtime.Caller(0)
-	for _, p := range []string{
-		filepath.Join("..", "bench", "pytorch", "unetrpp_ref.py"),
-		filepath.Join(filepath.Dir(file), "..", "bench", "pytorch", "unetrpp_ref.py"),
-	} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	t.Fatal("PyTorch reference bench/pytorch/unetrpp_ref.py missing")
-	return ""
-}
-
 // A Go-saved state dict loaded into the repo's PyTorch reference reproduces one EPA block,
 // one transformer block, the whole network in eval and training mode (deep supervision,
 // batch statistics) and two gradients, to 1e-4.
 func TestUNETRPPPyTorchParity(t *testing.T) {
 	py := testpy.Find(t, "torch")
-	ref := unetrppRef(t)
+	ref := refScript(t, "unetrpp_ref.py")
 	dir := t.TempDir()
 	cfg := tinyUNETRPP()
 	torchx.ManualSeed(3)
@@ -232,36 +215,16 @@ func TestUNETRPPPyTorchParity(t *testing.T) {
 		"proj_size": cfg.ProjSize, "decoder_proj_size": cfg.DecoderProjSize, "decoder_depth": cfg.DecoderDepth,
 		"dropout": 0.0, "deep_supervision": cfg.DeepSupervision,
 	})
-	cfgPath := filepath.Join(dir, "cfg.json")
-	os.WriteFile(cfgPath, cfgJSON, 0o644)
-	outPath := filepath.Join(dir, "out.pt")
-	res, err := exec.Command(py, ref, "parity", cfgPath, weights, in, outPath).CombinedOutput()
-	if err != nil {
-		t.Fatalf("reference: %v\n%s", err, res)
-	}
-	var info struct{ Params int64 }
-	if err := json.Unmarshal(res, &info); err != nil || info.Params != ParamCount(m) {
-		t.Fatalf("reference has %d parameters, Go %d (%s)", info.Params, ParamCount(m), res)
-	}
-	pyOut, err := torchx.LoadStateDict(outPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pyOut := runReference(t, py, ref, dir, cfgJSON, weights, in, ParamCount(m))
 	if len(pyOut) != len(goOut) {
 		t.Fatalf("reference wrote %d outputs, Go has %d", len(pyOut), len(goOut))
 	}
 	for name, g := range goOut {
-		p := torchx.Float32s(pyOut[name])
-		if len(p) != len(g) {
-			t.Fatalf("%s: %d values from PyTorch, %d from Go", name, len(p), len(g))
+		scale := 0.0
+		for _, v := range torchx.Float32s(pyOut[name]) {
+			scale = max(scale, abs64(float64(v)))
 		}
-		var worst, scale float64
-		for i := range g {
-			worst = max(worst, abs64(float64(g[i]-p[i])))
-			scale = max(scale, abs64(float64(p[i])))
-		}
-		t.Logf("%s: max |Go − PyTorch| = %.2e (max |value| %.2e)", name, worst, scale)
-		if worst > 1e-4*max(1, scale) {
+		if worst := maxDiff(t, name, g, pyOut[name]); worst > 1e-4*max(1, scale) {
 			t.Errorf("%s differs from PyTorch by %g", name, worst)
 		}
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/sli2vol/sli2vol/configs"
 	"github.com/sli2vol/sli2vol/data"
 	"github.com/sli2vol/sli2vol/data/tensors"
-	"github.com/sli2vol/sli2vol/internal/atomicfile"
 	"github.com/sli2vol/sli2vol/internal/progress"
 	"github.com/sli2vol/sli2vol/models"
 	"github.com/sli2vol/sli2vol/torchx"
@@ -104,12 +103,8 @@ func TrainCFN(c *configs.Config, o Options) (Result, error) {
 		return res, fmt.Errorf("train: %v", err)
 	}
 	ckPath := filepath.Join(o.RunDir, CheckpointFile)
-	if !o.Resume {
-		for _, f := range []string{CheckpointFile, ModelFile} {
-			if _, err := os.Stat(filepath.Join(o.RunDir, f)); err == nil {
-				return res, fmt.Errorf("train: %s already holds a run (%s); use --resume to continue it or another --out", o.RunDir, f)
-			}
-		}
+	if err := checkFreshRun(o.RunDir, o.Resume, "train"); err != nil {
+		return res, err
 	}
 	vols, err := LoadTrainVolumes(c, o.Data, pseudo)
 	if err != nil {
@@ -232,23 +227,7 @@ func TrainCFN(c *configs.Config, o Options) (Result, error) {
 		})
 	}
 	bar.Finish()
-	if runErr == errStopped {
-		return res, nil
-	}
-	if runErr != nil {
-		return res, runErr
-	}
-	if err := SaveCheckpoint(ckPath, model, opt, prog); err != nil {
-		return res, err
-	}
-	sd, err := torchx.EncodeStateDict(models.StateDict(model))
-	if err != nil {
-		return res, err
-	}
-	if err := atomicfile.WriteFile(filepath.Join(o.RunDir, ModelFile), sd); err != nil {
-		return res, err
-	}
-	return res, nil
+	return res, finishRun(runErr, o.RunDir, model, opt, prog)
 }
 
 var errStopped = errors.New("stopped on request")

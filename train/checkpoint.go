@@ -202,3 +202,35 @@ func ExportTorchScript(runDir, out string) error {
 	}
 	return nil
 }
+
+// checkFreshRun refuses to start a run in a folder that holds one, unless resuming.
+func checkFreshRun(dir string, resume bool, what string) error {
+	if resume {
+		return nil
+	}
+	for _, f := range []string{CheckpointFile, ModelFile} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			return fmt.Errorf("%s: %s already holds a run (%s); use --resume to continue it or another --out", what, dir, f)
+		}
+	}
+	return nil
+}
+
+// finishRun ends a training loop: a stop on request is a success with no final files, an
+// error is returned as it is, and otherwise the last checkpoint and model.pt are written.
+func finishRun(runErr error, dir string, m models.Module, opt *torchx.Optimizer, p Progress) error {
+	if runErr == errStopped {
+		return nil
+	}
+	if runErr != nil {
+		return runErr
+	}
+	if err := SaveCheckpoint(filepath.Join(dir, CheckpointFile), m, opt, p); err != nil {
+		return err
+	}
+	sd, err := torchx.EncodeStateDict(models.StateDict(m))
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(filepath.Join(dir, ModelFile), sd)
+}

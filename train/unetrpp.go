@@ -62,12 +62,8 @@ func TrainUNETRPP(c *configs.Config, o SegOptions) (Result, error) {
 		return res, fmt.Errorf("unetr: %v", err)
 	}
 	ckPath := filepath.Join(o.RunDir, CheckpointFile)
-	if !o.Resume {
-		for _, f := range []string{CheckpointFile, ModelFile} {
-			if _, err := os.Stat(filepath.Join(o.RunDir, f)); err == nil {
-				return res, fmt.Errorf("unetr: %s already holds a run (%s); use --resume to continue it or another --out", o.RunDir, f)
-			}
-		}
+	if err := checkFreshRun(o.RunDir, o.Resume, "unetr"); err != nil {
+		return res, err
 	}
 	labels := make([][]int32, len(o.Vols))
 	for i, v := range o.Vols {
@@ -200,20 +196,7 @@ func TrainUNETRPP(c *configs.Config, o SegOptions) (Result, error) {
 		}
 	}
 	bar.Finish()
-	if runErr == errStopped {
-		return res, nil
-	}
-	if runErr != nil {
-		return res, runErr
-	}
-	if err := SaveCheckpoint(ckPath, model, opt, prog); err != nil {
-		return res, err
-	}
-	sd, err := torchx.EncodeStateDict(models.StateDict(model))
-	if err != nil {
-		return res, err
-	}
-	return res, atomicfile.WriteFile(filepath.Join(o.RunDir, ModelFile), sd)
+	return res, finishRun(runErr, o.RunDir, model, opt, prog)
 }
 
 // NewSegOptimizer builds unetr.optimizer (SGD with momentum/Nesterov, or AdamW) over params.

@@ -34,6 +34,27 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def time_steps(step, steps, device, batch):
+    """One untimed step (its loss is the parity figure), then steps timed ones; steps < 0
+    times the first step alone (as sli2vol-bench does). Prints the result line."""
+    t0 = time.perf_counter()
+    first = step()
+    sync(device)
+    if steps < 0:
+        print(json.dumps({"first_loss": first, "peak_rss_mib": peak_rss_mib(), "steps": 1,
+                          "samples_per_s": batch / (time.perf_counter() - t0)}))
+        return
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    dt = time.perf_counter() - t0
+    out = {"first_loss": first, "peak_rss_mib": peak_rss_mib(), "steps": steps}
+    if steps:
+        out["samples_per_s"] = steps * batch / dt
+    print(json.dumps(out))
+
+
 def train(d, device, steps, threads):
     torch.set_num_threads(threads)
     spec, m = load(d, device)
@@ -49,23 +70,7 @@ def train(d, device, steps, threads):
         opt.step()
         return loss.item()
 
-    t0 = time.perf_counter()
-    first = step()
-    sync(device)
-    if steps < 0:  # the first step is the timed one (as sli2vol-bench does)
-        out = {"first_loss": first, "peak_rss_mib": peak_rss_mib(), "steps": 1,
-               "samples_per_s": b["s_j"].shape[0] / (time.perf_counter() - t0)}
-        print(json.dumps(out))
-        return
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync(device)
-    dt = time.perf_counter() - t0
-    out = {"first_loss": first, "peak_rss_mib": peak_rss_mib(), "steps": steps}
-    if steps:
-        out["samples_per_s"] = steps * b["s_j"].shape[0] / dt
-    print(json.dumps(out))
+    time_steps(step, steps, device, b["s_j"].shape[0])
 
 
 def propagate(d, device, threads):
@@ -148,17 +153,7 @@ def train_unetr(d, device, steps, threads):
         opt.step()
         return first
 
-    first = step()
-    sync(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync(device)
-    dt = time.perf_counter() - t0
-    out = {"first_loss": first, "peak_rss_mib": peak_rss_mib(), "steps": steps}
-    if steps:
-        out["samples_per_s"] = steps * b["image"].shape[0] / dt
-    print(json.dumps(out))
+    time_steps(step, steps, device, b["image"].shape[0])
 
 
 if __name__ == "__main__":

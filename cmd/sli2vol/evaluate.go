@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sli2vol/sli2vol/configs"
 	"github.com/sli2vol/sli2vol/data"
 	"github.com/sli2vol/sli2vol/infer"
 	"github.com/sli2vol/sli2vol/models"
@@ -82,16 +83,20 @@ func runEvaluate(cmd *cobra.Command, runs, fsss []string, dataDir, out string, b
 			base = j
 		}
 	}
+	// Without a propagation model, the command's own config drives the evaluation.
+	var cfg *configs.Config
+	var dev string
+	if base == nil {
+		if cfg, err = loadConfig(cmd, nil); err != nil {
+			return err
+		}
+		if dev, err = applyRuntime(cfg); err != nil {
+			return err
+		}
+		base = &infer.Job{Cfg: cfg, Device: dev}
+	}
 	for _, r := range fsss {
-		c, err := loadConfig(cmd, nil)
-		if err != nil {
-			return err
-		}
-		dev, err := applyRuntime(c)
-		if err != nil {
-			return err
-		}
-		net, err := loadSegNet(r, dev)
+		net, err := loadSegNet(r, base.Device)
 		if err != nil {
 			return err
 		}
@@ -100,17 +105,6 @@ func runEvaluate(cmd *cobra.Command, runs, fsss []string, dataDir, out string, b
 			name = "fs-ss " + filepath.Base(filepath.Clean(r))
 		}
 		methods = append(methods, infer.Method{Name: unique(name), Seg: net})
-	}
-	if base == nil {
-		c, err := loadConfig(cmd, nil)
-		if err != nil {
-			return err
-		}
-		dev, err := applyRuntime(c)
-		if err != nil {
-			return err
-		}
-		base = &infer.Job{Cfg: c, Device: dev}
 	}
 	if baselines || len(methods) == 0 {
 		c := base.Cfg
