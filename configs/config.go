@@ -367,6 +367,12 @@ func (c *Config) Validate() error {
 			return err
 		}
 	}
+	for a := range 3 {
+		if e := c.UNETR.EmbedPatch[a]; e < 1 || c.UNETR.PatchSize[a] < 8*e || c.UNETR.PatchSize[a]%(8*e) != 0 {
+			return fmt.Errorf("unetr.patch_size %v must be a multiple of 8 × unetr.embed_patch %v on every axis (the encoder halves the grid three times)",
+				c.UNETR.PatchSize, c.UNETR.EmbedPatch)
+		}
+	}
 	if c.Infer.Resize < 0 {
 		return fmt.Errorf("infer.resize is %d: 0 (native size) or a slice side in pixels", c.Infer.Resize)
 	}

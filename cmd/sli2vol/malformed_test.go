@@ -116,6 +116,7 @@ func TestMalformedInputs(t *testing.T) {
 	os.WriteFile(p("nolabel/imagesTr/x.nii.gz"), gz(raw), 0o644)
 	badCfg := write("bad.yaml", []byte("train:\n  lrr: 1\n"))
 	badType := write("badtype.yaml", []byte("model:\n  radius: wide\n"))
+	badPatch := write("badpatch.yaml", []byte("unetr: {patch_size: [16, 30, 32]}\n"))
 
 	type tc struct {
 		name, want, names string
@@ -158,6 +159,13 @@ func TestMalformedInputs(t *testing.T) {
 		{"config unknown key", "unknown key train.lrr", "bad.yaml", []string{"config", "show", "--config", badCfg}},
 		{"config wrong type", "'model.radius'", "badtype.yaml", []string{"train", "--config", badType, "--data", p("ds"), "--out", p("r3")}},
 		{"missing input file", "no such file", "absent.nii.gz", seg(p("absent.nii.gz"), ann)},
+		// UNETR++ commands.
+		{"refine: no pseudo-label for a case", "none for case phantom_000", "emptydir", []string{"refine", "--config", cfg, "--data", p("ds"), "--pseudo", p("emptydir"), "--out", p("refined")}},
+		{"refine: output is the pseudo-label folder", "never overwrite their input", "emptydir", []string{"refine", "--config", cfg, "--data", p("ds"), "--pseudo", p("emptydir"), "--out", p("emptydir")}},
+		{"refine: estimate model is a CFN run", "not a UNETR++ run", "run", append(seg(img, ann), "--estimate", "model", "--estimate-model", p("run"))},
+		{"estimate model without a network", "needs --estimate-model", "--estimate-model", append(seg(img, ann), "--estimate", "model")},
+		{"train-fsss without labels", "no label for this image", "nolabel", []string{"train-fsss", "--config", cfg, "--data", p("nolabel"), "--out", p("fsss")}},
+		{"unetr patch not a multiple", "multiple of 8", "badpatch.yaml", []string{"train-fsss", "--config", badPatch, "--data", p("ds"), "--out", p("fsss")}},
 	}
 	os.MkdirAll(p("notdicom"), 0o755)
 	os.WriteFile(p("notdicom/readme.txt"), []byte("not a DICOM file"), 0o644)
