@@ -128,11 +128,12 @@ fuzz: build
 # runs the checks and benchmarks into $OUT.
 BUNDLE := build/gpu-bundle
 GOENV_BUNDLE := CGO_ENABLED=1 CGO_LDFLAGS='-L$(ABS_LIBDIR) -L$(shell third_party/libtorch-flags.sh --libdir $(LIBTORCH)) \
-  -Wl,-rpath-link,$(shell third_party/libtorch-flags.sh --libdir $(LIBTORCH)) -Wl,--as-needed -Wl,-rpath,$$ORIGIN/../build/lib'
+  -Wl,-rpath-link,$(shell third_party/libtorch-flags.sh --libdir $(LIBTORCH)) -Wl,--as-needed -Wl,-rpath,$$ORIGIN/../build/lib -Wl,-rpath,$$ORIGIN/../lib'
 gpu-bundle: build
-	rm -rf $(BUNDLE) && mkdir -p $(BUNDLE)/bin $(BUNDLE)/build $(BUNDLE)/torchx $(BUNDLE)/models
-	$(GOENV_BUNDLE) $(GO) build -ldflags '$(GOLDFLAGS)' -o $(BUNDLE)/bin/sli2vol ./cmd/sli2vol
-	$(foreach p,$(TESTBIN_PKGS),$(GOENV_BUNDLE) $(GO) test -c -o $(BUNDLE)/bin/$(p).test ./$(p) &&) true
+	rm -rf $(BUNDLE) && mkdir -p $(BUNDLE)/bin $(BUNDLE)/build/bench $(BUNDLE)/torchx $(BUNDLE)/models
+	$(GOENV_BUNDLE) $(GO) build -ldflags '$(GOLDFLAGS) -s -w' -o $(BUNDLE)/bin/sli2vol ./cmd/sli2vol
+	$(GOENV_BUNDLE) $(GO) build -ldflags '-s -w' -o $(BUNDLE)/build/bench/sli2vol-bench ./bench/cmd/sli2vol-bench
+	$(foreach p,$(TESTBIN_PKGS),$(GOENV_BUNDLE) $(GO) test -c -ldflags '-s -w' -o $(BUNDLE)/bin/$(p).test ./$(p) &&) true
 	cp -r torchx/csrc $(BUNDLE)/torchx/ && cp -r $(BUILD)/cgotorch-src $(BUNDLE)/build/
 	cp -r third_party Makefile $(BUNDLE)/ && mkdir -p $(BUNDLE)/bench $(BUNDLE)/configs && cp -r bench/pytorch $(BUNDLE)/bench/
 	cp configs/*.yaml $(BUNDLE)/configs/

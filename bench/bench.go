@@ -51,7 +51,8 @@ func modelJSON(m configs.Model) map[string]any {
 
 // Prepare writes dir/spec.json, dir/weights.pt (seeded initial weights), dir/batch.pt (a
 // training batch of phantom slice pairs and PL masks, in [0,1]) and dir/volume.nii.gz +
-// dir/labels.nii.gz (a phantom of spec.Slices slices for propagation).
+// dir/labels.nii.gz (a phantom of spec.Slices slices for propagation), and the same volume
+// as volume.npy + labels.npy for the PyTorch side.
 func Prepare(dir string, c *configs.Config, hw, batch, slices int) (*Spec, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -103,11 +104,25 @@ func Prepare(dir string, c *configs.Config, hw, batch, slices int) (*Spec, error
 	}); err != nil {
 		return nil, err
 	}
+	if slices <= 0 { // a training row: no volume to propagate through
+		return s, nil
+	}
 	vi, vl, vg := data.Phantom([3]int{hw, hw, slices}, c.Seed+1)
 	if err := data.WriteImageInt16(filepath.Join(dir, "volume.nii.gz"), vi, &vg, data.WriteOptions{Overwrite: true}); err != nil {
 		return nil, err
 	}
-	return s, data.WriteLabels(filepath.Join(dir, "labels.nii.gz"), vl, &vg, data.WriteOptions{Overwrite: true})
+	if err := data.WriteLabels(filepath.Join(dir, "labels.nii.gz"), vl, &vg, data.WriteOptions{Overwrite: true}); err != nil {
+		return nil, err
+	}
+	// The same voxels as .npy for the PyTorch side (the image as stored, int16-rounded).
+	stored, err := data.LoadImage(filepath.Join(dir, "volume.nii.gz"), data.DefaultLimits)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeNPY(filepath.Join(dir, "volume.npy"), vg.Shape, stored.Data); err != nil {
+		return nil, err
+	}
+	return s, writeNPY(filepath.Join(dir, "labels.npy"), vg.Shape, vl)
 }
 
 func loadSpec(dir string) (*Spec, *configs.Config, error) {

@@ -28,7 +28,7 @@ func TestMain(m *testing.M) {
 // The harness end to end on tiny models: parity checks pass (same first loss — for the CFN
 // and for UNETR++ — and the same propagated voxels), one round per row is timed, the report has every row and a ratio.
 func TestHarnessSmoke(t *testing.T) {
-	py := testpy.Find(t, "torch", "nibabel")
+	py := testpy.Find(t, "torch")
 	t.Setenv("SLI2VOL_BENCH_SELF", "1")
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "tiny.yaml")

@@ -74,13 +74,14 @@ def train(d, device, steps, threads):
 
 
 def propagate(d, device, threads):
-    import nibabel as nib
     import numpy as np
     torch.set_num_threads(threads)
     spec, m = load(d, device)
     m.eval()
-    img = np.asarray(nib.load(os.path.join(d, "volume.nii.gz")).dataobj, dtype=np.float32)
-    lab = np.asarray(nib.load(os.path.join(d, "labels.nii.gz")).dataobj).astype(np.int64)
+    # .npy copies of volume.nii.gz / labels.nii.gz (index [i, j, k] = voxel (i, j, k)): numpy
+    # alone reads them, so a device machine needs no nibabel.
+    img = np.load(os.path.join(d, "volume.npy")).astype(np.float32)
+    lab = np.load(os.path.join(d, "labels.npy")).astype(np.int64)
     lo, up = spec["window"]
     vol = (np.clip(img, lo, up) - lo) / (up - lo) * spec["intensity_scale"]
     n_sl = vol.shape[2]  # phantoms: slice axis 2, rows along array axis 0, columns along 1

@@ -19,3 +19,16 @@ case "$lib" in
   "$bundle"/*) echo "test-bundle: ok (libtorchx from $lib)" ;;
   *) echo "test-bundle: the bundle's sli2vol loads $lib, not the bundle's own" >&2; exit 1 ;;
 esac
+# The benchmark binary (build/bench/, so that it finds configs/ and bench/pytorch/ two levels
+# up) loads the bundle's libraries too and answers with its usage.
+lib=$(ldd "$bundle/build/bench/sli2vol-bench" | awk '/libtorchx.so/ {print $3}')
+case "$lib" in
+  "$bundle"/*) ;;
+  *) echo "test-bundle: the bundle's sli2vol-bench loads $lib, not the bundle's own" >&2; exit 1 ;;
+esac
+usage=$("$bundle/build/bench/sli2vol-bench" 2>&1 || true)
+if echo "$usage" | grep -q "usage: prepare"; then
+  echo "test-bundle: sli2vol-bench ok"
+else
+  echo "test-bundle: the bundle's sli2vol-bench does not run" >&2; exit 1
+fi

@@ -51,9 +51,9 @@ func run(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	py, ok := testpy.Lookup("torch", "nibabel")
+	py, ok := testpy.Lookup("torch")
 	if !ok {
-		return fmt.Errorf("no python3 with torch and nibabel (apt install python3-torch python3-nibabel)")
+		return fmt.Errorf("no python3 with torch (apt install python3-torch)")
 	}
 	self, _ := os.Executable()
 	root := filepath.Join(filepath.Dir(self), "..", "..")
