@@ -43,9 +43,16 @@ func (j *Job) Prepare(img *data.Image) (*Prepared, error) {
 }
 
 // Propagator for this job.
+// A Sli2Vol network (model.mode sli2vol) has no pseudo-label input, so the object estimate
+// does not apply to it: it propagates with estimate none whatever infer.object_estimate says,
+// which lets one evaluate command compare Sli2Vol and Sli2Vol+ under --estimate.
 func (j *Job) Propagator() *Propagator {
+	est := j.Cfg.Infer.ObjectEstimate
+	if j.Cfg.Model.Mode == "sli2vol" {
+		est = "none"
+	}
 	return &Propagator{Model: j.Net, Device: j.Device, Scale: j.Cfg.Data.IntensityScale,
-		MinArea: j.Cfg.Infer.MinArea, Estimate: j.Cfg.Infer.ObjectEstimate, Resize: j.Cfg.Infer.Resize, Log: j.Log}
+		MinArea: j.Cfg.Infer.MinArea, Estimate: est, Resize: j.Cfg.Infer.Resize, Log: j.Log}
 }
 
 // Segment propagates ann through a prepared volume.

@@ -84,7 +84,7 @@ func TestPipelineRefinesPseudoLabels(t *testing.T) {
 		"--data", p("test"), "--out", p("report2"), "--baselines=false"); code != 0 {
 		t.Fatalf("evaluate with FS-SS: %s %s", o, e)
 	}
-	if code, o, e := runCLI(t, "evaluate", "--config", cfg, "--model", p("work/sli2vol+"), "--estimate", "model",
+	if code, o, e := runCLI(t, "evaluate", "--config", cfg, "--model", p("work/sli2vol"), "--model", p("work/sli2vol+"), "--estimate", "model",
 		"--estimate-model", p("work/refined/unetr"), "--data", p("test"), "--out", p("report3"), "--baselines=false"); code != 0 {
 		t.Fatalf("evaluate with a model estimate: %s %s", o, e)
 	}
@@ -96,6 +96,10 @@ func TestPipelineRefinesPseudoLabels(t *testing.T) {
 	}
 	if _, ok := m2["fs-ss"]; !ok {
 		t.Fatalf("no fs-ss rows: %v", m2)
+	}
+	// Sli2Vol has no PL input: under --estimate model it propagates exactly as before.
+	if m3["sli2vol"] != m["sli2vol"] {
+		t.Errorf("Sli2Vol under --estimate model: %.4f, without: %.4f", m3["sli2vol"], m["sli2vol"])
 	}
 	if code, _, e := runCLI(t, "evaluate", "--config", cfg, "--model", p("work/sli2vol+"), "--estimate", "model",
 		"--data", p("test"), "--out", p("report4")); code != 2 {
