@@ -33,16 +33,6 @@ type unetrSpec struct {
 	Config    string         `json:"config"` // the sli2vol config the Go side reloads
 }
 
-// UNETRNetJSON is a UNETR++ size in unetrpp_ref.py's terms.
-func UNETRNetJSON(c models.UNETRPPConfig) map[string]any {
-	return map[string]any{
-		"in_channels": c.InChannels, "classes": c.Classes, "patch_size": c.PatchSize, "embed_patch": c.EmbedPatch,
-		"feature_size": c.FeatureSize, "dims": c.Dims, "depths": c.Depths, "heads": c.Heads,
-		"proj_size": c.ProjSize, "decoder_proj_size": c.DecoderProjSize, "decoder_depth": c.DecoderDepth,
-		"dropout": c.Dropout, "deep_supervision": c.DeepSupervision,
-	}
-}
-
 // PrepareUNETR writes dir/unetr.json, dir/weights.pt (seeded initial weights) and
 // dir/batch.pt (batch patches of a phantom with its 5 classes).
 func PrepareUNETR(dir, configPath string, c *configs.Config, batch int) error {
@@ -87,7 +77,7 @@ func PrepareUNETR(dir, configPath string, c *configs.Config, batch int) error {
 		return err
 	}
 	abs, _ := filepath.Abs(configPath)
-	sp := unetrSpec{Net: UNETRNetJSON(mc), Optimizer: u.Optimizer, LR: u.LR, Momentum: u.Momentum, Nesterov: u.Nesterov,
+	sp := unetrSpec{Net: mc.ReferenceJSON(), Optimizer: u.Optimizer, LR: u.LR, Momentum: u.Momentum, Nesterov: u.Nesterov,
 		WD: u.WeightDecay, GradClip: u.GradClip, Config: abs}
 	js, _ := json.MarshalIndent(sp, "", "  ")
 	return os.WriteFile(filepath.Join(dir, "unetr.json"), js, 0o644)

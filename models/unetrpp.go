@@ -36,6 +36,17 @@ func UNETRPPConfigFrom(u configs.UNETR, inChannels, classes int) UNETRPPConfig {
 	}
 }
 
+// ReferenceJSON is the network's size in the terms of the repo's PyTorch reference
+// (bench/pytorch/unetrpp_ref.py), which builds the same module from it.
+func (c UNETRPPConfig) ReferenceJSON() map[string]any {
+	return map[string]any{
+		"in_channels": c.InChannels, "classes": c.Classes, "patch_size": c.PatchSize, "embed_patch": c.EmbedPatch,
+		"feature_size": c.FeatureSize, "dims": c.Dims, "depths": c.Depths, "heads": c.Heads,
+		"proj_size": c.ProjSize, "decoder_proj_size": c.DecoderProjSize, "decoder_depth": c.DecoderDepth,
+		"dropout": c.Dropout, "deep_supervision": c.DeepSupervision,
+	}
+}
+
 // StageGrid is the token grid of encoder stage i (0..3).
 func (c UNETRPPConfig) StageGrid(i int) [3]int {
 	var g [3]int

@@ -209,12 +209,9 @@ func TestUNETRPPPyTorchParity(t *testing.T) {
 	goOut["grad_qkvv"] = torchx.Float32s(torchx.Grad(block.EPA.QKVV.Weight))
 	goOut["grad_stem"] = torchx.Float32s(torchx.Grad(m.Downsample[0].Conv.Weight))
 
-	cfgJSON, _ := json.Marshal(map[string]any{
-		"in_channels": cfg.InChannels, "classes": cfg.Classes, "patch_size": cfg.PatchSize, "embed_patch": cfg.EmbedPatch,
-		"feature_size": cfg.FeatureSize, "dims": cfg.Dims, "depths": cfg.Depths, "heads": cfg.Heads,
-		"proj_size": cfg.ProjSize, "decoder_proj_size": cfg.DecoderProjSize, "decoder_depth": cfg.DecoderDepth,
-		"dropout": 0.0, "deep_supervision": cfg.DeepSupervision,
-	})
+	refCfg := cfg
+	refCfg.Dropout = 0
+	cfgJSON, _ := json.Marshal(refCfg.ReferenceJSON())
 	pyOut := runReference(t, py, ref, dir, cfgJSON, weights, in, ParamCount(m))
 	if len(pyOut) != len(goOut) {
 		t.Fatalf("reference wrote %d outputs, Go has %d", len(pyOut), len(goOut))

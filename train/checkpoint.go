@@ -148,10 +148,30 @@ func LoadRun(dir string) (*configs.Config, *models.CFN, error) {
 // ExportStateDict writes a run's weights as a plain torch.save dict with PyTorch names (out)
 // and the config it was trained with beside it (out with .yaml). In PyTorch:
 // bench/pytorch/sli2vol_ref.py's CFN(cfg["model"]).load_state_dict(torch.load(out)).
+//
+// A UNETR++ run (refine, train-fsss) exports the same way, plus OUT.classes.json: the label
+// id of each output channel. Its names are the official UNETR++ state_dict's
+// (bench/pytorch/unetrpp_ref.py loads it with strict=True).
 func ExportStateDict(runDir, out string) error {
-	c, m, err := LoadRun(runDir)
-	if err != nil {
-		return err
+	base := strings.TrimSuffix(out, filepath.Ext(out))
+	var c *configs.Config
+	var m models.Module
+	if _, err := os.Stat(filepath.Join(runDir, ClassesFile)); err == nil {
+		uc, um, classes, err := LoadUNETRRun(runDir)
+		if err != nil {
+			return err
+		}
+		cj, _ := json.MarshalIndent(map[string]any{"ids": classes.IDs}, "", "  ")
+		if err := atomicfile.WriteFile(base+".classes.json", cj); err != nil {
+			return err
+		}
+		c, m = uc, um
+	} else {
+		cc, cm, err := LoadRun(runDir)
+		if err != nil {
+			return err
+		}
+		c, m = cc, cm
 	}
 	if err := torchx.SaveStateDict(out, models.StateDict(m)); err != nil {
 		return err
@@ -160,7 +180,7 @@ func ExportStateDict(runDir, out string) error {
 	if err != nil {
 		return err
 	}
-	return atomicfile.WriteFile(strings.TrimSuffix(out, filepath.Ext(out))+".yaml", b)
+	return atomicfile.WriteFile(base+".yaml", b)
 }
 
 // ImportStateDict makes a run folder from a PyTorch-saved state dict (a dict or
@@ -192,6 +212,9 @@ func ImportStateDict(c *configs.Config, weights, runDir string) error {
 // ExportTorchScript writes a run's test-time propagation step as a TorchScript module
 // (models.ExportTorchScript) with the run's intensity scale.
 func ExportTorchScript(runDir, out string) error {
+	if _, err := os.Stat(filepath.Join(runDir, ClassesFile)); err == nil {
+		return fmt.Errorf("export: %s is a UNETR++ run; TorchScript export covers the propagation network only (use --format state-dict)", runDir)
+	}
 	c, m, err := LoadRun(runDir)
 	if err != nil {
 		return err

@@ -1,12 +1,20 @@
 package train
 
 import (
+	"encoding/json"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/sli2vol/sli2vol/configs"
 	"github.com/sli2vol/sli2vol/data"
 	"github.com/sli2vol/sli2vol/infer"
+	"github.com/sli2vol/sli2vol/internal/testpy"
 	"github.com/sli2vol/sli2vol/torchx"
 )
 
@@ -108,5 +116,64 @@ func TestUNETRPPResumeExact(t *testing.T) {
 	res, err := TrainUNETRPP(c, SegOptions{Vols: []*data.SegVolume{&fsss}, RunDir: t.TempDir(), Device: "cpu"})
 	if err != nil || res.Steps != 6 {
 		t.Fatalf("FS-SS run: %d steps, %v", res.Steps, err)
+	}
+}
+
+// A UNETR++ run exports as a state dict that the PyTorch reference loads with strict=True
+// and that reproduces Go's logits; TorchScript export refuses it with a message.
+func TestUNETRPPExportLoadsInPyTorch(t *testing.T) {
+	py := testpy.Find(t, "torch")
+	c := tinyUNETRConfig(t)
+	c.UNETR.Epochs, c.UNETR.IterationsPerEpoch = 1, 2
+	v, _, _ := phantomSegVolume(t, [3]int{48, 48, 24}, 7)
+	run := t.TempDir()
+	if _, err := TrainUNETRPP(c, SegOptions{Vols: []*data.SegVolume{v}, RunDir: run, Device: "cpu"}); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "unetr.pt")
+	if err := ExportStateDict(run, out); err != nil {
+		t.Fatal(err)
+	}
+	_, m, _, err := LoadUNETRRun(run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cj, err := os.ReadFile(strings.TrimSuffix(out, ".pt") + ".classes.json")
+	if err != nil || !strings.Contains(string(cj), "\"ids\"") {
+		t.Fatalf("classes file: %v %s", err, cj)
+	}
+	x := torchx.Randn([]int64{1, 1, 16, 32, 32}, torchx.Float32, "cpu")
+	var want []float32
+	torchx.NoGrad(func() { want = torchx.Float32s(m.Forward(x, false)[0]) })
+	in := filepath.Join(t.TempDir(), "x.pt")
+	torchx.SaveStateDict(in, map[string]torchx.Tensor{"x": x})
+	net, _ := json.Marshal(m.Config.ReferenceJSON())
+	res := filepath.Join(t.TempDir(), "y.pt")
+	script := `import json, sys, torch
+sys.path.insert(0, sys.argv[1])
+from unetrpp_ref import UNETRPP
+net = UNETRPP(json.loads(sys.argv[2]))
+net.load_state_dict(torch.load(sys.argv[3], weights_only=True), strict=True)
+net.eval()
+with torch.no_grad():
+    torch.save({"y": net(torch.load(sys.argv[4])["x"])[0]}, sys.argv[5])
+`
+	_, file, _, _ := runtime.Caller(0)
+	refDir := filepath.Join(filepath.Dir(file), "..", "bench", "pytorch")
+	if b, err := exec.Command(py, "-c", script, refDir, string(net), out, in, res).CombinedOutput(); err != nil {
+		t.Fatalf("PyTorch could not load the export: %v\n%s", err, b)
+	}
+	got, err := torchx.LoadStateDict(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := torchx.Float32s(got["y"])
+	for i := range want {
+		if d := math.Abs(float64(y[i] - want[i])); d > 1e-4 {
+			t.Fatalf("logit %d: PyTorch %v, Go %v", i, y[i], want[i])
+		}
+	}
+	if err := ExportTorchScript(run, filepath.Join(t.TempDir(), "ts.pt")); err == nil || !strings.Contains(err.Error(), "UNETR++ run") {
+		t.Fatalf("TorchScript export of a UNETR++ run: %v", err)
 	}
 }
