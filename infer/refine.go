@@ -2,6 +2,7 @@ package infer
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -17,12 +18,13 @@ type SegNet struct {
 	Model   *models.UNETRPP
 	Classes data.ClassMap
 	Device  string
+	Log     io.Writer // sliding-window progress; nil: quiet
 }
 
 // Window is the sliding-window predictor the config asks for.
 func (n *SegNet) Window() SlidingWindow {
 	u := n.Cfg.UNETR
-	return SlidingWindow{Patch: u.PatchSize, Overlap: u.Overlap, Mirror: u.TestMirror, Batch: u.WindowBatch, Device: n.Device}
+	return SlidingWindow{Patch: u.PatchSize, Overlap: u.Overlap, Mirror: u.TestMirror, Batch: u.WindowBatch, Device: n.Device, Log: n.Log}
 }
 
 // PredictImage labels img (array order, label ids) by sliding-window prediction in the

@@ -2,8 +2,11 @@ package infer
 
 import (
 	"fmt"
+	"io"
 	"math"
+	"time"
 
+	"github.com/sli2vol/sli2vol/internal/progress"
 	"github.com/sli2vol/sli2vol/torchx"
 )
 
@@ -18,6 +21,7 @@ type SlidingWindow struct {
 	Mirror  bool
 	Batch   int // windows per forward pass
 	Device  string
+	Log     io.Writer // progress (a bar on a terminal, lines otherwise); nil: quiet
 }
 
 // PatchNet maps B×1×D×H×W patches to B×K×D×H×W logits.
@@ -114,6 +118,8 @@ func (s SlidingWindow) probabilities(img []float32, shape [3]int, classes int, n
 		t = torchx.Narrow(t, 3, int64(st[1]), ph)
 		return torchx.Narrow(t, 4, int64(st[2]), pw)
 	}
+	bar := progress.New(s.Log, len(starts), "predict", 5*time.Second)
+	defer bar.Finish()
 	torchx.NoGrad(func() {
 		for i := 0; i < len(starts); i += bs {
 			group := starts[i:min(i+bs, len(starts))]
@@ -143,6 +149,7 @@ func (s SlidingWindow) probabilities(img []float32, shape [3]int, classes int, n
 				w := window(torchx.Unsqueeze(wsum, 0), st)
 				torchx.CopyInto(w, torchx.Add(w, gauss))
 			}
+			bar.Add(len(group), fmt.Sprintf("%d windows of %v", len(starts), s.Patch))
 			torchx.GC()
 		}
 	})

@@ -73,6 +73,7 @@ func refine(cmd *cobra.Command, c *configs.Config, dev, dataDir, pseudo, out, ru
 		return err
 	}
 	net.Cfg.Threads, net.Cfg.Device = c.Threads, c.Device
+	net.Log = cmd.ErrOrStderr()
 	logf := func(s string) { fmt.Fprintln(cmd.ErrOrStderr(), s) }
 	if err := net.RefinePseudoLabels(ds, out, data.WriteOptions{Overwrite: force}, logf); err != nil {
 		return err
