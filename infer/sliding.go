@@ -118,6 +118,7 @@ func (s SlidingWindow) probabilities(img []float32, shape [3]int, classes int, n
 		t = torchx.Narrow(t, 3, int64(st[1]), ph)
 		return torchx.Narrow(t, 4, int64(st[2]), pw)
 	}
+	acc5, wsum5 := torchx.Unsqueeze(acc, 0), torchx.Unsqueeze(wsum, 0) // views, batch-shaped like the windows
 	bar := progress.New(s.Log, len(starts), "predict", 5*time.Second)
 	defer bar.Finish()
 	torchx.NoGrad(func() {
@@ -144,9 +145,9 @@ func (s SlidingWindow) probabilities(img []float32, shape [3]int, classes int, n
 			}
 			p = torchx.Mul(torchx.DivScalar(p, float64(len(flips))), gauss)
 			for j, st := range group {
-				a := window(torchx.Unsqueeze(acc, 0), st)
+				a := window(acc5, st)
 				torchx.CopyInto(a, torchx.Add(a, torchx.Narrow(p, 0, int64(j), 1)))
-				w := window(torchx.Unsqueeze(wsum, 0), st)
+				w := window(wsum5, st)
 				torchx.CopyInto(w, torchx.Add(w, gauss))
 			}
 			bar.Add(len(group), fmt.Sprintf("%d windows of %v", len(starts), s.Patch))

@@ -161,8 +161,7 @@ func ExportStateDict(runDir, out string) error {
 		if err != nil {
 			return err
 		}
-		cj, _ := json.MarshalIndent(map[string]any{"ids": classes.IDs}, "", "  ")
-		if err := atomicfile.WriteFile(base+".classes.json", cj); err != nil {
+		if err := writeClasses(base+".classes.json", classes); err != nil {
 			return err
 		}
 		c, m = uc, um

@@ -124,8 +124,7 @@ func TrainUNETRPP(c *configs.Config, o SegOptions) (Result, error) {
 	if err := WriteRunConfig(o.RunDir, c); err != nil {
 		return res, err
 	}
-	cj, _ := json.MarshalIndent(map[string]any{"ids": classes.IDs}, "", "  ")
-	if err := atomicfile.WriteFile(filepath.Join(o.RunDir, ClassesFile), cj); err != nil {
+	if err := writeClasses(filepath.Join(o.RunDir, ClassesFile), classes); err != nil {
 		return res, err
 	}
 	metrics, err := os.OpenFile(filepath.Join(o.RunDir, MetricsFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -213,6 +212,7 @@ type SegStepper struct {
 	Model  *models.UNETRPP
 	Opt    *torchx.Optimizer
 	Device string
+	params []torchx.Tensor // for clipping, listed once
 }
 
 // DeepSupervisionWeights are nnU-Net's 1, ½, ¼ scaled to sum to 1, for the given number of
@@ -272,7 +272,10 @@ func (s *SegStepper) Step(b *data.PatchBatch) (loss float64, err error) {
 		}
 		torchx.Backward(total)
 		if u.GradClip > 0 {
-			torchx.ClipGradNorm(models.Parameters(s.Model), u.GradClip)
+			if s.params == nil {
+				s.params = models.Parameters(s.Model)
+			}
+			torchx.ClipGradNorm(s.params, u.GradClip)
 		}
 		s.Opt.Step()
 	})
@@ -286,6 +289,12 @@ func anyKnown(b *data.PatchBatch) bool {
 		}
 	}
 	return false
+}
+
+// writeClasses stores the label id of each output class as {"ids": [...]}.
+func writeClasses(path string, m data.ClassMap) error {
+	b, _ := json.MarshalIndent(map[string]any{"ids": m.IDs}, "", "  ")
+	return atomicfile.WriteFile(path, b)
 }
 
 func readClasses(dir string) (data.ClassMap, error) {

@@ -7,6 +7,7 @@ Used by the Go tests (a Go-saved state dict must reproduce Go's outputs here) an
 benchmarks (the PyTorch side of the UNETR++ training-step row).
 
     python3 unetrpp_ref.py parity CONFIG.json WEIGHTS.pt INPUTS.pt OUT.pt
+    python3 unetrpp_ref.py count CONFIG.json      (prints {"params": N})
 """
 import json
 import sys
@@ -229,5 +230,8 @@ def parity(cfg_path, weights_path, inputs_path, out_path):
 if __name__ == "__main__":
     if len(sys.argv) == 6 and sys.argv[1] == "parity":
         parity(*sys.argv[2:])
+    elif len(sys.argv) == 3 and sys.argv[1] == "count":
+        net = UNETRPP(json.load(open(sys.argv[2])))
+        print(json.dumps({"params": sum(p.numel() for p in net.parameters())}))
     else:
         sys.exit(__doc__)

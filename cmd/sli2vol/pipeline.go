@@ -3,9 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -64,9 +62,8 @@ func newPipelineCmd() *cobra.Command {
 				}
 				cc := *c
 				cc.Model.Mode = mode
-				sig := make(chan os.Signal, 1)
-				signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-				defer signal.Stop(sig)
+				sig, stop := interrupts()
+				defer stop()
 				r, err := train.TrainCFN(&cc, train.Options{Data: ds, PseudoDir: pseudo, RunDir: dir, Device: dev,
 					Resume: done(filepath.Join(dir, train.CheckpointFile)), Log: cmd.ErrOrStderr(), Interrupt: sig})
 				if err != nil {

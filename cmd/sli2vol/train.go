@@ -12,6 +12,14 @@ import (
 	"github.com/sli2vol/sli2vol/train"
 )
 
+// interrupts delivers SIGINT/SIGTERM to a training loop, which finishes its step, writes a
+// checkpoint and returns an error that exits 130/143; stop restores the default handling.
+func interrupts() (<-chan os.Signal, func()) {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	return sig, func() { signal.Stop(sig) }
+}
+
 func newTrainCmd() *cobra.Command {
 	var dataDir, out, pseudo string
 	var resume bool
@@ -35,10 +43,8 @@ func newTrainCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			// SIGINT/SIGTERM: finish the step, write a checkpoint, exit 130/143.
-			sig := make(chan os.Signal, 1)
-			signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-			defer signal.Stop(sig)
+			sig, stop := interrupts()
+			defer stop()
 			r, err := train.TrainCFN(c, train.Options{Data: ds, PseudoDir: pseudo, RunDir: out, Device: dev,
 				Resume: resume, Log: cmd.ErrOrStderr(), Interrupt: sig})
 			if err != nil {

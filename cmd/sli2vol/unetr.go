@@ -4,9 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -33,9 +31,8 @@ func loadSegNet(runDir, dev string) (*infer.SegNet, error) {
 
 // trainSeg runs a UNETR++ training with SIGINT/SIGTERM ending it at a checkpoint.
 func trainSeg(c *configs.Config, o train.SegOptions, stdout io.Writer) error {
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sig)
+	sig, stop := interrupts()
+	defer stop()
 	o.Interrupt = sig
 	r, err := train.TrainUNETRPP(c, o)
 	if err != nil {
@@ -72,7 +69,6 @@ func refine(cmd *cobra.Command, c *configs.Config, dev, dataDir, pseudo, out, ru
 	if err != nil {
 		return err
 	}
-	net.Cfg.Threads, net.Cfg.Device = c.Threads, c.Device
 	net.Log = cmd.ErrOrStderr()
 	logf := func(s string) { fmt.Fprintln(cmd.ErrOrStderr(), s) }
 	if err := net.RefinePseudoLabels(ds, out, data.WriteOptions{Overwrite: force}, logf); err != nil {

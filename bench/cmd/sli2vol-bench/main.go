@@ -19,6 +19,10 @@ import (
 	"github.com/sli2vol/sli2vol/internal/testpy"
 )
 
+// The main goroutine keeps the main OS thread, where the thread count is set and the timed
+// work runs (see torchx.PinThread).
+func init() { runtime.LockOSThread() }
+
 func fail(err error) {
 	fmt.Fprintln(os.Stderr, "sli2vol-bench:", err)
 	os.Exit(2)
