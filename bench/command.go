@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"os"
 	"strconv"
 
 	"github.com/sli2vol/sli2vol/configs"
@@ -19,6 +20,22 @@ func Command(a []string) (*Result, error) {
 		return v
 	}
 	var r *Result
+	if v := os.Getenv(AffinityEnv); v != "" {
+		s, err := ParseAffinity(v)
+		if err != nil {
+			return nil, err
+		}
+		torchx.SetAffinityStrategy(s)
+	}
+	switch v := os.Getenv(ForeachEnv); v {
+	case "", "auto":
+	case "on":
+		torchx.SetOptimizerForeach(torchx.ForeachOn)
+	case "off":
+		torchx.SetOptimizerForeach(torchx.ForeachOff)
+	default:
+		return nil, fmt.Errorf("%s=%q: want auto, on or off", ForeachEnv, v)
+	}
 	err := torchx.Try(func() {
 		var err error
 		switch {
@@ -53,4 +70,24 @@ func Command(a []string) (*Result, error) {
 		}
 	})
 	return r, err
+}
+
+// AffinityEnv carries `run --affinity` to the Go processes the runner starts.
+const AffinityEnv = "SLI2VOL_BENCH_AFFINITY"
+
+// ForeachEnv (auto, on, off) picks the Go side's optimizer path (torchx.ForeachMode), to
+// time one change at a time.
+const ForeachEnv = "SLI2VOL_BENCH_FOREACH"
+
+// ParseAffinity reads an affinity strategy name.
+func ParseAffinity(s string) (torchx.AffinityStrategy, error) {
+	switch s {
+	case "auto":
+		return torchx.AffinityAuto, nil
+	case "rows":
+		return torchx.AffinityRows, nil
+	case "shifts":
+		return torchx.AffinityShifts, nil
+	}
+	return 0, fmt.Errorf("affinity %q: want auto, rows or shifts", s)
 }

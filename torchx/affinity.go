@@ -20,3 +20,21 @@ func Aggregate(a, m Tensor, radius int) Tensor {
 		return C.tx_aggregate(h(a), h(m), C.int64_t(radius), out)
 	})
 }
+
+// AffinityStrategy picks how Correlation and Aggregate (and their gradients) are computed.
+// Both give the same values; they differ in speed and temporary memory.
+type AffinityStrategy int
+
+const (
+	// AffinityAuto: AffinityRows on CUDA, AffinityShifts on the CPU (the default).
+	AffinityAuto AffinityStrategy = iota
+	// AffinityRows: one window row at a time, a few large ops per row and a
+	// B×C×H×W×(2R+1) temporary. A GPU, bound by kernel launches, wants this.
+	AffinityRows
+	// AffinityShifts: one displacement at a time, (2R+1)² rounds of small ops and one
+	// B×C×H×W temporary. The CPU, bound by memory bandwidth, wants this.
+	AffinityShifts
+)
+
+// SetAffinityStrategy sets the strategy for the whole process (tests and benchmarks compare them).
+func SetAffinityStrategy(s AffinityStrategy) { C.tx_set_affinity_strategy(C.int(s)) }

@@ -63,7 +63,21 @@ func naiveAggregate(a, m []float64, B, C, H, W, R int) []float64 {
 	return out
 }
 
+// Both strategies (per shift, per window row) against the loops and finite differences.
 func TestCorrelationAggregateAgainstLoops(t *testing.T) {
+	for _, s := range []struct {
+		name string
+		s    AffinityStrategy
+	}{{"shifts", AffinityShifts}, {"rows", AffinityRows}} {
+		t.Run(s.name, func(t *testing.T) {
+			SetAffinityStrategy(s.s)
+			defer SetAffinityStrategy(AffinityAuto)
+			testCorrelationAggregateAgainstLoops(t)
+		})
+	}
+}
+
+func testCorrelationAggregateAgainstLoops(t *testing.T) {
 	r := rand.New(rand.NewSource(11))
 	// Sizes where the window is larger than the slice on one axis exercise the borders.
 	for _, c := range []struct{ B, C, H, W, R int }{{2, 3, 5, 6, 1}, {1, 2, 4, 7, 2}, {1, 4, 3, 3, 3}} {

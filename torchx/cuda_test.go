@@ -83,8 +83,22 @@ func TestOpsCUDAMatchCPU(t *testing.T) {
 }
 
 // BenchmarkAffinity times correlation + softmax + aggregate forward and backward at the
-// paper's scale (B=4, 128 channels = two 64-d features concatenated, 256², R=6).
+// paper's scale (B=4, 128 channels = two 64-d features concatenated, 256², R=6), with each
+// strategy.
 func BenchmarkAffinity(b *testing.B) {
+	for _, s := range []struct {
+		name string
+		s    AffinityStrategy
+	}{{"shifts", AffinityShifts}, {"rows", AffinityRows}} {
+		b.Run(s.name, func(b *testing.B) {
+			SetAffinityStrategy(s.s)
+			defer SetAffinityStrategy(AffinityAuto)
+			benchmarkAffinity(b)
+		})
+	}
+}
+
+func benchmarkAffinity(b *testing.B) {
 	dev := "cpu"
 	shape := []int64{1, 128, 128, 128}
 	if CUDAAvailable() {
@@ -101,5 +115,31 @@ func BenchmarkAffinity(b *testing.B) {
 		Backward(Sum(a, false))
 		Item(Sum(Grad(q), false)) // synchronises the device
 		GC()
+	}
+}
+
+// On CUDA (auto = foreach) the multi-tensor optimizers take their own path after the first
+// step, agree with libtorch's per-parameter loop to float rounding, and share its state
+// (a per-parameter step mid-run continues the same moments).
+func TestForeachCUDAMatchesPerParameter(t *testing.T) {
+	needCUDA(t)
+	off, auto := ForeachOff, ForeachAuto
+	for _, o := range foreachOptimizers {
+		want := trainForeach("cuda", o.mk, []ForeachMode{off, off, off, off, off})
+		for name, modes := range map[string][]ForeachMode{"auto": {auto, auto, auto, auto, auto}, "mixed": {off, auto, auto, off, auto}} {
+			n0 := OptimizerForeachSteps()
+			got := trainForeach("cuda", o.mk, modes)
+			n := OptimizerForeachSteps() - n0
+			if n < 3 {
+				t.Errorf("%s %s: only %d steps took the foreach path", o.name, name, n)
+			}
+			for i := range want {
+				d := maxDiff(got[i], want[i])
+				t.Logf("%s %s: parameter %d max |foreach − per-parameter| %.2e (%d foreach steps)", o.name, name, i, d, n)
+				if d > 1e-5 {
+					t.Errorf("%s %s: parameter %d differs by %g", o.name, name, i, d)
+				}
+			}
+		}
 	}
 }

@@ -139,3 +139,31 @@ func ClipGradNorm(params []Tensor, maxNorm float64) float64 {
 	keep(params...)
 	return float64(norm)
 }
+
+// ClipGradNormAsync clips as ClipGradNorm does but does not read the norm back, so a GPU
+// keeps its queue of work (reading a value waits for everything before it).
+func ClipGradNormAsync(params []Tensor, maxNorm float64) {
+	ps, _ := handles(params)
+	check(C.tx_clip_grad_norm(ps, C.int(len(params)), C.double(maxNorm), nil))
+	keep(params...)
+}
+
+// ForeachMode picks how Optimizer.Step and ZeroGrad walk the parameters. The arithmetic is
+// libtorch's AdamW/SGD either way, in the same order; the state is libtorch's, so
+// checkpoints do not depend on it.
+type ForeachMode int
+
+const (
+	// ForeachAuto: multi-tensor updates when every parameter is on CUDA (the default).
+	ForeachAuto ForeachMode = iota
+	// ForeachOn: multi-tensor updates on any device.
+	ForeachOn
+	// ForeachOff: libtorch's per-parameter loop.
+	ForeachOff
+)
+
+// SetOptimizerForeach sets the mode for the whole process (tests and benchmarks compare them).
+func SetOptimizerForeach(m ForeachMode) { C.tx_set_optim_foreach(C.int(m)) }
+
+// OptimizerForeachSteps counts the steps, process-wide, that took the multi-tensor path.
+func OptimizerForeachSteps() int64 { return int64(C.tx_optim_foreach_steps()) }

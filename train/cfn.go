@@ -276,11 +276,13 @@ func (s *Stepper) Step(batch data.Batch) (loss float64, err error) {
 		} else {
 			forward()
 		}
+		// Backward is queued before the loss is read: on a GPU, reading a value waits for the
+		// work before it, and the backward pass should already be in the queue by then.
+		torchx.Backward(l)
 		loss = torchx.Item(l)
 		if math.IsNaN(loss) || math.IsInf(loss, 0) {
-			return
+			return // no update; the next ZeroGrad clears these gradients
 		}
-		torchx.Backward(l)
 		s.Opt.Step()
 	})
 	return loss, err

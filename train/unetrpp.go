@@ -266,16 +266,17 @@ func (s *SegStepper) Step(b *data.PatchBatch) (loss float64, err error) {
 				total = torchx.Add(total, l)
 			}
 		}
+		// As in Stepper.Step: the backward pass is queued before the loss is read.
+		torchx.Backward(total)
 		loss = torchx.Item(total)
 		if math.IsNaN(loss) || math.IsInf(loss, 0) {
-			return
+			return // no update; the next ZeroGrad clears these gradients
 		}
-		torchx.Backward(total)
 		if u.GradClip > 0 {
 			if s.params == nil {
 				s.params = models.Parameters(s.Model)
 			}
-			torchx.ClipGradNorm(s.params, u.GradClip)
+			torchx.ClipGradNormAsync(s.params, u.GradClip)
 		}
 		s.Opt.Step()
 	})

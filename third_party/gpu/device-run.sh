@@ -3,7 +3,11 @@
 # libraries against that PyTorch's libtorch (bin/ with sli2vol and the test binaries, and
 # build/cgotorch-src come along, built where Go is: `make testbin`) and runs the checks,
 # writing logs under $OUT (default ./out).
+#
+#   device-run.sh          everything: tests, benchmarks, a phantom pipeline, propagation speed
+#   device-run.sh bench    the build and `make bench`'s rows on CUDA only (BENCH_TIMEOUT s, 540)
 set -uo pipefail
+script_start=$(date +%s)
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-$PWD/out}
 mkdir -p "$OUT"
@@ -18,12 +22,40 @@ TORCH=$($PY -c 'import torch, os; print(os.path.dirname(torch.__file__))')
 echo "== build against $TORCH"
 third_party/libtorch-flags.sh --describe "$TORCH"
 start=$(date +%s)
+rm -rf build/obj build/lib # whatever was built elsewhere, against another libtorch
 make -k -j"$(nproc)" native LIBTORCH="$TORCH" >"$OUT/build.log" 2>&1
 rc=$?
 echo "build rc $rc in $(( $(date +%s) - start )) s"
 grep -E "error|Error" "$OUT/build.log" | head -n 60
 [ $rc -eq 0 ] || exit $rc
-echo "== version"; bin/sli2vol version 2>&1 | tee "$OUT/version.txt"
+echo "== version"; bin/sli2vol version 2>&1
+DEV=${BENCH_DEVICE:-cuda} # cpu: a dry run of this script's bench mode on a machine without a GPU
+cuda_bench() { # the interleaved Go/PyTorch rows; the report is rewritten after each row
+  echo "== make bench --device $DEV (Go vs PyTorch, interleaved rounds) ${BENCH_ONLY:+rows $BENCH_ONLY}"
+  timeout "${BENCH_TIMEOUT:-540}" build/bench/sli2vol-bench run --device "$DEV" --rounds 5 --out "$OUT/BENCHMARKS-cuda.md" \
+    ${BENCH_ONLY:+--only "$BENCH_ONLY"} >"$OUT/bench-cuda.log" 2>&1 || echo "make bench on $DEV failed or timed out (rc $?)"
+  tail -n 40 "$OUT/bench-cuda.log"
+}
+if [ "${1:-}" = bench ]; then
+  # The affinity strategies and foreach optimizers on this card (values against the CPU and
+  # the per-parameter loop), then one change at a time on the 96² step, then the rows with
+  # what is left of a 10-minute device command.
+  (cd torchx && timeout 90 ../bin/torchx.test -test.v -test.run 'CUDA|CorrelationAggregateAgainstLoops|Foreach' 2>&1) |
+    tee "$OUT/torchx-cuda-tests.txt" | grep -E "^(--- |ok|FAIL|PASS)|max "
+  (cd torchx && timeout 60 ../bin/torchx.test -test.run '^$' -test.bench Affinity -test.benchtime 5x 2>&1) |
+    tee "$OUT/bench-affinity.txt" | grep -E "Benchmark"
+  echo "== one change at a time: Go's 96² batch-4 training step, 20 steps (samples/s)"
+  B=build/bench/sli2vol-bench
+  W=build/bench/ablation
+  $B prepare $W/train-96 configs/paper.yaml 96 4 0 || echo "prepare failed"
+  for combo in "auto auto" "shifts auto" "auto off" "shifts off"; do
+    read -r aff fe <<<"$combo"
+    echo "affinity=$aff foreach=$fe $(SLI2VOL_BENCH_AFFINITY=$aff SLI2VOL_BENCH_FOREACH=$fe timeout 60 $B train $W/train-96 "$DEV" 20 "$(nproc)" 2>&1 | tail -n 1)"
+  done | tee "$OUT/ablation.txt"
+  left=$(( ${DEVICE_SECONDS:-590} - ($(date +%s) - script_start) - 10 ))
+  BENCH_ONLY=${BENCH_ONLY-train-96,propagate,64×128×128,16×32×32,train-256,memory} BENCH_TIMEOUT=$left cuda_bench
+  exit 0
+fi
 echo "== selftest cuda"; bin/sli2vol selftest --device cuda --steps 30 2>&1 | tail -n1
 run_tests() { # package, extra args
   local pkg=$1; shift
@@ -38,8 +70,7 @@ echo "== benchmarks (Go)"
 (cd models && ../bin/models.test -test.run '^$' -test.bench CFNTrainStep -test.benchtime 10x 2>&1) | tee "$OUT/bench-step.txt" | grep -E "Benchmark"
 echo "== benchmark (PyTorch reference)"
 $PY bench/pytorch/bench_step.py 10 2>&1 | tee "$OUT/bench-step-pytorch.txt"
-echo "== make bench --device cuda (Go vs PyTorch, interleaved rounds)"
-(timeout 420 build/bench/sli2vol-bench run --device cuda --rounds 5 --out "$OUT/BENCHMARKS-cuda.md" 2>&1 || echo "make bench on CUDA failed or timed out") | tail -n 30
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-420} cuda_bench
 echo "== pipeline on phantoms (CUDA, configs/gpu-phantom.yaml)"
 ( while true; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits; sleep 0.5; done ) > "$OUT/gpu-mem.txt" 2>/dev/null &
 MON=$!

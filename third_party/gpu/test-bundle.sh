@@ -3,13 +3,17 @@
 # LIBTORCH root (include/ and lib/ symlinked), the bundle builds its two libraries with its own
 # Makefile (no Go involved), and the bundle's sli2vol runs against them.
 set -euo pipefail
-bundle=$(cd "${1:?usage: test-bundle.sh BUNDLE}" && pwd)
+src=$(cd "${1:?usage: test-bundle.sh BUNDLE}" && pwd)
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
+# A copy: libraries built here against Debian's libtorch must not travel in the bundle itself.
+cp -r "$src" "$root/bundle"
+bundle=$root/bundle
+mkdir -p "$root/torch"
 multiarch=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
-ln -s /usr/include "$root/include"
-ln -s "/usr/lib/$multiarch" "$root/lib"
-make -C "$bundle" -j"$(nproc)" native LIBTORCH="$root" GO=false >/dev/null
+ln -s /usr/include "$root/torch/include"
+ln -s "/usr/lib/$multiarch" "$root/torch/lib"
+make -C "$bundle" -j"$(nproc)" native LIBTORCH="$root/torch" GO=false >/dev/null
 out=$("$bundle/bin/sli2vol" version)
 echo "$out"
 echo "$out" | grep -q "^libtorch 1\.13" || { echo "test-bundle: sli2vol version from the bundle failed" >&2; exit 1; }

@@ -10,6 +10,8 @@
 // 128-channel 256² map).
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <atomic>
+
 #include "common.h"
 
 namespace {
@@ -92,19 +94,108 @@ at::Tensor aggregate_forward(const at::Tensor &A, const at::Tensor &m, int64_t R
   return out;
 }
 
+// The same three operations one window row (dy) at a time: 2R+1 rounds of a few large ops
+// instead of (2R+1)² rounds of small ones. A GPU is bound by kernel launches at the per-shift
+// strategy (about 1,200 launches a training step at R=6); this one needs about 80, for one
+// B×C×H×W×(2R+1) temporary. The zero-padded map's x-window is a strided view (unfold), so
+// only the product is materialised. The CPU, bandwidth-bound, keeps the per-shift loop.
+std::atomic<int> g_strategy{0};  // 0: rows on CUDA, shifts on CPU; 1: rows; 2: shifts
+
+bool use_rows(const at::Tensor &t) {
+  int s = g_strategy.load();
+  return s == 1 || (s == 0 && t.is_cuda());
+}
+
+// The padded map's window row dy (0..S-1) as a B×C×H×W×S view: [.., y, x, j] = m[y+dy-R, x+j-R].
+at::Tensor window_row(const at::Tensor &padded, int64_t dy, int64_t H, int64_t S) {
+  return padded.narrow(2, dy, H).unfold(3, S, 1);
+}
+
+at::Tensor pad(const at::Tensor &t, int64_t R) { return at::constant_pad_nd(t, {R, R, R, R}, 0); }
+
+// The affinity's window row dy as B×1×H×W×S: [.., y, x, j] = A[(dy·S + j), y, x].
+at::Tensor affinity_row(const at::Tensor &A, int64_t dy, int64_t S) {
+  return A.narrow(1, dy * S, S).permute({0, 2, 3, 1}).unsqueeze(1);
+}
+
+at::Tensor correlation_forward_rows(const at::Tensor &q, const at::Tensor &k, int64_t R) {
+  const int64_t B = q.size(0), H = q.size(2), W = q.size(3), S = 2 * R + 1;
+  at::Tensor out = at::empty({B, S * S, H, W}, q.options());
+  at::Tensor kp = pad(k, R), qe = q.unsqueeze(-1);
+  for (int64_t dy = 0; dy < S; dy++) {
+    // Σ_c q[c,y,x]·k[c,y+dy,x+j] → B×H×W×S, written into channels dy·S … dy·S+S-1.
+    out.narrow(1, dy * S, S).copy_(at::sum(qe * window_row(kp, dy, H, S), {1}).permute({0, 3, 1, 2}));
+  }
+  return out;
+}
+
+void correlation_backward_rows(const at::Tensor &G, const at::Tensor &a, const at::Tensor &b,
+                               int64_t R, at::Tensor *da, at::Tensor *db) {
+  const int64_t B = a.size(0), C = a.size(1), H = a.size(2), W = a.size(3), S = 2 * R + 1;
+  at::Tensor bp = da ? pad(b, R) : at::Tensor();
+  // db accumulates on the padded grid: dbp[y+dy, x+j] += Σ G[dy·S+j, y, x]·a[y, x].
+  at::Tensor dbp = db ? at::zeros({B, C, H + 2 * R, W + 2 * R}, b.options()) : at::Tensor();
+  if (da) *da = at::zeros_like(a);
+  const int64_t Wp = W + 2 * (S - 1);
+  for (int64_t dy = 0; dy < S; dy++) {
+    at::Tensor g = affinity_row(G, dy, S);  // B×1×H×W×S
+    if (da) da->add_(at::sum(g * window_row(bp, dy, H, S), {-1}));
+    if (db) {
+      // T[.., y, j, x] = G[dy·S+j, y, x]·a[y, x], padded by S-1 columns on both sides. The
+      // sum over j of T[j, x'-j] (x' the padded column) is a diagonal of each (j, x) plane:
+      // element offset j·Wp + x' − j + (S−1), a strided view with steps 1 along x' and Wp−1
+      // along j, so one view and one sum give the whole row.
+      at::Tensor T = at::constant_pad_nd((g * a.unsqueeze(-1)).permute({0, 1, 2, 4, 3}),
+                                         {S - 1, S - 1}, 0)
+                         .contiguous();  // B×C×H×S×Wp
+      at::Tensor diag = T.as_strided({B, C, H, W + S - 1, S},
+                                     {C * H * S * Wp, H * S * Wp, S * Wp, 1, Wp - 1},
+                                     T.storage_offset() + (S - 1));
+      dbp.narrow(2, dy, H).add_(at::sum(diag, {-1}));
+    }
+  }
+  if (db) *db = dbp.slice(2, R, R + H).slice(3, R, R + W).contiguous();
+}
+
+at::Tensor aggregate_forward_rows(const at::Tensor &A, const at::Tensor &m, int64_t R) {
+  const int64_t H = m.size(2), S = 2 * R + 1;
+  at::Tensor out = at::zeros_like(m), mp = pad(m, R);
+  for (int64_t dy = 0; dy < S; dy++) {
+    out.add_(at::sum(affinity_row(A, dy, S) * window_row(mp, dy, H, S), {-1}));
+  }
+  return out;
+}
+
+at::Tensor correlation_any(const at::Tensor &q, const at::Tensor &k, int64_t R) {
+  return use_rows(q) ? correlation_forward_rows(q, k, R) : correlation_forward(q, k, R);
+}
+
+void correlation_backward_any(const at::Tensor &G, const at::Tensor &a, const at::Tensor &b,
+                              int64_t R, at::Tensor *da, at::Tensor *db) {
+  if (use_rows(a)) {
+    correlation_backward_rows(G, a, b, R, da, db);
+  } else {
+    correlation_backward(G, a, b, R, da, db);
+  }
+}
+
+at::Tensor aggregate_any(const at::Tensor &A, const at::Tensor &m, int64_t R) {
+  return use_rows(m) ? aggregate_forward_rows(A, m, R) : aggregate_forward(A, m, R);
+}
+
 struct Correlation : public torch::autograd::Function<Correlation> {
   static at::Tensor forward(AutogradContext *ctx, const at::Tensor &q, const at::Tensor &k,
                             int64_t R) {
     ctx->save_for_backward({q, k});
     ctx->saved_data["R"] = R;
-    return correlation_forward(q.contiguous(), k.contiguous(), R);
+    return correlation_any(q.contiguous(), k.contiguous(), R);
   }
   static variable_list backward(AutogradContext *ctx, variable_list grads) {
     auto saved = ctx->get_saved_variables();
     int64_t R = ctx->saved_data["R"].toInt();
     at::Tensor dq, dk;
     bool need_q = ctx->needs_input_grad(0), need_k = ctx->needs_input_grad(1);
-    correlation_backward(grads[0], saved[0], saved[1], R, need_q ? &dq : nullptr,
+    correlation_backward_any(grads[0].contiguous(), saved[0], saved[1], R, need_q ? &dq : nullptr,
                          need_k ? &dk : nullptr);
     return {dq, dk, at::Tensor()};
   }
@@ -115,17 +206,17 @@ struct Aggregate : public torch::autograd::Function<Aggregate> {
                             int64_t R) {
     ctx->save_for_backward({A, m});
     ctx->saved_data["R"] = R;
-    return aggregate_forward(A.contiguous(), m.contiguous(), R);
+    return aggregate_any(A.contiguous(), m.contiguous(), R);
   }
   static variable_list backward(AutogradContext *ctx, variable_list grads) {
     auto saved = ctx->get_saved_variables();
     int64_t R = ctx->saved_data["R"].toInt();
-    const at::Tensor &G = grads[0];
+    const at::Tensor G = grads[0].contiguous();
     at::Tensor dA, dm;
     // dA[d,y,x] = Σ_c G[c,y,x]·m[c,y+dy,x+dx] is the correlation of G with m;
     // dm[y+dy,x+dx] += A_d[y,x]·G[y,x] is correlation's key gradient with A as its grad.
-    if (ctx->needs_input_grad(0)) dA = correlation_forward(G.contiguous(), saved[1], R);
-    if (ctx->needs_input_grad(1)) correlation_backward(saved[0], G, saved[1], R, nullptr, &dm);
+    if (ctx->needs_input_grad(0)) dA = correlation_any(G, saved[1], R);
+    if (ctx->needs_input_grad(1)) correlation_backward_any(saved[0], G, saved[1], R, nullptr, &dm);
     return {dA, dm, at::Tensor()};
   }
 };
@@ -133,6 +224,8 @@ struct Aggregate : public torch::autograd::Function<Aggregate> {
 }  // namespace
 
 extern "C" {
+
+void tx_set_affinity_strategy(int s) { g_strategy.store(s); }
 
 TxErr tx_correlation(TxTensor q, TxTensor k, int64_t radius, TxTensor *out) {
   TX_TRY

@@ -143,6 +143,7 @@ TxErr tx_cross_entropy(TxTensor logits, TxTensor target, TxTensor weight, int re
 /* q, k: B×C×H×W → B×(2R+1)²×H×W;  a: B×(2R+1)²×H×W, m: B×C×H×W → B×C×H×W */
 TxErr tx_correlation(TxTensor q, TxTensor k, int64_t radius, TxTensor *out);
 TxErr tx_aggregate(TxTensor a, TxTensor m, int64_t radius, TxTensor *out);
+void tx_set_affinity_strategy(int s);
 
 /* ---- optimizers ----------------------------------------------------------------------- */
 enum { TX_ADAMW, TX_SGD };
@@ -150,6 +151,8 @@ TxErr tx_optim_new(int kind, TxTensor *params, int n, double lr, double beta1, d
                    double eps, double weight_decay, double momentum, double dampening,
                    int nesterov, TxOptim *out);
 TxErr tx_optim_step(TxOptim o);
+void tx_set_optim_foreach(int mode);
+int64_t tx_optim_foreach_steps(void);
 TxErr tx_optim_zero_grad(TxOptim o);
 /* Scales the gradients of params so that their joint L2 norm is at most max_norm, as
    torch.nn.utils.clip_grad_norm_ does; *norm receives the norm before clipping. */

@@ -6,6 +6,8 @@
 //	sli2vol-bench run [--device D] [--rounds N] [--threads T] [--paper] [--out BENCHMARKS.md]
 //
 // Each timing command prints one JSON line (bench.Result); run does the whole comparison.
+// SLI2VOL_BENCH_AFFINITY (auto, rows, shifts) and SLI2VOL_BENCH_FOREACH (auto, on, off)
+// select the Go side's affinity strategy and optimizer path for a single timing command.
 package main
 
 import (
@@ -14,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 
 	"github.com/sli2vol/sli2vol/bench"
 	"github.com/sli2vol/sli2vol/internal/testpy"
@@ -52,6 +55,8 @@ func run(args []string) error {
 	threads := fs.Int("threads", runtime.NumCPU(), "intra-op threads, both sides")
 	paper := fs.Bool("paper", false, "also the paper-size UNETR++ row, 64×128×128 (always on CUDA)")
 	out := fs.String("out", "BENCHMARKS.md", "report")
+	only := fs.String("only", "", "comma-separated row names to run (train-96, train-256, propagate, 16×32×32, 64×128×128; memory); all when empty")
+	affinity := fs.String("affinity", "auto", "the Go side's affinity strategy: auto, rows or shifts (torchx.AffinityStrategy)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -65,6 +70,10 @@ func run(args []string) error {
 	if *device != "cpu" {
 		steps, hwProp, slices = 20, 256, 100
 		*paper = true
+	}
+	gpuMem := ""
+	if *device != "cpu" {
+		gpuMem = "nvidia-smi"
 	}
 	paperCfg := filepath.Join(root, "configs", "paper.yaml")
 	rows := []bench.Row{{Name: "train-96", Config: paperCfg, HW: 96, Batch: 4, Steps: steps}}
@@ -82,14 +91,37 @@ func run(args []string) error {
 	if *paper {
 		rows = append(rows, bench.Row{Name: "64×128×128", Config: paperCfg, Batch: 2, Steps: steps, UNETR: true})
 	}
+	memSteps := 1000
+	if *only != "" {
+		want := map[string]bool{}
+		for _, n := range strings.Split(*only, ",") {
+			want[strings.TrimSpace(n)] = true
+		}
+		var kept []bench.Row // in the order given
+		for _, n := range strings.Split(*only, ",") {
+			for _, r := range rows {
+				if r.Name == strings.TrimSpace(n) {
+					kept = append(kept, r)
+				}
+			}
+		}
+		rows = kept
+		if !want["memory"] {
+			memSteps = 0
+		}
+	}
 	for i := range rows {
 		rows[i].Config = filepath.Clean(rows[i].Config)
 	}
+	if _, err := bench.ParseAffinity(*affinity); err != nil {
+		return err
+	}
+	os.Setenv(bench.AffinityEnv, *affinity) // the Go processes the runner starts read it
 	return bench.Run(bench.RunOptions{
 		Self: self, Python: py, PyScript: filepath.Join(root, "bench", "pytorch", "bench.py"),
 		Work: filepath.Join(root, "build", "bench", "work"), Device: *device, Threads: *threads, Rounds: *rounds,
-		Rows: rows, MemorySteps: 1000, MemoryConfig: filepath.Join(root, "configs", "cpu-small.yaml"),
-		Out: *out, Recorded: filepath.Join(root, "bench", "recorded.md"),
+		Rows: rows, MemorySteps: memSteps, Affinity: *affinity, MemoryConfig: filepath.Join(root, "configs", "cpu-small.yaml"),
+		Out: *out, GPUMemoryCmd: gpuMem, Recorded: filepath.Join(root, "bench", "recorded.md"),
 		Log: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...) },
 	})
 }
