@@ -48,7 +48,7 @@ if [ "${1:-}" = bench ]; then
   B=build/bench/sli2vol-bench
   W=build/bench/ablation
   $B prepare $W/train-96 configs/paper.yaml 96 4 0 || echo "prepare failed"
-  for combo in "auto auto" "shifts auto" "auto off" "shifts off"; do
+  for combo in "auto auto" "shifts auto" "auto off"; do
     read -r aff fe <<<"$combo"
     echo "affinity=$aff foreach=$fe $(SLI2VOL_BENCH_AFFINITY=$aff SLI2VOL_BENCH_FOREACH=$fe timeout 60 $B train $W/train-96 "$DEV" 20 "$(nproc)" 2>&1 | tail -n 1)"
   done | tee "$OUT/ablation.txt"
