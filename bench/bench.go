@@ -40,6 +40,8 @@ type Result struct {
 	Steps        int     `json:"steps,omitempty"`
 	RSSAtStep100 float64 `json:"rss_step100_mib,omitempty"`
 	RSSAtEnd     float64 `json:"rss_end_mib,omitempty"`
+	// Ops: ATen operators dispatched by one more (untimed) step, by name, when OpsEnv is set.
+	Ops map[string]int64 `json:"ops,omitempty"`
 }
 
 func modelJSON(m configs.Model) map[string]any {
@@ -218,7 +220,24 @@ func TrainSteps(dir, device string, steps int) (*Result, error) {
 	}
 	res.RSSAtEnd = rssMiB("VmRSS")
 	res.PeakRSSMiB = rssMiB("VmHWM")
-	return res, nil
+	return res, countStepOps(res, func() error { _, err := st.Step(b); return err })
+}
+
+// OpsEnv set (to anything) makes the training commands count the operators of one more step
+// (Result.Ops); bench.py does the same with the PyTorch profiler.
+const OpsEnv = "SLI2VOL_BENCH_OPS"
+
+func countStepOps(res *Result, step func() error) error {
+	if os.Getenv(OpsEnv) == "" {
+		return nil
+	}
+	var err error
+	res.Ops, err = torchx.CountOps(func() {
+		if e := step(); e != nil {
+			panic(&torchx.Error{Msg: e.Error()})
+		}
+	})
+	return err
 }
 
 // Propagate times infer's propagation through the prepared volume from its middle slice

@@ -144,5 +144,5 @@ func TrainUNETRSteps(dir, device string, steps int) (*Result, error) {
 		res.SamplesPerS = float64(steps*b.B) / time.Since(t0).Seconds()
 	}
 	res.PeakRSSMiB = rssMiB("VmHWM")
-	return res, nil
+	return res, countStepOps(res, func() error { _, err := st.Step(b); return err })
 }

@@ -152,33 +152,42 @@ func (p *Propagator) Segment(img *data.Image, s data.Slicer, win data.Window, an
 				}
 				key := features(ann.Slice, foreground(cur))
 				for n := ann.Slice + dir; n >= 0 && n < s.Len(); n += dir {
-					query := features(n, foreground(cur))
-					probs := p.Model.Propagate(p.Model.Affinity(query, key), cur)
-					arg := torchx.Int64s(torchx.Argmax(toNative(probs), 1, false))
-					mask := make([]int32, len(arg))
-					area := 0
-					for i, c := range arg {
-						if c > 0 {
-							mask[i] = ann.IDs[c-1]
-							area++
+					// One slice's tensors go when it is done; what the next slice needs is kept.
+					stop := false
+					torchx.TidyAll(func() []torchx.Tensor {
+						query := features(n, foreground(cur))
+						probs := p.Model.Propagate(p.Model.Affinity(query, key), cur)
+						arg := torchx.Int64s(torchx.Argmax(toNative(probs), 1, false))
+						mask := make([]int32, len(arg))
+						area := 0
+						for i, c := range arg {
+							if c > 0 {
+								mask[i] = ann.IDs[c-1]
+								area++
+							}
 						}
-					}
-					bar.Add(1, fmt.Sprintf("slice %d, %d px", n, area))
-					if area < max(1, p.MinArea) {
+						bar.Add(1, fmt.Sprintf("slice %d, %d px", n, area))
+						if area < max(1, p.MinArea) {
+							stop, cachedN = true, -1
+							return nil
+						}
+						data.SetSlice(s, res.Labels, n, mask)
+						res.First, res.Last = min(res.First, n), max(res.Last, n)
+						// Re-encode hard labels: a soft mask would blur a little more each slice.
+						if p.Resize > 0 {
+							cur = hardWork(probs) // stays on the working grid: no resampling drift
+						} else {
+							cur = oneHot(mask)
+						}
+						if p.Estimate == "propagated" {
+							key = features(n, foreground(cur)) // the key's estimate is the mask it carries
+						} else {
+							key = query
+						}
+						return []torchx.Tensor{cur, key, cachedF}
+					})
+					if stop {
 						break
-					}
-					data.SetSlice(s, res.Labels, n, mask)
-					res.First, res.Last = min(res.First, n), max(res.Last, n)
-					// Re-encode hard labels: a soft mask would blur a little more each slice.
-					if p.Resize > 0 {
-						cur = hardWork(probs) // stays on the working grid: no resampling drift
-					} else {
-						cur = oneHot(mask)
-					}
-					if p.Estimate == "propagated" {
-						key = features(n, foreground(cur)) // the key's estimate is the mask it carries
-					} else {
-						key = query
 					}
 					torchx.GC()
 				}

@@ -96,6 +96,10 @@ func (m *CFN) Propagate(affinity, src Tensor) Tensor {
 // through their affinity. plJ, plJ1 are the pseudo-labels (ignored in mode sli2vol). With a
 // shared encoder the four inputs go through it as one batch.
 func (m *CFN) Reconstruct(sJ, sJ1, plJ, plJ1 Tensor) Tensor {
+	return torchx.Tidy(func() Tensor { return m.reconstruct(sJ, sJ1, plJ, plJ1) })
+}
+
+func (m *CFN) reconstruct(sJ, sJ1, plJ, plJ1 Tensor) Tensor {
 	var key, query Tensor
 	if !m.UsesPL() {
 		f := m.SliceFeatures(torchx.Cat([]Tensor{sJ, sJ1}, 0))

@@ -43,13 +43,15 @@ func (b *BasicBlock) Visit(prefix string, v *Visitor) {
 
 // Forward applies the block.
 func (b *BasicBlock) Forward(x Tensor) Tensor {
-	h := torchx.Relu(b.BN1.Forward(b.Conv1.Forward(x)))
-	h = b.BN2.Forward(b.Conv2.Forward(h))
-	short := x
-	if b.Down != nil {
-		short = b.DownB.Forward(b.Down.Forward(x))
-	}
-	return torchx.Relu(torchx.Add(h, short))
+	return torchx.Tidy(func() Tensor { // the block's temporaries go at its end (see torchx.Tidy)
+		h := torchx.Relu(b.BN1.Forward(b.Conv1.Forward(x)))
+		h = b.BN2.Forward(b.Conv2.Forward(h))
+		short := x
+		if b.Down != nil {
+			short = b.DownB.Forward(b.Down.Forward(x))
+		}
+		return torchx.Relu(torchx.Add(h, short))
+	})
 }
 
 // Encoder is Sli2Vol's "ResNet18 at original size": a 7×7 stem (stride 1) + BN + ReLU,
@@ -98,11 +100,13 @@ func (e *Encoder) Visit(prefix string, v *Visitor) {
 
 // Forward maps B×C_in×H×W to B×F×H×W.
 func (e *Encoder) Forward(x Tensor) Tensor {
-	h := torchx.Relu(e.BN1.Forward(e.Conv1.Forward(x)))
-	for _, blocks := range e.Layers {
-		for _, b := range blocks {
-			h = b.Forward(h)
+	return torchx.Tidy(func() Tensor {
+		h := torchx.Relu(e.BN1.Forward(e.Conv1.Forward(x)))
+		for _, blocks := range e.Layers {
+			for _, b := range blocks {
+				h = b.Forward(h)
+			}
 		}
-	}
-	return e.Out.Forward(h)
+		return e.Out.Forward(h)
+	})
 }

@@ -59,7 +59,9 @@ func (a *EPA) Visit(prefix string, v *Visitor) {
 }
 
 // Forward maps x (B×N×C) to B×N×C.
-func (a *EPA) Forward(x Tensor) Tensor {
+func (a *EPA) Forward(x Tensor) Tensor { return torchx.Tidy(func() Tensor { return a.forward(x) }) }
+
+func (a *EPA) forward(x Tensor) Tensor {
 	s := x.Shape()
 	b, n, c := s[0], s[1], s[2]
 	d := c / a.Heads
@@ -145,9 +147,11 @@ func (t *TransformerBlock) Forward(x Tensor) Tensor {
 	if pn := t.PosEmbed.Shape()[1]; pn != n {
 		panic(&torchx.Error{Msg: fmt.Sprintf("UNETR++ block built for %d tokens got %d (%v): the input patch size must match the network's", pn, n, s[2:])})
 	}
-	tokens := torchx.Add(torchx.Permute(torchx.Reshape(x, b, c, n), 0, 2, 1), t.PosEmbed)
-	attn := torchx.Add(tokens, torchx.Mul(t.Gamma, t.EPA.Forward(t.Norm.Forward(tokens))))
-	skip := torchx.Reshape(torchx.Permute(attn, 0, 2, 1), s...)
-	out := t.Conv51.Forward(skip)
-	return torchx.Add(skip, t.Conv8.Forward(Dropout3d(out, t.ConvDrop, t.Training)))
+	return torchx.Tidy(func() Tensor {
+		tokens := torchx.Add(torchx.Permute(torchx.Reshape(x, b, c, n), 0, 2, 1), t.PosEmbed)
+		attn := torchx.Add(tokens, torchx.Mul(t.Gamma, t.EPA.Forward(t.Norm.Forward(tokens))))
+		skip := torchx.Reshape(torchx.Permute(attn, 0, 2, 1), s...)
+		out := t.Conv51.Forward(skip)
+		return torchx.Add(skip, t.Conv8.Forward(Dropout3d(out, t.ConvDrop, t.Training)))
+	})
 }

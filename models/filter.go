@@ -60,7 +60,7 @@ func (f *fixedFilter) kernel(device string) Tensor {
 	if device != "cpu" {
 		k = torchx.To(k, device, -1)
 	}
-	f.cache[device] = k
+	f.cache[device] = torchx.Persist(k) // outlives the step that first asked for it
 	return k
 }
 

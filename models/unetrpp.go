@@ -145,13 +145,15 @@ func (b *ResBlock3d) norm(bn *BatchNorm, x Tensor) Tensor {
 
 // Forward applies the block.
 func (b *ResBlock3d) Forward(x Tensor) Tensor {
-	out := torchx.LeakyRelu(b.norm(b.Norm1, b.Conv1.Forward(x)), 0.01)
-	out = b.norm(b.Norm2, b.Conv2.Forward(out))
-	res := x
-	if b.Conv3 != nil {
-		res = b.norm(b.Norm3, b.Conv3.Forward(x))
-	}
-	return torchx.LeakyRelu(torchx.Add(out, res), 0.01)
+	return torchx.Tidy(func() Tensor { // the block's temporaries go at its end (see torchx.Tidy)
+		out := torchx.LeakyRelu(b.norm(b.Norm1, b.Conv1.Forward(x)), 0.01)
+		out = b.norm(b.Norm2, b.Conv2.Forward(out))
+		res := x
+		if b.Conv3 != nil {
+			res = b.norm(b.Norm3, b.Conv3.Forward(x))
+		}
+		return torchx.LeakyRelu(torchx.Add(out, res), 0.01)
+	})
 }
 
 // Downsample is a strided conv (kernel = stride, no bias) followed by a GroupNorm.
@@ -190,14 +192,16 @@ func (u *UpBlock) Visit(prefix string, v *Visitor) {
 
 // Forward upsamples x and adds skip.
 func (u *UpBlock) Forward(x, skip Tensor) Tensor {
-	out := torchx.Add(u.TranspConv.Forward(x), skip)
-	if u.Conv != nil {
-		return u.Conv.Forward(out)
-	}
-	for _, b := range u.Blocks {
-		out = b.Forward(out)
-	}
-	return out
+	return torchx.Tidy(func() Tensor {
+		out := torchx.Add(u.TranspConv.Forward(x), skip)
+		if u.Conv != nil {
+			return u.Conv.Forward(out)
+		}
+		for _, b := range u.Blocks {
+			out = b.Forward(out)
+		}
+		return out
+	})
 }
 
 // UNETRPP is the whole network: a hierarchical EPA encoder on a patch-embedded input, a
@@ -290,6 +294,10 @@ func (m *UNETRPP) Forward(x Tensor, ds bool) []Tensor {
 		panic(&torchx.Error{Msg: fmt.Sprintf("UNETR++ input %v: want B×%d×%d×%d×%d", s, m.Config.InChannels,
 			m.Config.PatchSize[0], m.Config.PatchSize[1], m.Config.PatchSize[2])})
 	}
+	return torchx.TidyAll(func() []Tensor { return m.forward(x, ds) })
+}
+
+func (m *UNETRPP) forward(x Tensor, ds bool) []Tensor {
 	var hidden [4]Tensor
 	h := x
 	for i := range 4 {

@@ -58,6 +58,7 @@ func wrap(p C.TxTensor) Tensor {
 	ptr := new(unsafe.Pointer)
 	*ptr = unsafe.Pointer(p)
 	torch.SetTensorFinalizer(ptr)
+	track(ptr)
 	return Tensor{T: ptr}
 }
 

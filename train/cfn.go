@@ -246,44 +246,48 @@ type Stepper struct {
 // an optimizer step. A non-finite loss is returned without updating the weights.
 func (s *Stepper) Step(batch data.Batch) (loss float64, err error) {
 	c := s.Cfg
-	err = torchx.Try(func() {
-		p := tensors.FromBatch(batch, s.Device)
-		in := func(t torchx.Tensor) torchx.Tensor {
-			t = torchx.MulScalar(t, c.Data.IntensityScale)
-			if c.Train.ChannelsLast {
-				t = torchx.ChannelsLast(t)
-			}
-			return t
-		}
-		a, b := in(p.A), in(p.B)
-		var pla, plb torchx.Tensor
-		if s.Model.UsesPL() {
-			pla, plb = in(p.PLA), in(p.PLB)
-		}
-		s.Opt.ZeroGrad()
-		var l torchx.Tensor
-		forward := func() {
-			recon := s.Model.Reconstruct(a, b, pla, plb)
-			if c.Train.Loss == "l1" {
-				l = torchx.L1Loss(recon, b, torchx.ReduceMean)
-			} else {
-				l = torchx.SmoothL1Loss(recon, b, torchx.ReduceMean, 1)
-			}
-		}
-		if c.Train.AMP == "bf16" {
-			// Forward and loss in mixed precision; backward outside autocast.
-			torchx.Autocast(s.Device, torchx.BFloat16, forward)
-		} else {
-			forward()
-		}
-		// Backward is queued before the loss is read: on a GPU, reading a value waits for the
-		// work before it, and the backward pass should already be in the queue by then.
-		torchx.Backward(l)
-		loss = torchx.Item(l)
-		if math.IsNaN(loss) || math.IsInf(loss, 0) {
-			return // no update; the next ZeroGrad clears these gradients
-		}
-		s.Opt.Step()
-	})
+	// Every tensor of the step goes when it ends (torchx.TidyDo), not at the next GC.
+	err = torchx.Try(func() { torchx.TidyDo(func() { loss = s.step(c, batch) }) })
 	return loss, err
+}
+
+func (s *Stepper) step(c *configs.Config, batch data.Batch) (loss float64) {
+	p := tensors.FromBatch(batch, s.Device)
+	in := func(t torchx.Tensor) torchx.Tensor {
+		t = torchx.MulScalar(t, c.Data.IntensityScale)
+		if c.Train.ChannelsLast {
+			t = torchx.ChannelsLast(t)
+		}
+		return t
+	}
+	a, b := in(p.A), in(p.B)
+	var pla, plb torchx.Tensor
+	if s.Model.UsesPL() {
+		pla, plb = in(p.PLA), in(p.PLB)
+	}
+	s.Opt.ZeroGrad()
+	var l torchx.Tensor
+	forward := func() {
+		recon := s.Model.Reconstruct(a, b, pla, plb)
+		if c.Train.Loss == "l1" {
+			l = torchx.L1Loss(recon, b, torchx.ReduceMean)
+		} else {
+			l = torchx.SmoothL1Loss(recon, b, torchx.ReduceMean, 1)
+		}
+	}
+	if c.Train.AMP == "bf16" {
+		// Forward and loss in mixed precision; backward outside autocast.
+		torchx.Autocast(s.Device, torchx.BFloat16, forward)
+	} else {
+		forward()
+	}
+	// Backward is queued before the loss is read: on a GPU, reading a value waits for the
+	// work before it, and the backward pass should already be in the queue by then.
+	torchx.Backward(l)
+	loss = torchx.Item(l)
+	if math.IsNaN(loss) || math.IsInf(loss, 0) {
+		return // no update; the next ZeroGrad clears these gradients
+	}
+	s.Opt.Step()
+	return loss
 }

@@ -12,6 +12,10 @@ import (
 // logits is B×K×D×H×W, target B×D×H×W class indices (int64), known B×1×D×H×W 0/1 weights
 // (voxels with weight 0 do not count: the FS-SS baseline knows one slice per volume).
 func DiceCELoss(logits, target, known torchx.Tensor) torchx.Tensor {
+	return torchx.Tidy(func() torchx.Tensor { return diceCE(logits, target, known) })
+}
+
+func diceCE(logits, target, known torchx.Tensor) torchx.Tensor {
 	k := logits.Shape()[1]
 	// Unknown voxels get ignore index −100 for the cross-entropy.
 	kn := torchx.Squeeze(known, 1)

@@ -234,7 +234,6 @@ func DeepSupervisionWeights(n int) []float64 {
 // nearest neighbour at the output's grid), backward, gradient clipping, an optimizer step.
 // A non-finite loss is returned without updating the weights.
 func (s *SegStepper) Step(b *data.PatchBatch) (loss float64, err error) {
-	u := s.Cfg.UNETR
 	mc := s.Model.Config
 	// Targets per output: full resolution, then the stage-1 and stage-2 grids.
 	targets := []*data.PatchBatch{b}
@@ -245,42 +244,47 @@ func (s *SegStepper) Step(b *data.PatchBatch) (loss float64, err error) {
 		}
 		targets = append(targets, b.Downsample(f0), b.Downsample(f1))
 	}
-	err = torchx.Try(func() {
-		s.Opt.ZeroGrad()
-		p := tensors.FromPatchBatch(b, s.Device)
-		outs := s.Model.Forward(p.Image, true)
-		w := DeepSupervisionWeights(len(outs))
-		var total torchx.Tensor
-		for i, out := range outs {
-			t := p
-			if i > 0 {
-				t = tensors.FromPatchBatch(targets[i], s.Device)
-				if !anyKnown(targets[i]) {
-					continue // FS-SS: this scale dropped every known voxel
-				}
-			}
-			l := torchx.MulScalar(DiceCELoss(out, t.Labels, t.Known), w[i])
-			if total.T == nil {
-				total = l
-			} else {
-				total = torchx.Add(total, l)
-			}
-		}
-		// As in Stepper.Step: the backward pass is queued before the loss is read.
-		torchx.Backward(total)
-		loss = torchx.Item(total)
-		if math.IsNaN(loss) || math.IsInf(loss, 0) {
-			return // no update; the next ZeroGrad clears these gradients
-		}
-		if u.GradClip > 0 {
-			if s.params == nil {
-				s.params = models.Parameters(s.Model)
-			}
-			torchx.ClipGradNormAsync(s.params, u.GradClip)
-		}
-		s.Opt.Step()
-	})
+	// Every tensor of the step goes when it ends (torchx.TidyDo), not at the next GC.
+	err = torchx.Try(func() { torchx.TidyDo(func() { loss = s.step(b, targets) }) })
 	return loss, err
+}
+
+func (s *SegStepper) step(b *data.PatchBatch, targets []*data.PatchBatch) (loss float64) {
+	u := s.Cfg.UNETR
+	s.Opt.ZeroGrad()
+	p := tensors.FromPatchBatch(b, s.Device)
+	outs := s.Model.Forward(p.Image, true)
+	w := DeepSupervisionWeights(len(outs))
+	var total torchx.Tensor
+	for i, out := range outs {
+		t := p
+		if i > 0 {
+			t = tensors.FromPatchBatch(targets[i], s.Device)
+			if !anyKnown(targets[i]) {
+				continue // FS-SS: this scale dropped every known voxel
+			}
+		}
+		l := torchx.MulScalar(DiceCELoss(out, t.Labels, t.Known), w[i])
+		if total.T == nil {
+			total = l
+		} else {
+			total = torchx.Add(total, l)
+		}
+	}
+	// As in Stepper.Step: the backward pass is queued before the loss is read.
+	torchx.Backward(total)
+	loss = torchx.Item(total)
+	if math.IsNaN(loss) || math.IsInf(loss, 0) {
+		return // no update; the next ZeroGrad clears these gradients
+	}
+	if u.GradClip > 0 {
+		if s.params == nil {
+			s.params = models.Parameters(s.Model)
+		}
+		torchx.ClipGradNormAsync(s.params, u.GradClip)
+	}
+	s.Opt.Step()
+	return loss
 }
 
 func anyKnown(b *data.PatchBatch) bool {

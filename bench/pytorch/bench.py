@@ -52,7 +52,18 @@ def time_steps(step, steps, device, batch):
     out = {"first_loss": first, "peak_rss_mib": peak_rss_mib(), "steps": steps}
     if steps:
         out["samples_per_s"] = steps * batch / dt
+    if os.environ.get("SLI2VOL_BENCH_OPS"):
+        out["ops"] = count_ops(step)
     print(json.dumps(out))
+
+
+def count_ops(fn):
+    """ATen operators one more step dispatches, by name (the RecordFunction events that
+    sli2vol-bench counts on its side), without the profiler's own Python-level entries."""
+    from collections import Counter
+    with torch.autograd.profiler.profile() as prof:
+        fn()
+    return dict(Counter(e.name for e in prof.function_events))
 
 
 def train(d, device, steps, threads):

@@ -145,6 +145,10 @@ TxErr tx_correlation(TxTensor q, TxTensor k, int64_t radius, TxTensor *out);
 TxErr tx_aggregate(TxTensor a, TxTensor m, int64_t radius, TxTensor *out);
 void tx_set_affinity_strategy(int s);
 
+/* ---- operator counts (profiling) ---- */
+TxErr tx_opcount_start(void);
+TxErr tx_opcount_stop(char **out);
+
 /* ---- optimizers ----------------------------------------------------------------------- */
 enum { TX_ADAMW, TX_SGD };
 TxErr tx_optim_new(int kind, TxTensor *params, int n, double lr, double beta1, double beta2,
