@@ -104,7 +104,7 @@ func Run(o RunOptions) error {
 		"UNETR++ rows: Go's `train.SegStepper` vs `bench/pytorch/unetrpp_ref.py` with the same loss (Dice + CE, deep supervision), " +
 		"optimizer and gradient clipping, dropout off on both sides. " +
 		"Each row's outputs are checked equal before it is timed. "+
-		fmt.Sprintf("Go's affinity strategy: %s (auto = per window row on CUDA, per displacement on the CPU).\n\n", cmp.Or(o.Affinity, "auto")))
+		fmt.Sprintf("Go's affinity strategy: %s (auto = per window row on CUDA for maps of up to 2^23 elements, per displacement otherwise).\n\n", cmp.Or(o.Affinity, "auto")))
 	md.WriteString("| row | Go | PyTorch | Go/PyTorch (median) |\n|---|---|---|---|\n")
 	gpu := newGPUMemory(o.GPUMemoryCmd)
 	if gpu != nil {

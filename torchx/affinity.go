@@ -26,13 +26,14 @@ func Aggregate(a, m Tensor, radius int) Tensor {
 type AffinityStrategy int
 
 const (
-	// AffinityAuto: AffinityRows on CUDA, AffinityShifts on the CPU (the default).
+	// AffinityAuto (the default): AffinityRows on CUDA for feature maps of up to 2^23
+	// elements (B·C·H·W), AffinityShifts otherwise (measurements in csrc/affinity.cc).
 	AffinityAuto AffinityStrategy = iota
 	// AffinityRows: one window row at a time, a few large ops per row and a
-	// B×C×H×W×(2R+1) temporary. A GPU, bound by kernel launches, wants this.
+	// B×C×H×W×(2R+1) temporary. A GPU on small maps, bound by kernel launches, wants this.
 	AffinityRows
 	// AffinityShifts: one displacement at a time, (2R+1)² rounds of small ops and one
-	// B×C×H×W temporary. The CPU, bound by memory bandwidth, wants this.
+	// B×C×H×W temporary. The CPU, bound by memory bandwidth, and a GPU on large maps want this.
 	AffinityShifts
 )
 
