@@ -19,6 +19,7 @@ GOTORCH_MOD := github.com/wangkuiyi/gotorch
 GOTORCH_VERSION := v0.0.0-20201028015551-9afed2f3ad7b
 
 BUILD := build
+CFN_STEP := $(BUILD)/bench/cfn_step
 LIBDIR := $(BUILD)/lib
 ABS_LIBDIR := $(abspath $(LIBDIR))
 
@@ -88,7 +89,7 @@ build:
 vet: build
 	$(GOENV) $(GO) vet ./...
 
-test: deps build vet
+test: deps build vet $(CFN_STEP)
 	@$(MAKE) --no-print-directory test-bundle
 	$(GOENV) $(GO) test -count=1 -timeout 20m ./...
 
@@ -107,12 +108,17 @@ demo: deps build
 	bin/sli2vol evaluate --config $(DEMO_CFG) --model $(DEMO)/work/sli2vol --model $(DEMO)/work/sli2vol+raw-pl \
 	  --model $(DEMO)/work/sli2vol+ --fsss $(DEMO)/fsss --data $(DEMO)/test --out $(DEMO)/report
 
-# Go vs the PyTorch reference, same model, weights, batch and threads (bench/runner.go);
-# writes BENCHMARKS.md. BENCH_FLAGS: --device cuda, --rounds N, --threads T, --paper.
+# Go vs the PyTorch reference, same model, weights, batch and threads (bench/runner.go), and
+# the CFN step in plain C++ (bench/cpp, the ceiling of any binding); writes BENCHMARKS.md.
+# BENCH_FLAGS: --device cuda, --rounds N, --threads T, --paper, --only ROWS.
 BENCH_FLAGS ?=
-bench: build
+$(CFN_STEP): bench/cpp/cfn_step.cc torchx/csrc/torchx.h $(LIBDIR)/libtorchx.so
+	@mkdir -p $(@D)
+	$(CXX) $(CXXFLAGS_ALL) -I torchx/csrc $< -o $@ -L$(LIBDIR) -Wl,-rpath,$(ABS_LIBDIR) -Wl,--no-as-needed -ltorchx $(TORCH_LDFLAGS)
+
+bench: build $(CFN_STEP)
 	$(GOENV) $(GO) build -o $(BUILD)/bench/sli2vol-bench ./bench/cmd/sli2vol-bench
-	$(BUILD)/bench/sli2vol-bench run --out BENCHMARKS.md $(BENCH_FLAGS)
+	$(BUILD)/bench/sli2vol-bench run --out BENCHMARKS.md --cpp $(CFN_STEP) $(BENCH_FLAGS)
 
 # Fuzz the input readers, FUZZTIME each (the issue asks for 10 minutes before closing).
 FUZZTIME ?= 1m
@@ -135,7 +141,7 @@ gpu-bundle: build
 	$(GOENV_BUNDLE) $(GO) build -ldflags '-s -w' -o $(BUNDLE)/build/bench/sli2vol-bench ./bench/cmd/sli2vol-bench
 	$(foreach p,$(TESTBIN_PKGS),$(GOENV_BUNDLE) $(GO) test -c -ldflags '-s -w' -o $(BUNDLE)/bin/$(p).test ./$(p) &&) true
 	cp -r torchx/csrc $(BUNDLE)/torchx/ && cp -r $(BUILD)/cgotorch-src $(BUNDLE)/build/
-	cp -r third_party Makefile $(BUNDLE)/ && mkdir -p $(BUNDLE)/bench $(BUNDLE)/configs && cp -r bench/pytorch $(BUNDLE)/bench/
+	cp -r third_party Makefile $(BUNDLE)/ && mkdir -p $(BUNDLE)/bench $(BUNDLE)/configs && cp -r bench/pytorch bench/cpp $(BUNDLE)/bench/
 	cp configs/*.yaml $(BUNDLE)/configs/
 	@du -sh $(BUNDLE)
 

@@ -100,10 +100,14 @@ func Prepare(dir string, c *configs.Config, hw, batch, slices int) (*Spec, error
 		}
 	}
 	sh := []int64{int64(batch), 1, int64(hw), int64(hw)}
-	if err := torchx.SaveStateDict(filepath.Join(dir, "batch.pt"), map[string]torchx.Tensor{
+	bts := map[string]torchx.Tensor{
 		"s_j": torchx.FromFloat32(bt.A, sh...), "s_j1": torchx.FromFloat32(bt.B, sh...),
 		"pl_j": torchx.FromFloat32(bt.PLA, sh...), "pl_j1": torchx.FromFloat32(bt.PLB, sh...),
-	}); err != nil {
+	}
+	if err := torchx.SaveStateDict(filepath.Join(dir, "batch.pt"), bts); err != nil {
+		return nil, err
+	}
+	if err := writeCpp(dir, c, m, bts); err != nil {
 		return nil, err
 	}
 	if slices <= 0 { // a training row: no volume to propagate through

@@ -35,8 +35,13 @@ func TestHarnessSmoke(t *testing.T) {
 	os.WriteFile(cfg, []byte("model: {width: 4, stages: 1, blocks_per_stage: 1, feature_dim: 8, radius: 2}\ndata: {resize_range: [32, 32], crop: 32}\n"+
 		"unetr: {patch_size: [16, 32, 32], feature_size: 4, dims: [8, 16, 32, 64], depths: [1, 1, 1, 1], heads: 2, proj_size: [8, 8, 8, 4], decoder_proj_size: 8, decoder_depth: 1}\n"), 0o644)
 	out := filepath.Join(dir, "BENCHMARKS.md")
+	// The plain C++ step (make test builds it, as make bench does).
+	cpp, _ := filepath.Abs(filepath.Join("..", "build", "bench", "cfn_step"))
+	if _, err := os.Stat(cpp); err != nil {
+		t.Skipf("%s not built (make build/bench/cfn_step): %v", cpp, err)
+	}
 	err := Run(RunOptions{
-		Self: os.Args[0], Python: py, PyScript: filepath.Join("pytorch", "bench.py"), Work: dir,
+		Self: os.Args[0], Python: py, PyScript: filepath.Join("pytorch", "bench.py"), Work: dir, Cpp: cpp,
 		Device: "cpu", Threads: 1, Rounds: 1,
 		Rows: []Row{{Name: "t", Config: cfg, HW: 32, Batch: 2, Steps: 1}, {Name: "p", Config: cfg, HW: 32, Slices: 12, Batch: 2, Propagate: true},
 			{Name: "u", Config: cfg, Batch: 2, Steps: 1, UNETR: true}, {Name: "f", Config: cfg, HW: 32, Batch: 1, Steps: -1}},
@@ -48,10 +53,21 @@ func TestHarnessSmoke(t *testing.T) {
 	}
 	b, _ := os.ReadFile(out)
 	for _, want := range []string{"training step", "propagation", "UNETR++ training step", "without warm-up", "peak RSS", "Memory: a 120-step",
-		"| … peak GPU memory (MiB, nvidia-smi, above idle) | 1024 (1024–1024) | 1024 (1024–1024) | 1.00 |"} {
+		"| … peak GPU memory (MiB, nvidia-smi, above idle) | 1024 (1024–1024) | 1024 (1024–1024) | 1.00 |",
+		"ceiling of any binding"} {
 		if !strings.Contains(string(b), want) {
 			t.Fatalf("report lacks %q:\n%s", want, b)
 		}
+	}
+	// Both CFN training rows appear twice (vs PyTorch, vs C++); the UNETR++ row once.
+	for _, row := range []string{"| training step, tiny.yaml network, 32² batch 2 (samples/s) |",
+		"| training step, tiny.yaml network, 32² batch 1, one step per round timed without warm-up (samples/s) |"} {
+		if n := strings.Count(string(b), row); n != 2 {
+			t.Fatalf("row %q appears %d times, want 2 (PyTorch and C++ tables):\n%s", row, n, b)
+		}
+	}
+	if n := strings.Count(string(b), "UNETR++ training step"); n != 1 {
+		t.Fatalf("the UNETR++ row appears %d times, want 1:\n%s", n, b)
 	}
 	if strings.Contains(string(b), "Incomplete") {
 		t.Fatalf("a finished run's report says it is incomplete:\n%s", b)

@@ -40,6 +40,7 @@ type RunOptions struct {
 	Recorded               string // appended unchanged (recorded GPU runs)
 	GPUMemoryCmd           string // nvidia-smi on CUDA: each side's peak GPU memory ("" skips)
 	Affinity               string // the Go side's affinity strategy, for the report ("" = auto)
+	Cpp                    string // bench/cpp/cfn_step: CFN training rows also in plain C++ ("" skips)
 	Log                    func(format string, a ...any)
 }
 
@@ -103,7 +104,7 @@ func Run(o RunOptions) error {
 		"(`bench/pytorch/sli2vol_ref.py`, affinity by `F.unfold` as in the published code) on the same weights, batch and volume. " +
 		"UNETR++ rows: Go's `train.SegStepper` vs `bench/pytorch/unetrpp_ref.py` with the same loss (Dice + CE, deep supervision), " +
 		"optimizer and gradient clipping, dropout off on both sides. " +
-		"Each row's outputs are checked equal before it is timed. "+
+		"Each row's outputs are checked equal before it is timed. " +
 		fmt.Sprintf("Go's affinity strategy: %s (auto = per window row on CUDA for maps of up to 2^23 elements, per displacement otherwise).\n\n", cmp.Or(o.Affinity, "auto")))
 	md.WriteString("| row | Go | PyTorch | Go/PyTorch (median) |\n|---|---|---|---|\n")
 	gpu := newGPUMemory(o.GPUMemoryCmd)
@@ -113,8 +114,9 @@ func Run(o RunOptions) error {
 		}
 	}
 	var failed []string
+	var cpp strings.Builder // Go beside the same step in plain C++ libtorch
 	for _, r := range o.Rows {
-		if err := runRow(&md, o, r, gpu); err != nil {
+		if err := runRow(&md, &cpp, o, r, gpu); err != nil {
 			var pe parityError
 			if !errors.As(err, &pe) {
 				return err
@@ -128,6 +130,13 @@ func Run(o RunOptions) error {
 		if err := writeReport(o.Out, md.String()+"\n_Incomplete: the run stopped before the remaining rows._\n"); err != nil {
 			return err
 		}
+	}
+	if cpp.Len() > 0 {
+		md.WriteString("\nThe ceiling of any binding: the same CFN training step written directly in C++ against the same libtorch " +
+			"(`bench/cpp/cfn_step.cc`: the same operators in the same order, the same fused affinity, the same weights and batch; " +
+			"its first loss is checked against Go's), timed in the same interleaved rounds.\n\n" +
+			"| row | Go | C++ | Go/C++ (median) |\n|---|---|---|---|\n")
+		md.WriteString(cpp.String())
 	}
 	if o.MemorySteps > 0 {
 		dir := filepath.Join(o.Work, "memory")
@@ -180,7 +189,7 @@ func (r Row) describe() string {
 }
 
 // runRow prepares one row, checks parity on the first round and appends the row's lines.
-func runRow(md *strings.Builder, o RunOptions, r Row, gpu *gpuMemory) error {
+func runRow(md, cppMD *strings.Builder, o RunOptions, r Row, gpu *gpuMemory) error {
 	th := fmt.Sprint(o.Threads)
 	dir := filepath.Join(o.Work, r.Name)
 	o.Log("prepare %s", r.Name)
@@ -198,8 +207,9 @@ func runRow(md *strings.Builder, o RunOptions, r Row, gpu *gpuMemory) error {
 		goArgs = []string{"propagate", dir, o.Device, th}
 		pyArgs = []string{o.PyScript, "propagate", dir, o.Device, th}
 	}
-	var gv, pv, gm, pm, gg, pg []float64
+	var gv, pv, gm, pm, gg, pg, cv, cm []float64
 	var parity string
+	withCpp := o.Cpp != "" && !r.Propagate && !r.UNETR
 	for i := 0; i < o.Rounds; i++ {
 		g, gGPU, err := runMeasured(gpu, o.Self, goArgs...)
 		if err != nil {
@@ -228,6 +238,20 @@ func runRow(md *strings.Builder, o RunOptions, r Row, gpu *gpuMemory) error {
 		}
 		gv, pv, gm, pm = append(gv, gs), append(pv, ps), append(gm, g.PeakRSSMiB), append(pm, p.PeakRSSMiB)
 		gg, pg = append(gg, gGPU), append(pg, pGPU)
+		if withCpp {
+			c, err := runJSON(o.Cpp, dir, o.Device, fmt.Sprint(r.Steps), th)
+			if err != nil {
+				return err
+			}
+			if i == 0 {
+				if d := math.Abs(c.FirstLoss-g.FirstLoss) / math.Abs(g.FirstLoss); d > 1e-4 || math.IsNaN(d) {
+					return parityError{fmt.Sprintf("%s: first loss Go %.7g vs C++ %.7g: not the same computation, no timing", r.Name, g.FirstLoss, c.FirstLoss)}
+				}
+			}
+			cv, cm = append(cv, c.SamplesPerS), append(cm, c.PeakRSSMiB)
+			o.Log("  round %d: Go %.3g, PyTorch %.3g, C++ %.3g", i+1, gs, ps, c.SamplesPerS)
+			continue
+		}
 		o.Log("  round %d: Go %.3g, PyTorch %.3g", i+1, gs, ps)
 	}
 	G, P := summarize(gv), summarize(pv)
@@ -239,6 +263,11 @@ func runRow(md *strings.Builder, o RunOptions, r Row, gpu *gpuMemory) error {
 		fmt.Fprintf(md, "| … peak GPU memory (MiB, nvidia-smi, above idle) | %s | %s | %.2f |\n", GG, PG, GG.med/PG.med)
 	}
 	fmt.Fprintf(md, "| … parity (round 1) | %s | | |\n", parity)
+	if withCpp {
+		C, CM := summarize(cv), summarize(cm)
+		fmt.Fprintf(cppMD, "| %s | %s | %s | **%.2f** |\n", r.describe(), G, C, G.med/C.med)
+		fmt.Fprintf(cppMD, "| … peak RSS (MiB) | %s | %s | %.2f |\n", GM, CM, GM.med/CM.med)
+	}
 	return nil
 }
 

@@ -45,6 +45,10 @@ func NewGEIG(directions int, scales []int) *GEIG {
 // Channels is d·s+1.
 func (g *GEIG) Channels() int { return g.Directions*len(g.Scales) + 1 }
 
+// FilterKernel is the fixed stencil as one convolution kernel, (d·s)×1×S×S on the CPU, and
+// its reach (S = 2·reach+1; the input is padded by reach, replicating its border).
+func (g *GEIG) FilterKernel() (Tensor, int) { return g.filter.kernel("cpu"), g.filter.reach }
+
 // SecondDerivatives is the pre-softmax response, B×(d·s)×H×W (replicate padding).
 func (g *GEIG) SecondDerivatives(x Tensor) Tensor { return g.filter.apply(x) }
 
@@ -77,6 +81,10 @@ func NewEdgeProfile(radius int) *EdgeProfile {
 
 // Channels is (2r+1)²−1.
 func (e *EdgeProfile) Channels() int { return (2*e.Radius+1)*(2*e.Radius+1) - 1 }
+
+// FilterKernel is the fixed stencil as one convolution kernel, ((2r+1)²−1)×1×S×S on the
+// CPU, and its reach.
+func (e *EdgeProfile) FilterKernel() (Tensor, int) { return e.filter.kernel("cpu"), e.filter.reach }
 
 // Differences is the pre-softmax profile.
 func (e *EdgeProfile) Differences(x Tensor) Tensor { return e.filter.apply(x) }

@@ -13,7 +13,8 @@ mkdir -p "$root/torch"
 multiarch=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 ln -s /usr/include "$root/torch/include"
 ln -s "/usr/lib/$multiarch" "$root/torch/lib"
-make -C "$bundle" -j"$(nproc)" native LIBTORCH="$root/torch" GO=false >/dev/null
+make -C "$bundle" -j"$(nproc)" native build/bench/cfn_step LIBTORCH="$root/torch" GO=false >/dev/null
+("$bundle/build/bench/cfn_step" 2>&1 || true) | grep -q "usage: cfn_step" || { echo "test-bundle: the bundle's cfn_step does not run" >&2; exit 1; }
 out=$("$bundle/bin/sli2vol" version)
 echo "$out"
 echo "$out" | grep -q "^libtorch 1\.13" || { echo "test-bundle: sli2vol version from the bundle failed" >&2; exit 1; }

@@ -56,6 +56,7 @@ func run(args []string) error {
 	paper := fs.Bool("paper", false, "also the paper-size UNETR++ row, 64×128×128 (always on CUDA)")
 	out := fs.String("out", "BENCHMARKS.md", "report")
 	only := fs.String("only", "", "comma-separated row names to run (train-96, train-256, propagate, 16×32×32, 64×128×128; memory); all when empty")
+	cpp := fs.String("cpp", "", "bench/cpp/cfn_step built (make bench does): the CFN rows also in plain C++ libtorch")
 	affinity := fs.String("affinity", "auto", "the Go side's affinity strategy: auto, rows or shifts (torchx.AffinityStrategy)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -120,7 +121,7 @@ func run(args []string) error {
 	return bench.Run(bench.RunOptions{
 		Self: self, Python: py, PyScript: filepath.Join(root, "bench", "pytorch", "bench.py"),
 		Work: filepath.Join(root, "build", "bench", "work"), Device: *device, Threads: *threads, Rounds: *rounds,
-		Rows: rows, MemorySteps: memSteps, Affinity: *affinity, MemoryConfig: filepath.Join(root, "configs", "cpu-small.yaml"),
+		Rows: rows, MemorySteps: memSteps, Affinity: *affinity, Cpp: *cpp, MemoryConfig: filepath.Join(root, "configs", "cpu-small.yaml"),
 		Out: *out, GPUMemoryCmd: gpuMem, Recorded: filepath.Join(root, "bench", "recorded.md"),
 		Log: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...) },
 	})
