@@ -33,14 +33,28 @@ func lia() *data.Image {
 	return &data.Image{Geometry: g, Data: make([]float32, g.NumVoxels())}
 }
 
+// With every object estimate (each feeds PL features, which the stand-in's affinity ignores),
+// so that the per-slice scopes are exercised with what each estimate keeps from slice to slice.
 func TestIdentityFlowCopiesBothWays(t *testing.T) {
+	for _, est := range []string{"none", "propagated", "model"} {
+		t.Run(est, func(t *testing.T) { testIdentityFlow(t, est) })
+	}
+}
+
+func testIdentityFlow(t *testing.T, estimate string) {
 	img := lia()
 	s, _ := data.NewSlicer(&img.Geometry, -1)
 	h, w := s.Size() // 6×7
 	mask := make([]int32, h*w)
 	mask[2*w+3], mask[2*w+4], mask[3*w+3] = 12175, 12175, 4 // two ids
 	ann := &data.Annotation{Slice: 2, Mask: mask, IDs: []int32{4, 12175}}
-	p := &Propagator{Model: fixedFlow{0, 0}, Device: "cpu", Scale: 1, MinArea: 1}
+	p := &Propagator{Model: fixedFlow{0, 0}, Device: "cpu", Scale: 1, MinArea: 1, Estimate: estimate}
+	if estimate == "model" {
+		p.EstimateVolume = make([]int32, img.NumVoxels())
+		for n := 0; n < s.Len(); n++ {
+			data.SetSlice(s, p.EstimateVolume, n, mask)
+		}
+	}
 	res, err := p.Segment(img, s, data.Window{Lo: 0, Up: 1}, ann)
 	if err != nil {
 		t.Fatal(err)
