@@ -72,7 +72,7 @@ func writeCpp(dir string, c *configs.Config, m *models.CFN, batch map[string]tor
 	if err := f.Close(); err != nil {
 		return err
 	}
-	bn := models.NewBatchNorm2d(1)
+	bn := m.Encoder.BN1 // every batch norm of the encoder has the same settings
 	loss := c.Train.Loss
 	if loss != "l1" {
 		loss = "smooth_l1"

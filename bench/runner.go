@@ -139,7 +139,7 @@ func Run(o RunOptions) error {
 	}
 	if cpp.Len() > 0 {
 		md.WriteString("\nThe ceiling of any binding: the same CFN training step written directly in C++ against the same libtorch " +
-			"(`bench/cpp/cfn_step.cc`: the same operators in the same order, the same fused affinity, the same weights and batch; " +
+			"(`bench/cpp/cfn_step.cc`: the same operators in the same order but for batch norm's unread num_batches_tracked counter, the same fused affinity, the same weights and batch; " +
 			"its first loss is checked against Go's), timed in the same interleaved rounds.\n\n" +
 			"| row | Go | C++ | Go/C++ (median) |\n|---|---|---|---|\n")
 		md.WriteString(cpp.String())

@@ -168,7 +168,8 @@ func (p *Propagator) Segment(img *data.Image, s data.Slicer, win data.Window, an
 						}
 						bar.Add(1, fmt.Sprintf("slice %d, %d px", n, area))
 						if area < max(1, p.MinArea) {
-							stop, cachedN = true, -1
+							stop = true
+							cachedN = -1 // its features go with this scope
 							return nil
 						}
 						data.SetSlice(s, res.Labels, n, mask)

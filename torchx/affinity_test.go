@@ -1,6 +1,7 @@
 package torchx
 
 import (
+	"fmt"
 	"math"
 	"math/rand"
 	"os"
@@ -175,5 +176,36 @@ func TestCorrelationMemoryBound(t *testing.T) {
 	}
 	if !Defined(Grad(q)) || !Defined(Grad(k)) {
 		t.Fatal("no gradients")
+	}
+}
+
+// The gradient the loss usually hands over is a broadcast view (of a sum's 1): both
+// strategies must read it as it is, without a copy, and agree, for either op.
+func TestAffinityBroadcastGradient(t *testing.T) {
+	grads := func(s AffinityStrategy, aggregate bool) [][]float64 {
+		SetAffinityStrategy(s)
+		defer SetAffinityStrategy(AffinityAuto)
+		ManualSeed(4)
+		q, k := Randn([]int64{2, 3, 6, 5}, Float64, "cpu"), Randn([]int64{2, 3, 6, 5}, Float64, "cpu")
+		m := Randn([]int64{2, 2, 6, 5}, Float64, "cpu")
+		for _, x := range []Tensor{q, k, m} {
+			SetRequiresGrad(x, true)
+		}
+		out := Correlation(q, k, 2)
+		if aggregate {
+			out = Aggregate(Softmax(out, 1), m, 2)
+		}
+		Backward(Sum(out, false))
+		g := [][]float64{Float64s(Grad(q)), Float64s(Grad(k))}
+		if aggregate {
+			g = append(g, Float64s(Grad(m)))
+		}
+		return g
+	}
+	for _, agg := range []bool{false, true} {
+		shifts, rows := grads(AffinityShifts, agg), grads(AffinityRows, agg)
+		for i := range shifts {
+			assertClose(t, fmt.Sprintf("aggregate %v, grad %d", agg, i), rows[i], shifts[i], 1e-12)
+		}
 	}
 }

@@ -245,13 +245,13 @@ type Stepper struct {
 // sli2vol+), the reconstruction of slice j+1 from slice j, the configured loss, backward and
 // an optimizer step. A non-finite loss is returned without updating the weights.
 func (s *Stepper) Step(batch data.Batch) (loss float64, err error) {
-	c := s.Cfg
 	// Every tensor of the step goes when it ends (torchx.TidyDo), not at the next GC.
-	err = torchx.Try(func() { torchx.TidyDo(func() { loss = s.step(c, batch) }) })
+	err = torchx.Try(func() { torchx.TidyDo(func() { loss = s.step(batch) }) })
 	return loss, err
 }
 
-func (s *Stepper) step(c *configs.Config, batch data.Batch) (loss float64) {
+func (s *Stepper) step(batch data.Batch) (loss float64) {
+	c := s.Cfg
 	p := tensors.FromBatch(batch, s.Device)
 	in := func(t torchx.Tensor) torchx.Tensor {
 		t = torchx.MulScalar(t, c.Data.IntensityScale)

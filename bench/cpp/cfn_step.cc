@@ -1,7 +1,8 @@
 // The OEG-CFN (or Sli2Vol CFN) training step of sli2vol's trainer, written directly in C++
 // against libtorch: the ceiling any binding of libtorch can reach for this step. It runs the
 // same operators as the Go trainer in the same order (the same fused affinity, from
-// libtorchx, called as plain C++), on the weights and batch `sli2vol-bench prepare` wrote, and
+// libtorchx, called as plain C++), except batch norm's num_batches_tracked counter, which
+// nothing reads; on the weights and batch `sli2vol-bench prepare` wrote, and
 // prints one JSON line as sli2vol-bench does, so `make bench` can set Go beside it.
 //
 //   cfn_step DIR DEVICE STEPS THREADS

@@ -201,8 +201,10 @@ struct Correlation : public torch::autograd::Function<Correlation> {
     int64_t R = ctx->saved_data["R"].toInt();
     at::Tensor dq, dk;
     bool need_q = ctx->needs_input_grad(0), need_k = ctx->needs_input_grad(1);
-    correlation_backward_any(grads[0].contiguous(), saved[0], saved[1], R, need_q ? &dq : nullptr,
-                         need_k ? &dk : nullptr);
+    // grads[0] as it comes (often a broadcast view of the loss's gradient): both strategies
+    // read it through views, and making it contiguous would cost one more output-sized tensor.
+    correlation_backward_any(grads[0], saved[0], saved[1], R, need_q ? &dq : nullptr,
+                             need_k ? &dk : nullptr);
     return {dq, dk, at::Tensor()};
   }
 };
@@ -217,11 +219,11 @@ struct Aggregate : public torch::autograd::Function<Aggregate> {
   static variable_list backward(AutogradContext *ctx, variable_list grads) {
     auto saved = ctx->get_saved_variables();
     int64_t R = ctx->saved_data["R"].toInt();
-    const at::Tensor G = grads[0].contiguous();
+    const at::Tensor &G = grads[0];
     at::Tensor dA, dm;
     // dA[d,y,x] = Σ_c G[c,y,x]·m[c,y+dy,x+dx] is the correlation of G with m;
     // dm[y+dy,x+dx] += A_d[y,x]·G[y,x] is correlation's key gradient with A as its grad.
-    if (ctx->needs_input_grad(0)) dA = correlation_any(G, saved[1], R);
+    if (ctx->needs_input_grad(0)) dA = correlation_any(G.contiguous(), saved[1], R);
     if (ctx->needs_input_grad(1)) correlation_backward_any(saved[0], G, saved[1], R, nullptr, &dm);
     return {dA, dm, at::Tensor()};
   }

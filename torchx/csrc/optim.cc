@@ -57,15 +57,29 @@ struct Group {
   std::vector<torch::optim::OptimizerParamState *> states;
 };
 
+// Whether the foreach path is wanted: mode 1, or mode 0 with every parameter that has a
+// gradient on CUDA (and at least one).
+bool foreach_wanted(torch::optim::Optimizer &o) {
+  int mode = g_foreach.load();
+  if (mode != 0) return mode == 1;
+  bool any = false;
+  for (auto &g : o.param_groups()) {
+    for (auto &p : g.params()) {
+      if (!p.grad().defined()) continue;
+      if (!p.is_cuda()) return false;
+      any = true;
+    }
+  }
+  return any;
+}
+
 // The parameters with gradients, group by group, and their states (nullptr when missing).
-std::vector<Group> collect(torch::optim::Optimizer &o, bool *all_cuda) {
+std::vector<Group> collect(torch::optim::Optimizer &o) {
   std::vector<Group> out;
-  *all_cuda = true;
   for (auto &g : o.param_groups()) {
     Group G;
     for (auto &p : g.params()) {
       if (!p.grad().defined()) continue;
-      *all_cuda = *all_cuda && p.is_cuda();
       G.params.push_back(p);
       G.grads.push_back(p.grad());
       auto it = o.state().find(state_key(p));
@@ -141,25 +155,21 @@ bool sgd_foreach(torch::optim::SGD &o, std::vector<Group> &groups) {
   return true;
 }
 
-// step runs the foreach update where it applies, else libtorch's own.
+// step runs the foreach update where it applies, else libtorch's own (the CPU path looks up
+// no state).
 void step(torch::optim::Optimizer &o) {
-  int mode = g_foreach.load();
-  if (mode != 2) {
+  if (foreach_wanted(o)) {
     at::NoGradGuard no_grad;
-    bool all_cuda = false;
-    std::vector<Group> groups = collect(o, &all_cuda);
-    if (mode == 1 || all_cuda) {
-      if (auto *a = dynamic_cast<torch::optim::AdamW *>(&o)) {
-        if (adamw_foreach(*a, groups)) {
-          g_foreach_steps++;
-          return;
-        }
-      } else if (auto *s = dynamic_cast<torch::optim::SGD *>(&o)) {
-        if (sgd_foreach(*s, groups)) {
-          g_foreach_steps++;
-          return;
-        }
-      }
+    std::vector<Group> groups = collect(o);
+    bool done = false;
+    if (auto *a = dynamic_cast<torch::optim::AdamW *>(&o)) {
+      done = adamw_foreach(*a, groups);
+    } else if (auto *s = dynamic_cast<torch::optim::SGD *>(&o)) {
+      done = sgd_foreach(*s, groups);
+    }
+    if (done) {
+      g_foreach_steps++;
+      return;
     }
   }
   o.step();
