@@ -88,6 +88,8 @@ func ParseAffinity(s string) (torchx.AffinityStrategy, error) {
 		return torchx.AffinityRows, nil
 	case "shifts":
 		return torchx.AffinityShifts, nil
+	case "unfold":
+		return torchx.AffinityUnfold, nil
 	}
-	return 0, fmt.Errorf("affinity %q: want auto, rows or shifts", s)
+	return 0, fmt.Errorf("affinity %q: want auto, rows, shifts or unfold", s)
 }

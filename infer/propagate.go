@@ -105,8 +105,7 @@ func (p *Propagator) Segment(img *data.Image, s data.Slicer, win data.Window, an
 	slice := func(n int) torchx.Tensor {
 		v := data.Slice(s, img.Data, n)
 		win.Apply(v, v)
-		t := tensors.Slices(v, 1, h, w)
-		return toWork(torchx.To(torchx.MulScalar(t, p.Scale), p.Device, -1))
+		return toWork(torchx.MulScalar(tensors.SlicesOn(v, 1, h, w, p.Device), p.Scale))
 	}
 	// The network's prediction as a PL: its foreground (every structure, as training PLs
 	// hold every structure), scaled like an image.
@@ -118,7 +117,7 @@ func (p *Propagator) Segment(img *data.Image, s data.Slicer, win data.Window, an
 				m[i] = float32(p.Scale)
 			}
 		}
-		return toWork(torchx.To(tensors.Slices(m, 1, h, w), p.Device, -1))
+		return toWork(tensors.SlicesOn(m, 1, h, w, p.Device))
 	}
 	// Each slice's own features are computed once: the query of one step is the key of the
 	// next. (With a propagated estimate only the PL half is recomputed.)

@@ -35,6 +35,10 @@ const (
 	// AffinityShifts: one displacement at a time, (2R+1)² rounds of small ops and one
 	// B×C×H×W temporary. The CPU, bound by memory bandwidth, and a GPU on large maps want this.
 	AffinityShifts
+	// AffinityUnfold: the reference's formulation (F.unfold, a product and a sum, ATen's own
+	// autograd): the fewest kernel launches and a B×C×(2R+1)²×H×W temporary (5.7 GB for one
+	// 128-channel 256² map at R=6). Never chosen by auto; there to measure the others against.
+	AffinityUnfold
 )
 
 // SetAffinityStrategy sets the strategy for the whole process (tests and benchmarks compare them).

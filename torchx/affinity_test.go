@@ -64,12 +64,12 @@ func naiveAggregate(a, m []float64, B, C, H, W, R int) []float64 {
 	return out
 }
 
-// Both strategies (per shift, per window row) against the loops and finite differences.
+// Every strategy (per shift, per window row, unfold) against the loops and finite differences.
 func TestCorrelationAggregateAgainstLoops(t *testing.T) {
 	for _, s := range []struct {
 		name string
 		s    AffinityStrategy
-	}{{"shifts", AffinityShifts}, {"rows", AffinityRows}} {
+	}{{"shifts", AffinityShifts}, {"rows", AffinityRows}, {"unfold", AffinityUnfold}} {
 		t.Run(s.name, func(t *testing.T) {
 			SetAffinityStrategy(s.s)
 			defer SetAffinityStrategy(AffinityAuto)
@@ -180,7 +180,8 @@ func TestCorrelationMemoryBound(t *testing.T) {
 }
 
 // The gradient the loss usually hands over is a broadcast view (of a sum's 1): both
-// strategies must read it as it is, without a copy, and agree, for either op.
+// strategies must read it as it is, without a copy, and agree, for either op (unfold, through
+// ATen's autograd, too).
 func TestAffinityBroadcastGradient(t *testing.T) {
 	grads := func(s AffinityStrategy, aggregate bool) [][]float64 {
 		SetAffinityStrategy(s)
@@ -203,9 +204,10 @@ func TestAffinityBroadcastGradient(t *testing.T) {
 		return g
 	}
 	for _, agg := range []bool{false, true} {
-		shifts, rows := grads(AffinityShifts, agg), grads(AffinityRows, agg)
+		shifts, rows, unfold := grads(AffinityShifts, agg), grads(AffinityRows, agg), grads(AffinityUnfold, agg)
 		for i := range shifts {
-			assertClose(t, fmt.Sprintf("aggregate %v, grad %d", agg, i), rows[i], shifts[i], 1e-12)
+			assertClose(t, fmt.Sprintf("rows, aggregate %v, grad %d", agg, i), rows[i], shifts[i], 1e-12)
+			assertClose(t, fmt.Sprintf("unfold, aggregate %v, grad %d", agg, i), unfold[i], shifts[i], 1e-12)
 		}
 	}
 }

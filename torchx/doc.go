@@ -14,11 +14,12 @@
 // features). Free releases a large tensor at once where waiting for GC would double the peak.
 // Tidy (and TidyAll, TidyDo) frees every tensor made inside a function when it returns, except
 // its results: model blocks and training steps use it so that temporaries go as soon as in
-// Python, not at the next GC.
+// Python, not at the next GC; GC then skips the collection when no tensor was left to it.
 //
 // GPU. On CUDA the affinity runs per window row on small maps (fewer kernel launches) and the
 // optimizers update all parameters with multi-tensor ops, as PyTorch's do; the arithmetic is
-// the same as on the CPU paths (AffinityStrategy, ForeachMode).
+// the same as on the CPU paths (AffinityStrategy, ForeachMode). FromFloat32On uploads through
+// page-locked memory without making the host wait for the GPU.
 //
 // Threads. libtorch's grad mode is per OS thread; NoGrad locks the goroutine to its thread for
 // the duration of the function it runs.

@@ -25,6 +25,10 @@ type scope struct {
 
 var (
 	openScopes atomic.Int32 // fast path: wrap does nothing when no scope is open
+	// unscoped counts handles left to the garbage collector since GC last ran it: made
+	// outside any scope, returned from an outermost scope, or persisted. While it is zero a
+	// collection would free no tensor, and GC skips it.
+	unscoped   atomic.Int64
 	scopeMu    sync.Mutex
 	scopeStack = map[int][]*scope{} // by OS thread id
 )
@@ -32,6 +36,7 @@ var (
 // track records a new handle in the innermost scope of the calling thread, if any.
 func track(p *unsafe.Pointer) {
 	if openScopes.Load() == 0 {
+		unscoped.Add(1)
 		return
 	}
 	tid := syscall.Gettid()
@@ -39,6 +44,8 @@ func track(p *unsafe.Pointer) {
 	if st := scopeStack[tid]; len(st) > 0 {
 		s := st[len(st)-1]
 		s.owned = append(s.owned, p)
+	} else {
+		unscoped.Add(1)
 	}
 	scopeMu.Unlock()
 }
@@ -74,6 +81,7 @@ func Persist(t Tensor) Tensor {
 		for i, p := range s.owned {
 			if p == t.T {
 				s.owned = append(s.owned[:i], s.owned[i+1:]...)
+				unscoped.Add(1)
 				return t
 			}
 		}
@@ -111,6 +119,8 @@ func tidy(f func() []Tensor) {
 				free = append(free, p)
 			} else if len(st) > 0 {
 				st[len(st)-1].owned = append(st[len(st)-1].owned, p)
+			} else {
+				unscoped.Add(1)
 			}
 		}
 		scopeMu.Unlock()

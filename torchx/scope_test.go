@@ -1,6 +1,7 @@
 package torchx
 
 import (
+	"runtime/metrics"
 	"strings"
 	"testing"
 )
@@ -59,5 +60,39 @@ func TestTidyOwnership(t *testing.T) {
 	// Using a freed tensor is an error, not a crash.
 	if err := Try(func() { Add(lost, lost) }); err == nil {
 		t.Fatal("a freed tensor was usable")
+	}
+}
+
+// GC collects only when some tensor was left to the collector since its last run: one made
+// outside any scope, one returned from an outermost scope, or one persisted.
+func TestGCRunsOnlyForUnscopedTensors(t *testing.T) {
+	forced := func() uint64 {
+		s := []metrics.Sample{{Name: "/gc/cycles/forced:gc-cycles"}}
+		metrics.Read(s)
+		return s[0].Value.Uint64()
+	}
+	x := FromFloat32([]float32{1, 2}, 2) // unscoped
+	GC()
+	cases := []struct {
+		name    string
+		work    func()
+		collect bool
+	}{
+		{"nothing", func() {}, false},
+		{"everything scoped", func() { TidyDo(func() { Sum(Mul(x, x), false) }) }, false},
+		{"nested result kept by the outer scope", func() {
+			TidyDo(func() { Tidy(func() Tensor { return Mul(x, x) }) })
+		}, false},
+		{"made outside any scope", func() { Mul(x, x) }, true},
+		{"returned from the outermost scope", func() { Tidy(func() Tensor { return Mul(x, x) }) }, true},
+		{"persisted", func() { TidyDo(func() { Persist(Mul(x, x)) }) }, true},
+	}
+	for _, c := range cases {
+		c.work()
+		before := forced()
+		GC()
+		if ran := forced() > before; ran != c.collect {
+			t.Errorf("%s: collection ran %v, want %v", c.name, ran, c.collect)
+		}
 	}
 }

@@ -51,6 +51,54 @@ func fromData(p unsafe.Pointer, n int, dt DType, shape []int64) Tensor {
 	})
 }
 
+// fromDataOn is fromData straight onto device (tx_from_data_on: on CUDA a page-locked,
+// non-blocking upload).
+func fromDataOn(p unsafe.Pointer, n int, dt DType, device string, shape []int64) Tensor {
+	if int64(n) != numel(shape) {
+		panic(&Error{Msg: fmt.Sprintf("%d values do not fill shape %v", n, shape)})
+	}
+	var dummy [1]int64
+	if n == 0 {
+		p = unsafe.Pointer(&dummy[0])
+	}
+	d, done := cstr(device)
+	defer done()
+	return call1(nil, func(out *C.TxTensor) C.TxErr {
+		return C.tx_from_data_on(p, C.int8_t(dt), ints(shape), C.int(len(shape)), d, out)
+	})
+}
+
+// FromFloat32On copies data into a new float32 tensor of the given shape on device ("" or
+// "cpu": FromFloat32). A CUDA upload goes through page-locked memory without making the host
+// wait for the GPU, as PyTorch's pin_memory + non_blocking=True does; data may be reused as
+// soon as this returns.
+func FromFloat32On(data []float32, device string, shape ...int64) Tensor {
+	if device == "" {
+		device = "cpu"
+	}
+	var p unsafe.Pointer
+	if len(data) > 0 {
+		p = unsafe.Pointer(&data[0])
+	}
+	t := fromDataOn(p, len(data), Float32, device, shape)
+	runtime.KeepAlive(data)
+	return t
+}
+
+// FromInt64On is FromFloat32On for int64 data.
+func FromInt64On(data []int64, device string, shape ...int64) Tensor {
+	if device == "" {
+		device = "cpu"
+	}
+	var p unsafe.Pointer
+	if len(data) > 0 {
+		p = unsafe.Pointer(&data[0])
+	}
+	t := fromDataOn(p, len(data), Int64, device, shape)
+	runtime.KeepAlive(data)
+	return t
+}
+
 // FromFloat32 copies data (one memcpy) into a new CPU float32 tensor of the given shape.
 func FromFloat32(data []float32, shape ...int64) Tensor {
 	var p unsafe.Pointer

@@ -101,6 +101,40 @@ func TestDeviceMoves(t *testing.T) {
 	}
 }
 
+// Data put straight on a device is a copy taken before the call returns, on every device this
+// machine has; a device that does not exist is an error naming it, not an abort.
+func TestFromDataOn(t *testing.T) {
+	devices := []string{"", "cpu"}
+	if CUDAAvailable() {
+		devices = append(devices, "cuda")
+	}
+	for _, dev := range devices {
+		f := []float32{1, -2.5, 3, 4, 5, 6}
+		x := FromFloat32On(f, dev, 3, 2)
+		ids := []int64{7, -1 << 40}
+		y := FromInt64On(ids, dev, 2)
+		f[0], ids[0] = 100, 100 // reused at once, as a sampler reuses its buffers
+		want := "cpu"
+		if dev == "cuda" {
+			want = "cuda:0"
+		}
+		if DeviceOf(x) != want || DeviceOf(y) != want {
+			t.Errorf("%q: on %s and %s", dev, DeviceOf(x), DeviceOf(y))
+		}
+		assertShape(t, "x", x, 3, 2)
+		assertClose(t, dev+" float32", Float64s(x), []float64{1, -2.5, 3, 4, 5, 6}, 0)
+		if got := Int64s(y); got[0] != 7 || got[1] != -1<<40 {
+			t.Errorf("%q: int64 %v", dev, got)
+		}
+	}
+	if err := Try(func() { FromFloat32On([]float32{1}, "nodevice", 1) }); err == nil || !strings.Contains(err.Error(), "nodevice") {
+		t.Errorf("unknown device: %v", err)
+	}
+	if err := Try(func() { FromFloat32On([]float32{1, 2}, "cpu", 3) }); err == nil || !strings.Contains(err.Error(), "do not fill shape") {
+		t.Errorf("wrong size: %v", err)
+	}
+}
+
 func TestNoGradAndSeed(t *testing.T) {
 	x := FromFloat32([]float32{1, 2}, 2)
 	SetRequiresGrad(x, true)

@@ -23,17 +23,23 @@ type Pairs struct {
 	A, B, PLA, PLB torchx.Tensor
 }
 
-// FromBatch converts a sampled batch and moves it to device ("cpu", "cuda:0").
+// SlicesOn is Slices created directly on device (a non-blocking, page-locked upload on CUDA:
+// torchx.FromFloat32On).
+func SlicesOn(px []float32, n, h, w int, device string) torchx.Tensor {
+	if len(px) != n*h*w {
+		panic(&torchx.Error{Msg: fmt.Sprintf("%d pixels are not %d slices of %d×%d", len(px), n, h, w)})
+	}
+	return torchx.FromFloat32On(px, device, int64(n), 1, int64(h), int64(w))
+}
+
+// FromBatch converts a sampled batch and moves it to device ("cpu", "cuda:0"). On a GPU the
+// uploads do not wait for the work already queued there (see torchx.FromFloat32On).
 func FromBatch(b data.Batch, device string) Pairs {
 	mv := func(px []float32) torchx.Tensor {
 		if px == nil {
 			return torchx.Tensor{}
 		}
-		t := Slices(px, b.Size, b.Crop, b.Crop)
-		if device != "" && device != "cpu" {
-			t = torchx.To(t, device, -1)
-		}
-		return t
+		return SlicesOn(px, b.Size, b.Crop, b.Crop, device)
 	}
 	return Pairs{A: mv(b.A), B: mv(b.B), PLA: mv(b.PLA), PLB: mv(b.PLB)}
 }
@@ -56,12 +62,9 @@ func FromPatchBatch(b *data.PatchBatch, device string) Patches {
 		lbl[i] = int64(v)
 	}
 	p := Patches{
-		Image:  torchx.FromFloat32(b.Image, bb, 1, d, h, w),
-		Labels: torchx.FromInt64(lbl, bb, d, h, w),
-		Known:  torchx.FromFloat32(b.Known, bb, 1, d, h, w),
-	}
-	if device != "" && device != "cpu" {
-		p.Image, p.Labels, p.Known = torchx.To(p.Image, device, -1), torchx.To(p.Labels, device, -1), torchx.To(p.Known, device, -1)
+		Image:  torchx.FromFloat32On(b.Image, device, bb, 1, d, h, w),
+		Labels: torchx.FromInt64On(lbl, device, bb, d, h, w),
+		Known:  torchx.FromFloat32On(b.Known, device, bb, 1, d, h, w),
 	}
 	return p
 }

@@ -16,6 +16,7 @@ export SLI2VOL_PYTHON=$(command -v "$PY")
 {
   echo "== machine"; uname -m; g++ --version | head -n1; (nvcc --version | tail -n1) 2>/dev/null
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
+  echo "profilers: $(command -v nsys ncu 2>/dev/null | tr '\n' ' ')"
   $PY -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cxx11abi", torch.compiled_with_cxx11_abi())'
 } 2>&1 | tee "$OUT/env.txt"
 TORCH=$($PY -c 'import torch, os; print(os.path.dirname(torch.__file__))')
@@ -44,23 +45,28 @@ cuda_bench() { # the interleaved Go/PyTorch rows; the report is rewritten after 
   tail -n 40 "$OUT/bench-cuda.log"
 }
 if [ "${1:-}" = bench ]; then
-  # The affinity strategies and foreach optimizers on this card (values against the CPU and
-  # the per-parameter loop), then one change at a time on the 96² step, then the rows with
-  # what is left of a 10-minute device command.
-  (cd torchx && timeout 90 ../bin/torchx.test -test.v -test.run 'CUDA|CorrelationAggregateAgainstLoops|Foreach' 2>&1) |
-    tee "$OUT/torchx-cuda-tests.txt" | grep -E "^(--- |ok|FAIL|PASS)|max "
-  (cd torchx && timeout 60 ../bin/torchx.test -test.run '^$' -test.bench Affinity -test.benchtime 5x 2>&1) |
-    tee "$OUT/bench-affinity.txt" | grep -E "Benchmark"
-  echo "== one change at a time: Go's 96² batch-4 training step, 20 steps (samples/s)"
+  # The CUDA checks (affinity, optimizers, staged uploads), the affinity strategies alone at
+  # 96² and 256², one change at a time on the 96² step with both sides' operator counts,
+  # then the rows with what is left of a 10-minute device command.
+  (cd torchx && timeout 90 ../bin/torchx.test -test.v -test.run 'CUDA' 2>&1) |
+    tee "$OUT/torchx-cuda-tests.txt" | grep -E "^(--- |ok|FAIL|PASS)|max |upload"
+  (cd torchx && timeout 90 ../bin/torchx.test -test.run '^$' -test.bench Affinity -test.benchtime 3x 2>&1) |
+    tee "$OUT/bench-affinity.txt" | grep -E "Benchmark|FAIL|rror"
+  echo "== one change at a time: the 96² batch-4 training step, 20 steps (samples/s); operator counts of one more step"
   B=build/bench/sli2vol-bench
   W=build/bench/ablation
   $B prepare $W/train-96 configs/paper.yaml 96 4 0 || echo "prepare failed"
-  for combo in "auto auto" "shifts auto" "auto off"; do
-    read -r aff fe <<<"$combo"
-    echo "affinity=$aff foreach=$fe $(SLI2VOL_BENCH_AFFINITY=$aff SLI2VOL_BENCH_FOREACH=$fe timeout 60 $B train $W/train-96 "$DEV" 20 "$(nproc)" 2>&1 | tail -n 1)"
+  steps=${ABLATION_STEPS:-20} # fewer for a dry run on a CPU
+  for aff in auto unfold; do
+    ops=""
+    [ $aff = auto ] && ops=1
+    SLI2VOL_BENCH_OPS=$ops SLI2VOL_BENCH_AFFINITY=$aff timeout 60 $B train $W/train-96 "$DEV" "$steps" "$(nproc)" >"$OUT/ablation-go-$aff.json" 2>&1
+    echo "go affinity=$aff: $(tail -n 1 "$OUT/ablation-go-$aff.json" | cut -c1-160)"
   done | tee "$OUT/ablation.txt"
+  SLI2VOL_BENCH_OPS=1 timeout 60 $PY bench/pytorch/bench.py train $W/train-96 "$DEV" "$steps" "$(nproc)" >"$OUT/ablation-pytorch.json" 2>&1
+  echo "pytorch: $(tail -n 1 "$OUT/ablation-pytorch.json" | cut -c1-160)" | tee -a "$OUT/ablation.txt"
   left=$(( ${DEVICE_SECONDS:-590} - ($(date +%s) - script_start) - 10 ))
-  BENCH_ONLY=${BENCH_ONLY-train-96,propagate,64×128×128,16×32×32,train-256,memory} BENCH_TIMEOUT=$left cuda_bench
+  BENCH_ONLY=${BENCH_ONLY-train-96,train-256,propagate,64×128×128,16×32×32,memory} BENCH_TIMEOUT=$left cuda_bench
   exit 0
 fi
 echo "== selftest cuda"; bin/sli2vol selftest --device cuda --steps 30 2>&1 | tail -n1

@@ -104,7 +104,7 @@ at::Tensor aggregate_forward(const at::Tensor &A, const at::Tensor &m, int64_t R
 // CPU rows are ~9× slower (strided reductions). So auto takes rows on CUDA for maps of up to
 // 2^23 elements (B·C·H·W; the crossover lies between 4.7 M and 33.5 M and was not measured
 // closer) and shifts otherwise.
-std::atomic<int> g_strategy{0};  // 0: auto; 1: rows; 2: shifts
+std::atomic<int> g_strategy{0};  // 0: auto; 1: rows; 2: shifts; 3: unfold
 constexpr int64_t kRowsMaxElements = int64_t(1) << 23;
 
 bool use_rows(const at::Tensor &t) {
@@ -189,6 +189,26 @@ at::Tensor aggregate_any(const at::Tensor &A, const at::Tensor &m, int64_t R) {
   return use_rows(m) ? aggregate_forward_rows(A, m, R) : aggregate_forward(A, m, R);
 }
 
+// The reference's formulation (F.unfold, as the published code and bench/pytorch do): every
+// window as a B×C×(2R+1)²×H×W tensor, a product and a sum, differentiated by ATen's own
+// autograd. Fewest kernel launches and the most memory (5.7 GB for one 128-channel 256² map
+// at R=6); never chosen by auto, there to measure against the two above on a GPU.
+at::Tensor windows(const at::Tensor &t, int64_t R) {  // B×C×(2R+1)²×H×W
+  const int64_t S = 2 * R + 1;
+  return at::im2col(t, {S, S}, {1, 1}, {R, R}, {1, 1})
+      .view({t.size(0), t.size(1), S * S, t.size(2), t.size(3)});
+}
+
+at::Tensor correlation_unfold(const at::Tensor &q, const at::Tensor &k, int64_t R) {
+  return at::sum(q.unsqueeze(2) * windows(k, R), {1});
+}
+
+at::Tensor aggregate_unfold(const at::Tensor &A, const at::Tensor &m, int64_t R) {
+  return at::sum(A.unsqueeze(1) * windows(m, R), {2});
+}
+
+bool use_unfold() { return g_strategy.load() == 3; }
+
 struct Correlation : public torch::autograd::Function<Correlation> {
   static at::Tensor forward(AutogradContext *ctx, const at::Tensor &q, const at::Tensor &k,
                             int64_t R) {
@@ -241,7 +261,8 @@ TxErr tx_correlation(TxTensor q, TxTensor k, int64_t radius, TxTensor *out) {
   TORCH_CHECK(torchx::T(q).size(1) == torchx::T(k).size(1),
               "correlation: query and key channels differ: ", torchx::T(q).sizes(), " vs ",
               torchx::T(k).sizes());
-  *out = torchx::wrap(Correlation::apply(torchx::T(q), torchx::T(k), radius));
+  *out = torchx::wrap(use_unfold() ? correlation_unfold(torchx::T(q), torchx::T(k), radius)
+                                    : Correlation::apply(torchx::T(q), torchx::T(k), radius));
   TX_CATCH
 }
 
@@ -251,7 +272,8 @@ TxErr tx_aggregate(TxTensor a, TxTensor m, int64_t radius, TxTensor *out) {
   const int64_t S = 2 * radius + 1;
   TORCH_CHECK(torchx::T(a).size(1) == S * S, "aggregate: affinity has ", torchx::T(a).size(1),
               " channels, radius ", radius, " needs ", S * S);
-  *out = torchx::wrap(Aggregate::apply(torchx::T(a), torchx::T(m), radius));
+  *out = torchx::wrap(use_unfold() ? aggregate_unfold(torchx::T(a), torchx::T(m), radius)
+                                    : Aggregate::apply(torchx::T(a), torchx::T(m), radius));
   TX_CATCH
 }
 

@@ -30,6 +30,40 @@ TxErr tx_from_data(const void *data, int8_t dtype, const int64_t *shape, int ndi
   TX_CATCH
 }
 
+// Go's data straight onto a device. For a CUDA device it is staged in page-locked host
+// memory and copied without blocking: a pageable copy makes the host wait for the GPU to
+// drain its queue, so every upload of a training batch would stall the queuing of the step.
+// The staging buffer may be freed at once: the caching host allocator does not hand it out
+// again until the copy has run (it records an event on the copy's stream). Go's memory is
+// read before this returns, so the caller may reuse it. Where page-locked memory cannot be
+// had, the copy is an ordinary blocking one.
+TxErr tx_from_data_on(const void *data, int8_t dtype, const int64_t *shape, int ndim,
+                      const char *device, TxTensor *out) {
+  TX_TRY
+  auto opts = at::TensorOptions().dtype(static_cast<at::ScalarType>(dtype));
+  at::Tensor src = at::from_blob(const_cast<void *>(data), torchx::ints(shape, ndim), opts);
+  c10::Device dev(std::string(device == nullptr ? "cpu" : device));
+  if (dev.is_cpu()) {
+    *out = wrap(src.clone());
+  } else if (dev.is_cuda()) {
+    at::Tensor staged;
+    try {
+      staged = at::empty(src.sizes(), opts.pinned_memory(true));
+    } catch (const c10::Error &) {
+      staged = at::Tensor();
+    }
+    if (staged.defined()) {
+      staged.copy_(src);
+      *out = wrap(staged.to(at::TensorOptions().device(dev), /*non_blocking=*/true));
+    } else {
+      *out = wrap(src.to(dev));
+    }
+  } else {
+    *out = wrap(src.to(dev));
+  }
+  TX_CATCH
+}
+
 TxErr tx_copy_out(TxTensor t, int8_t dtype, void *dst, int64_t nbytes) {
   TX_TRY
   at::Tensor c = T(t).detach().to(at::kCPU, static_cast<at::ScalarType>(dtype)).contiguous();

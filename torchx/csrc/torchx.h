@@ -41,6 +41,8 @@ int tx_cudnn_benchmark(void);
 void tx_free(TxTensor t);
 TxErr tx_from_data(const void *data, int8_t dtype, const int64_t *shape, int ndim,
                    TxTensor *out);
+TxErr tx_from_data_on(const void *data, int8_t dtype, const int64_t *shape, int ndim,
+                      const char *device, TxTensor *out);
 TxErr tx_copy_out(TxTensor t, int8_t dtype, void *dst, int64_t nbytes);
 TxErr tx_numel(TxTensor t, int64_t *out);
 TxErr tx_dtype(TxTensor t, int8_t *out);

@@ -6,7 +6,7 @@
 //	sli2vol-bench run [--device D] [--rounds N] [--threads T] [--paper] [--out BENCHMARKS.md]
 //
 // Each timing command prints one JSON line (bench.Result); run does the whole comparison.
-// SLI2VOL_BENCH_AFFINITY (auto, rows, shifts) and SLI2VOL_BENCH_FOREACH (auto, on, off)
+// SLI2VOL_BENCH_AFFINITY (auto, rows, shifts, unfold) and SLI2VOL_BENCH_FOREACH (auto, on, off)
 // select the Go side's affinity strategy and optimizer path for a single timing command.
 package main
 
@@ -57,7 +57,7 @@ func run(args []string) error {
 	out := fs.String("out", "BENCHMARKS.md", "report")
 	only := fs.String("only", "", "comma-separated row names to run (train-96, train-256, propagate, 16×32×32, 64×128×128; memory); all when empty")
 	cpp := fs.String("cpp", "", "bench/cpp/cfn_step built (make bench does): the CFN rows also in plain C++ libtorch")
-	affinity := fs.String("affinity", "auto", "the Go side's affinity strategy: auto, rows or shifts (torchx.AffinityStrategy)")
+	affinity := fs.String("affinity", "auto", "the Go side's affinity strategy: auto, rows, shifts or unfold (torchx.AffinityStrategy)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
