@@ -240,7 +240,8 @@ func TrainSteps(dir, device string, steps int) (*Result, error) {
 }
 
 // OpsEnv set (to anything) makes the training commands count the operators of one more step
-// (Result.Ops); bench.py does the same with the PyTorch profiler.
+// and the propagation command those of one more propagation (Result.Ops); bench.py does the
+// same with the PyTorch profiler.
 const OpsEnv = "SLI2VOL_BENCH_OPS"
 
 func countStepOps(res *Result, step func() error) error {
@@ -292,7 +293,14 @@ func Propagate(dir, device string) (*Result, error) {
 			res.Labelled++
 		}
 	}
-	return res, nil
+	if os.Getenv(OpsEnv) != "" { // a second propagation, counted
+		res.Ops, err = torchx.CountOps(func() {
+			if _, e := j.Segment(p, ann); e != nil {
+				panic(&torchx.Error{Msg: e.Error()})
+			}
+		})
+	}
+	return res, err
 }
 
 func rssMiB(field string) float64 {

@@ -59,8 +59,11 @@ func TestAffinityCUDAMatchesCPU(t *testing.T) {
 // overwrites at once, must all arrive intact.
 func TestStagedUploadsCUDA(t *testing.T) {
 	needCUDA(t)
-	big := Randn([]int64{2048, 2048}, Float32, "cuda")
-	slow := Matmul(Matmul(big, big), big) // keeps the GPU busy while the uploads queue up
+	big := MulScalar(Randn([]int64{4096, 4096}, Float32, "cuda"), 1.0/64)
+	slow := big
+	for i := 0; i < 8; i++ { // tens of milliseconds of GPU work queued ahead of the uploads
+		slow = Matmul(slow, big)
+	}
 	const n, size = 64, 1 << 16
 	buf := make([]float32, size)
 	ups := make([]Tensor, n)

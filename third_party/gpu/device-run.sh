@@ -65,8 +65,24 @@ if [ "${1:-}" = bench ]; then
   done | tee "$OUT/ablation.txt"
   SLI2VOL_BENCH_OPS=1 timeout 60 $PY bench/pytorch/bench.py train $W/train-96 "$DEV" "$steps" "$(nproc)" >"$OUT/ablation-pytorch.json" 2>&1
   echo "pytorch: $(tail -n 1 "$OUT/ablation-pytorch.json" | cut -c1-160)" | tee -a "$OUT/ablation.txt"
-  left=$(( ${DEVICE_SECONDS:-590} - ($(date +%s) - script_start) - 10 ))
+  echo "== propagation through 100 slices of 256², operator counts of a second run"
+  $B prepare $W/propagate configs/paper.yaml "${ABLATION_HW:-256}" 2 "${ABLATION_SLICES:-100}" || echo "prepare failed"
+  SLI2VOL_BENCH_OPS=1 timeout 60 $B propagate $W/propagate "$DEV" "$(nproc)" >"$OUT/ops-propagate-go.json" 2>&1
+  SLI2VOL_BENCH_OPS=1 timeout 60 $PY bench/pytorch/bench.py propagate $W/propagate "$DEV" "$(nproc)" >"$OUT/ops-propagate-pytorch.json" 2>&1
+  for side in go pytorch; do echo "$side: $(tail -n 1 "$OUT/ops-propagate-$side.json" | cut -c1-120)"; done
+  # Where Nsight Systems is installed, 70 s are kept for a kernel-level profile of both sides'
+  # 96² step (GPU time per kernel, CUDA API calls); the rows get the rest.
+  NSYS=$(command -v nsys || ls /usr/local/cuda*/bin/nsys /opt/nvidia/nsight-systems*/*/bin/nsys 2>/dev/null | head -n 1)
+  keep=0
+  [ -n "$NSYS" ] && keep=70
+  left=$(( ${DEVICE_SECONDS:-590} - ($(date +%s) - script_start) - 10 - keep ))
   BENCH_ONLY=${BENCH_ONLY-train-96,train-256,propagate,64×128×128,16×32×32,memory} BENCH_TIMEOUT=$left cuda_bench
+  if [ -n "$NSYS" ]; then
+    echo "== nsys ($NSYS): the 96² step, 10 steps each side"
+    timeout 32 "$NSYS" profile -o /tmp/nsys-go -f true -t cuda --stats=true $B train $W/train-96 "$DEV" 10 "$(nproc)" >"$OUT/nsys-go.txt" 2>&1
+    timeout 32 "$NSYS" profile -o /tmp/nsys-py -f true -t cuda --stats=true $PY bench/pytorch/bench.py train $W/train-96 "$DEV" 10 "$(nproc)" >"$OUT/nsys-pytorch.txt" 2>&1
+    grep -A12 "cuda_gpu_kern_sum\|cuda_api_sum" "$OUT/nsys-go.txt" | head -n 30
+  fi
   exit 0
 fi
 echo "== selftest cuda"; bin/sli2vol selftest --device cuda --steps 30 2>&1 | tail -n1
