@@ -3,6 +3,7 @@ package infer
 import (
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/sli2vol/sli2vol/data"
@@ -142,60 +143,78 @@ func (p *Propagator) Segment(img *data.Image, s data.Slicer, win data.Window, an
 	}
 	bar := progress.New(p.Log, s.Len()-1, "segment", 5*time.Second)
 	defer bar.Finish()
+	// One outer scope holds what a slice hands to the next (the mask it carries, the key and
+	// the cached features); what a slice replaces is freed at once. So no tensor is left to
+	// the garbage collector, and torchx.GC has nothing to collect after a slice.
 	err := torchx.Try(func() {
 		torchx.NoGrad(func() {
-			for _, dir := range []int{-1, +1} {
-				cur := oneHot(ann.Mask)
-				if p.Resize > 0 {
-					cur = hardWork(toWork(cur))
-				}
-				key := features(ann.Slice, foreground(cur))
-				for n := ann.Slice + dir; n >= 0 && n < s.Len(); n += dir {
-					// One slice's tensors go when it is done; what the next slice needs is kept.
-					stop := false
-					torchx.TidyAll(func() []torchx.Tensor {
-						query := features(n, foreground(cur))
-						probs := p.Model.Propagate(p.Model.Affinity(query, key), cur)
-						arg := torchx.Int64s(torchx.Argmax(toNative(probs), 1, false))
-						mask := make([]int32, len(arg))
-						area := 0
-						for i, c := range arg {
-							if c > 0 {
-								mask[i] = ann.IDs[c-1]
-								area++
-							}
-						}
-						bar.Add(1, fmt.Sprintf("slice %d, %d px", n, area))
-						if area < max(1, p.MinArea) {
-							stop = true
-							cachedN = -1 // its features go with this scope
-							return nil
-						}
-						data.SetSlice(s, res.Labels, n, mask)
-						res.First, res.Last = min(res.First, n), max(res.Last, n)
-						// Re-encode hard labels: a soft mask would blur a little more each slice.
-						if p.Resize > 0 {
-							cur = hardWork(probs) // stays on the working grid: no resampling drift
-						} else {
-							cur = oneHot(mask)
-						}
-						if p.Estimate == "propagated" {
-							key = features(n, foreground(cur)) // the key's estimate is the mask it carries
-						} else {
-							key = query
-						}
-						return []torchx.Tensor{cur, key, cachedF}
-					})
-					if stop {
-						break
+			torchx.TidyDo(func() {
+				for _, dir := range []int{-1, +1} {
+					cur := oneHot(ann.Mask)
+					if p.Resize > 0 {
+						cur = hardWork(toWork(cur))
 					}
-					torchx.GC()
+					key := features(ann.Slice, foreground(cur))
+					for n := ann.Slice + dir; n >= 0 && n < s.Len(); n += dir {
+						// One slice's tensors go when it is done; what the next slice needs is kept.
+						stop := false
+						prev := []torchx.Tensor{cur, key, cachedF}
+						kept := torchx.TidyAll(func() []torchx.Tensor {
+							query := features(n, foreground(cur))
+							probs := p.Model.Propagate(p.Model.Affinity(query, key), cur)
+							arg := torchx.Int64s(torchx.Argmax(toNative(probs), 1, false))
+							mask := make([]int32, len(arg))
+							area := 0
+							for i, c := range arg {
+								if c > 0 {
+									mask[i] = ann.IDs[c-1]
+									area++
+								}
+							}
+							bar.Add(1, fmt.Sprintf("slice %d, %d px", n, area))
+							if area < max(1, p.MinArea) {
+								stop = true
+								cachedN = -1 // its features go with this scope
+								return nil
+							}
+							data.SetSlice(s, res.Labels, n, mask)
+							res.First, res.Last = min(res.First, n), max(res.Last, n)
+							// Re-encode hard labels: a soft mask would blur a little more each slice.
+							if p.Resize > 0 {
+								cur = hardWork(probs) // stays on the working grid: no resampling drift
+							} else {
+								cur = oneHot(mask)
+							}
+							if p.Estimate == "propagated" {
+								key = features(n, foreground(cur)) // the key's estimate is the mask it carries
+							} else {
+								key = query
+							}
+							return []torchx.Tensor{cur, key, cachedF}
+						})
+						if stop {
+							break
+						}
+						freeReplaced(prev, kept)
+						torchx.GC()
+					}
 				}
-			}
+			})
 		})
 	})
 	if err != nil {
 		return nil, err
 	}
 	return res, nil
+}
+
+// freeReplaced frees the tensors of prev that are not in kept (one handle may appear twice:
+// the key is often the cached features themselves).
+func freeReplaced(prev, kept []torchx.Tensor) {
+	for _, p := range prev {
+		if p.T == nil || slices.ContainsFunc(kept, func(k torchx.Tensor) bool { return k.T == p.T }) {
+			continue
+		}
+		torchx.Free(p)
+	}
 }

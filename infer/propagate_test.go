@@ -1,6 +1,7 @@
 package infer
 
 import (
+	"runtime/metrics"
 	"testing"
 
 	"github.com/sli2vol/sli2vol/data"
@@ -55,9 +56,21 @@ func testIdentityFlow(t *testing.T, estimate string) {
 			data.SetSlice(s, p.EstimateVolume, n, mask)
 		}
 	}
+	// Every tensor of a propagation lives in its scopes, and what a slice replaces is freed:
+	// none is left to the collector, so the per-slice torchx.GC never runs one.
+	torchx.GC()
+	forced := func() uint64 {
+		m := []metrics.Sample{{Name: "/gc/cycles/forced:gc-cycles"}}
+		metrics.Read(m)
+		return m[0].Value.Uint64()
+	}
+	gc0 := forced()
 	res, err := p.Segment(img, s, data.Window{Lo: 0, Up: 1}, ann)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if n := forced() - gc0; n != 0 {
+		t.Errorf("%d collections during the propagation: tensors were left to the collector", n)
 	}
 	if res.First != 0 || res.Last != s.Len()-1 {
 		t.Fatalf("covered slices %d..%d, want 0..%d", res.First, res.Last, s.Len()-1)

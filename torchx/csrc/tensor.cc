@@ -49,7 +49,7 @@ TxErr tx_from_data_on(const void *data, int8_t dtype, const int64_t *shape, int 
     at::Tensor staged;
     try {
       staged = at::empty(src.sizes(), opts.pinned_memory(true));
-    } catch (const c10::Error &) {
+    } catch (const std::exception &) {  // no page-locked memory to be had: a blocking copy
       staged = at::Tensor();
     }
     if (staged.defined()) {
