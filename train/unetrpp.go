@@ -252,27 +252,32 @@ func (s *SegStepper) Step(b *data.PatchBatch) (loss float64, err error) {
 func (s *SegStepper) step(b *data.PatchBatch, targets []*data.PatchBatch) (loss float64) {
 	u := s.Cfg.UNETR
 	s.Opt.ZeroGrad()
-	p := tensors.FromPatchBatch(b, s.Device)
-	outs := s.Model.Forward(p.Image, true)
-	w := DeepSupervisionWeights(len(outs))
-	var total torchx.Tensor
-	for i, out := range outs {
-		t := p
-		if i > 0 {
-			t = tensors.FromPatchBatch(targets[i], s.Device)
-			if !anyKnown(targets[i]) {
-				continue // FS-SS: this scale dropped every known voxel
+	// Forward, loss and the queued backward in their own scope, which keeps only the loss's
+	// value: temporaries and graph go while the GPU still runs the backward (Stepper.step).
+	total := torchx.Tidy(func() torchx.Tensor {
+		p := tensors.FromPatchBatch(b, s.Device)
+		outs := s.Model.Forward(p.Image, true)
+		w := DeepSupervisionWeights(len(outs))
+		var total torchx.Tensor
+		for i, out := range outs {
+			t := p
+			if i > 0 {
+				t = tensors.FromPatchBatch(targets[i], s.Device)
+				if !anyKnown(targets[i]) {
+					continue // FS-SS: this scale dropped every known voxel
+				}
+			}
+			l := torchx.MulScalar(DiceCELoss(out, t.Labels, t.Known), w[i])
+			if total.T == nil {
+				total = l
+			} else {
+				total = torchx.Add(total, l)
 			}
 		}
-		l := torchx.MulScalar(DiceCELoss(out, t.Labels, t.Known), w[i])
-		if total.T == nil {
-			total = l
-		} else {
-			total = torchx.Add(total, l)
-		}
-	}
-	// As in Stepper.Step: the backward pass is queued before the loss is read.
-	torchx.Backward(total)
+		// The backward pass is queued before the loss is read.
+		torchx.Backward(total)
+		return torchx.Detach(total)
+	})
 	loss = torchx.Item(total)
 	if math.IsNaN(loss) || math.IsInf(loss, 0) {
 		return // no update; the next ZeroGrad clears these gradients

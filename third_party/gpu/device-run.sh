@@ -6,6 +6,7 @@
 #
 #   device-run.sh          everything: tests, benchmarks, a phantom pipeline, propagation speed
 #   device-run.sh bench    the build and `make bench`'s rows on CUDA only (BENCH_TIMEOUT s, 540)
+#   device-run.sh probe    the 96² step under Go runtime settings beside C++ and PyTorch, then rows
 set -uo pipefail
 script_start=$(date +%s)
 cd "$(dirname "$0")/../.."
@@ -44,6 +45,30 @@ cuda_bench() { # the interleaved Go/PyTorch rows; the report is rewritten after 
     ${BENCH_ONLY:+--only "$BENCH_ONLY"} $CPP_FLAG >"$OUT/bench-cuda.log" 2>&1 || echo "make bench on $DEV failed or timed out (rc $?)"
   tail -n 40 "$OUT/bench-cuda.log"
 }
+if [ "${1:-}" = probe ]; then
+  # What the Go side's 96² step time depends on: the Go runtime's collector and processor
+  # count, beside the plain C++ step and PyTorch, interleaved (PROBE_ROUNDS, 2), then the rows
+  # in BENCH_ONLY (train-96) with what is left. One log: a device run returns few files.
+  B=build/bench/sli2vol-bench
+  W=build/bench/ablation
+  steps=${ABLATION_STEPS:-40}
+  $B prepare $W/train-96 configs/paper.yaml 96 4 0 >/dev/null || echo "prepare failed"
+  for r in $(seq "${PROBE_ROUNDS:-2}"); do
+    for v in go go-gogc-off go-procs-2 cpp pytorch; do
+      case $v in
+        go) cmd=($B train) ;;
+        go-gogc-off) cmd=(env GOGC=off $B train) ;;
+        go-procs-2) cmd=(env GOMAXPROCS=2 $B train) ;;
+        cpp) cmd=(build/bench/cfn_step) ;;
+        pytorch) cmd=($PY bench/pytorch/bench.py train) ;;
+      esac
+      echo "round $r $v: $(timeout 60 "${cmd[@]}" $W/train-96 "$DEV" "$steps" "$(nproc)" 2>&1 | tail -n 1 | grep -o '"samples_per_s": *[0-9.]*')"
+    done
+  done | tee "$OUT/probe.txt"
+  left=$(( ${DEVICE_SECONDS:-590} - ($(date +%s) - script_start) - 10 ))
+  BENCH_ONLY=${BENCH_ONLY-train-96} BENCH_TIMEOUT=$left cuda_bench
+  exit 0
+fi
 if [ "${1:-}" = bench ]; then
   # The CUDA checks (affinity, optimizers, staged uploads), the affinity strategies alone at
   # 96² and 256², one change at a time on the 96² step with both sides' operator counts,
