@@ -6,6 +6,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -198,6 +199,9 @@ func TrainSteps(dir, device string, steps int) (*Result, error) {
 	opt, _ := train.NewOptimizer(c.Train, models.Parameters(m), 1)
 	defer opt.Close()
 	st := &train.Stepper{Cfg: c, Model: m, Opt: opt, Device: device}
+	// On one OS thread, as train.CFN runs its loop: unpinned, the steps moved between OS
+	// threads, and each new one started its own team of libtorch's OpenMP threads.
+	defer torchx.PinThread()()
 	res := &Result{Steps: steps}
 	t0 := time.Now()
 	if res.FirstLoss, err = st.Step(b); err != nil {
@@ -212,6 +216,10 @@ func TrainSteps(dir, device string, steps int) (*Result, error) {
 	// RSS moves by a few per cent from step to step (the allocator keeps or returns freed
 	// pages), so each end of a long run is the median over 20 steps: 91–110 and the last 20.
 	var early, late []float64
+	stopProfile, err := startCPUProfile()
+	if err != nil {
+		return nil, err
+	}
 	t0 = time.Now()
 	for i := 0; i < steps; i++ {
 		if _, err := st.Step(b); err != nil {
@@ -231,12 +239,34 @@ func TrainSteps(dir, device string, steps int) (*Result, error) {
 	if steps > 0 {
 		res.SamplesPerS = float64(steps*b.Size) / time.Since(t0).Seconds()
 	}
+	stopProfile()
 	res.RSSAtEnd = rssMiB("VmRSS")
 	if len(early) == 20 && len(late) == 20 {
 		res.RSSAtStep100, res.RSSAtEnd = summarize(early).med, summarize(late).med
 	}
 	res.PeakRSSMiB = rssMiB("VmHWM")
 	return res, countStepOps(res, func() error { _, err := st.Step(b); return err })
+}
+
+// CPUProfileEnv names a file for a Go CPU profile of the timed training steps (pprof): on a
+// GPU it shows where the host thread spends a step, waiting for the device included (time in
+// a cgo call is charged to the Go function that made it).
+const CPUProfileEnv = "SLI2VOL_BENCH_CPUPROFILE"
+
+func startCPUProfile() (stop func(), err error) {
+	path := os.Getenv(CPUProfileEnv)
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", CPUProfileEnv, err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", CPUProfileEnv, err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // OpsEnv set (to anything) makes the training commands count the operators of one more step

@@ -133,17 +133,11 @@ func Run(o RunOptions) error {
 			failed = append(failed, r.Name)
 		}
 		// A run cut short (a device lease, a timeout) still leaves the rows it finished.
-		if err := writeReport(o.Out, md.String()+"\n_Incomplete: the run stopped before the remaining rows._\n"); err != nil {
+		if err := writeReport(o.Out, md.String()+cppSection(&cpp)+"\n_Incomplete: the run stopped before the remaining rows._\n"); err != nil {
 			return err
 		}
 	}
-	if cpp.Len() > 0 {
-		md.WriteString("\nThe ceiling of any binding: the same CFN training step written directly in C++ against the same libtorch " +
-			"(`bench/cpp/cfn_step.cc`: the same operators in the same order but for batch norm's unread num_batches_tracked counter, the same fused affinity, the same weights and batch; " +
-			"its first loss is checked against Go's), timed in the same interleaved rounds.\n\n" +
-			"| row | Go | C++ | Go/C++ (median) |\n|---|---|---|---|\n")
-		md.WriteString(cpp.String())
-	}
+	md.WriteString(cppSection(&cpp))
 	if o.MemorySteps > 0 {
 		dir := filepath.Join(o.Work, "memory")
 		if _, err := runJSONOrNil(o.Self, "prepare", dir, o.MemoryConfig, "48", "4", "12"); err != nil {
@@ -199,6 +193,18 @@ func (r Row) describe() string {
 }
 
 // runRow prepares one row, checks parity on the first round and appends the row's lines.
+// cppSection is the table of Go beside the plain C++ step ("" when no row ran it).
+func cppSection(rows *strings.Builder) string {
+	if rows.Len() == 0 {
+		return ""
+	}
+	return "\nThe ceiling of any binding: the same CFN training step written directly in C++ against the same libtorch " +
+		"(`bench/cpp/cfn_step.cc`: the same operators in the same order but for batch norm's unread num_batches_tracked counter, the same fused affinity, " +
+		"the same optimizer (torchx's AdamW: multi-tensor on CUDA), the same weights and batch; " +
+		"its first loss is checked against Go's), timed in the same interleaved rounds.\n\n" +
+		"| row | Go | C++ | Go/C++ (median) |\n|---|---|---|---|\n" + rows.String()
+}
+
 func runRow(md, cppMD *strings.Builder, o RunOptions, r Row, gpu *gpuMemory) error {
 	th := fmt.Sprint(o.Threads)
 	dir := filepath.Join(o.Work, r.Name)

@@ -132,6 +132,10 @@ func TrainUNETRSteps(dir, device string, steps int) (*Result, error) {
 	}
 	sync := func() { torchx.Item(torchx.Sum(models.Parameters(m)[0], false)) } // waits for the device
 	sync()
+	stopProfile, err := startCPUProfile()
+	if err != nil {
+		return nil, err
+	}
 	t0 := time.Now()
 	for i := 0; i < steps; i++ {
 		if _, err := st.Step(b); err != nil {
@@ -140,6 +144,7 @@ func TrainUNETRSteps(dir, device string, steps int) (*Result, error) {
 		torchx.GC()
 	}
 	sync()
+	stopProfile()
 	if steps > 0 {
 		res.SamplesPerS = float64(steps*b.B) / time.Since(t0).Seconds()
 	}

@@ -1,8 +1,9 @@
 // The OEG-CFN (or Sli2Vol CFN) training step of sli2vol's trainer, written directly in C++
 // against libtorch: the ceiling any binding of libtorch can reach for this step. It runs the
 // same operators as the Go trainer in the same order (the same fused affinity, from
-// libtorchx, called as plain C++), except batch norm's num_batches_tracked counter, which
-// nothing reads; on the weights and batch `sli2vol-bench prepare` wrote, and
+// libtorchx, called as plain C++, and the same optimizer: torchx's AdamW, multi-tensor on
+// CUDA), except batch norm's num_batches_tracked counter, which nothing reads; on the
+// weights and batch `sli2vol-bench prepare` wrote, and
 // prints one JSON line as sli2vol-bench does, so `make bench` can set Go beside it.
 //
 //   cfn_step DIR DEVICE STEPS THREADS
@@ -77,6 +78,29 @@ at::Tensor unwrap(TxErr err, TxTensor out) {
   delete static_cast<at::Tensor *>(out);
   return t;
 }
+
+void check(TxErr err) {
+  if (err != nullptr) {
+    std::string msg(err);
+    std::free(err);
+    throw std::runtime_error(msg);
+  }
+}
+
+// The trainer's optimizer (torchx's, over libtorch's AdamW state): on CUDA its multi-tensor
+// update and zero-grad, as Go runs them, so the two sides differ only in the binding.
+struct Optim {
+  TxOptim o = nullptr;
+  Optim(std::vector<at::Tensor> &params, double lr, double weight_decay) {
+    std::vector<TxTensor> hs;
+    for (auto &p : params) hs.push_back(&p);
+    check(tx_optim_new(TX_ADAMW, hs.data(), static_cast<int>(hs.size()), lr, 0.9, 0.999, 1e-8,
+                       weight_decay, 0, 0, 0, &o));
+  }
+  ~Optim() { tx_optim_free(o); }
+  void zero_grad() { check(tx_optim_zero_grad(o)); }
+  void step() { check(tx_optim_step(o)); }
+};
 
 at::Tensor correlation(at::Tensor q, at::Tensor k, int64_t r) {
   TxTensor out = nullptr;
@@ -185,8 +209,7 @@ int run(int argc, char **argv) {
   Net net{b.t, b.kv.at("mode"), std::stoll(b.kv.at("radius")), std::stoll(b.kv.at("reach")),
           std::stod(b.kv.at("bn_momentum")), std::stod(b.kv.at("bn_eps"))};
   const double scale = std::stod(b.kv.at("intensity_scale"));
-  torch::optim::AdamW opt(params, torch::optim::AdamWOptions(std::stod(b.kv.at("lr")))
-                                      .weight_decay(std::stod(b.kv.at("weight_decay"))));
+  Optim opt(params, std::stod(b.kv.at("lr")), std::stod(b.kv.at("weight_decay")));
   at::Tensor sj = b.t.at("batch.s_j") * scale, sj1 = b.t.at("batch.s_j1") * scale;
   at::Tensor plj = b.t.at("batch.pl_j") * scale, plj1 = b.t.at("batch.pl_j1") * scale;
   const bool l1 = b.kv.at("loss") == "l1";

@@ -65,6 +65,8 @@ if [ "${1:-}" = probe ]; then
       echo "round $r $v: $(timeout 60 "${cmd[@]}" $W/train-96 "$DEV" "$steps" "$(nproc)" 2>&1 | tail -n 1 | grep -o '"samples_per_s": *[0-9.]*')"
     done
   done | tee "$OUT/probe.txt"
+  # Where the Go host thread spends a step (go tool pprof -top go-96.pprof; no binary needed).
+  SLI2VOL_BENCH_CPUPROFILE=$OUT/go-96.pprof timeout 60 $B train $W/train-96 "$DEV" 100 "$(nproc)" | tail -n 1 | cut -c1-100
   left=$(( ${DEVICE_SECONDS:-590} - ($(date +%s) - script_start) - 10 ))
   BENCH_ONLY=${BENCH_ONLY-train-96} BENCH_TIMEOUT=$left cuda_bench
   exit 0
