@@ -126,6 +126,9 @@ func TestFromDataOn(t *testing.T) {
 		if got := Int64s(y); got[0] != 7 || got[1] != -1<<40 {
 			t.Errorf("%q: int64 %v", dev, got)
 		}
+		if n := Numel(FromFloat32On(nil, dev, 0, 3)); n != 0 {
+			t.Errorf("%q: empty tensor has %d elements", dev, n)
+		}
 	}
 	if err := Try(func() { FromFloat32On([]float32{1}, "nodevice", 1) }); err == nil || !strings.Contains(err.Error(), "nodevice") {
 		t.Errorf("unknown device: %v", err)

@@ -55,7 +55,7 @@ TxErr tx_from_data_on(const void *data, int8_t dtype, const int64_t *shape, int 
     if (staged.defined()) {
       // A plain memcpy: ATen's copy_ would split a large one across the intra-op threads,
       // waking a pool that then spins beside the thread queuing GPU work.
-      std::memcpy(staged.data_ptr(), data, src.nbytes());
+      if (src.nbytes() > 0) std::memcpy(staged.data_ptr(), data, src.nbytes());
       *out = wrap(staged.to(at::TensorOptions().device(dev), /*non_blocking=*/true));
     } else {
       *out = wrap(src.to(dev));
