@@ -49,6 +49,7 @@ if [ "${1:-}" = probe ]; then
   # What the Go side's 96² step time depends on: the Go runtime's collector and processor
   # count, beside the plain C++ step and PyTorch, interleaved (PROBE_ROUNDS, 2), then the rows
   # in BENCH_ONLY (train-96) with what is left. One log: a device run returns few files.
+  (cd torchx && timeout 60 ../bin/torchx.test -test.v -test.run 'StagedUploadsCUDA|FromDataOn' 2>&1) | grep -E "^(--- |ok|FAIL|PASS)"
   B=build/bench/sli2vol-bench
   W=build/bench/ablation
   steps=${ABLATION_STEPS:-40}
