@@ -200,8 +200,8 @@ func TrainSteps(dir, device string, steps int) (*Result, error) {
 	opt, _ := train.NewOptimizer(c.Train, models.Parameters(m), 1)
 	defer opt.Close()
 	st := &train.Stepper{Cfg: c, Model: m, Opt: opt, Device: device}
-	// On one OS thread, as train.CFN runs its loop: unpinned, the steps moved between OS
-	// threads, and each new one started its own team of libtorch's OpenMP threads.
+	// On one OS thread, as train.CFN runs its loop: unpinned, steps could move between OS
+	// threads, and libtorch's OpenMP thread teams belong to the thread that starts them.
 	defer torchx.PinThread()()
 	res := &Result{Steps: steps}
 	t0 := time.Now()

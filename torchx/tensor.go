@@ -38,28 +38,21 @@ func numel(shape []int64) int64 {
 	return n
 }
 
-func fromData(p unsafe.Pointer, n int, dt DType, shape []int64) Tensor {
-	if int64(n) != numel(shape) {
-		panic(&Error{Msg: fmt.Sprintf("%d values do not fill shape %v", n, shape)})
-	}
-	var dummy [1]int64
-	if n == 0 {
-		p = unsafe.Pointer(&dummy[0])
-	}
-	return call1(nil, func(out *C.TxTensor) C.TxErr {
-		return C.tx_from_data(p, C.int8_t(dt), ints(shape), C.int(len(shape)), out)
-	})
-}
-
-// fromDataOn is fromData straight onto device (tx_from_data_on: on CUDA a page-locked,
+// fromData copies n values of type dt at p into a new tensor of the given shape: on the CPU
+// for device "" or "cpu", else straight onto device (tx_from_data_on: on CUDA a page-locked,
 // non-blocking upload).
-func fromDataOn(p unsafe.Pointer, n int, dt DType, device string, shape []int64) Tensor {
+func fromData(p unsafe.Pointer, n int, dt DType, device string, shape []int64) Tensor {
 	if int64(n) != numel(shape) {
 		panic(&Error{Msg: fmt.Sprintf("%d values do not fill shape %v", n, shape)})
 	}
 	var dummy [1]int64
 	if n == 0 {
 		p = unsafe.Pointer(&dummy[0])
+	}
+	if device == "" || device == "cpu" {
+		return call1(nil, func(out *C.TxTensor) C.TxErr {
+			return C.tx_from_data(p, C.int8_t(dt), ints(shape), C.int(len(shape)), out)
+		})
 	}
 	d, done := cstr(device)
 	defer done()
@@ -68,80 +61,41 @@ func fromDataOn(p unsafe.Pointer, n int, dt DType, device string, shape []int64)
 	})
 }
 
+// fromSlice is fromData for a Go slice, kept alive until its values are copied.
+func fromSlice[E float32 | float64 | int64 | uint8](data []E, dt DType, device string, shape []int64) Tensor {
+	var p unsafe.Pointer
+	if len(data) > 0 {
+		p = unsafe.Pointer(&data[0])
+	}
+	t := fromData(p, len(data), dt, device, shape)
+	runtime.KeepAlive(data)
+	return t
+}
+
 // FromFloat32On copies data into a new float32 tensor of the given shape on device ("" or
 // "cpu": FromFloat32). A CUDA upload goes through page-locked memory without making the host
 // wait for the GPU, as PyTorch's pin_memory + non_blocking=True does; data may be reused as
 // soon as this returns.
 func FromFloat32On(data []float32, device string, shape ...int64) Tensor {
-	if device == "" {
-		device = "cpu"
-	}
-	var p unsafe.Pointer
-	if len(data) > 0 {
-		p = unsafe.Pointer(&data[0])
-	}
-	t := fromDataOn(p, len(data), Float32, device, shape)
-	runtime.KeepAlive(data)
-	return t
+	return fromSlice(data, Float32, device, shape)
 }
 
 // FromInt64On is FromFloat32On for int64 data.
 func FromInt64On(data []int64, device string, shape ...int64) Tensor {
-	if device == "" {
-		device = "cpu"
-	}
-	var p unsafe.Pointer
-	if len(data) > 0 {
-		p = unsafe.Pointer(&data[0])
-	}
-	t := fromDataOn(p, len(data), Int64, device, shape)
-	runtime.KeepAlive(data)
-	return t
+	return fromSlice(data, Int64, device, shape)
 }
 
 // FromFloat32 copies data (one memcpy) into a new CPU float32 tensor of the given shape.
-func FromFloat32(data []float32, shape ...int64) Tensor {
-	var p unsafe.Pointer
-	if len(data) > 0 {
-		p = unsafe.Pointer(&data[0])
-	}
-	t := fromData(p, len(data), Float32, shape)
-	runtime.KeepAlive(data)
-	return t
-}
+func FromFloat32(data []float32, shape ...int64) Tensor { return fromSlice(data, Float32, "", shape) }
 
 // FromFloat64 copies data into a new CPU float64 tensor of the given shape.
-func FromFloat64(data []float64, shape ...int64) Tensor {
-	var p unsafe.Pointer
-	if len(data) > 0 {
-		p = unsafe.Pointer(&data[0])
-	}
-	t := fromData(p, len(data), Float64, shape)
-	runtime.KeepAlive(data)
-	return t
-}
+func FromFloat64(data []float64, shape ...int64) Tensor { return fromSlice(data, Float64, "", shape) }
 
 // FromInt64 copies data into a new CPU int64 tensor of the given shape.
-func FromInt64(data []int64, shape ...int64) Tensor {
-	var p unsafe.Pointer
-	if len(data) > 0 {
-		p = unsafe.Pointer(&data[0])
-	}
-	t := fromData(p, len(data), Int64, shape)
-	runtime.KeepAlive(data)
-	return t
-}
+func FromInt64(data []int64, shape ...int64) Tensor { return fromSlice(data, Int64, "", shape) }
 
 // FromUint8 copies data into a new CPU uint8 tensor of the given shape.
-func FromUint8(data []uint8, shape ...int64) Tensor {
-	var p unsafe.Pointer
-	if len(data) > 0 {
-		p = unsafe.Pointer(&data[0])
-	}
-	t := fromData(p, len(data), Uint8, shape)
-	runtime.KeepAlive(data)
-	return t
-}
+func FromUint8(data []uint8, shape ...int64) Tensor { return fromSlice(data, Uint8, "", shape) }
 
 func copyOut(t Tensor, dt DType, dst unsafe.Pointer, nbytes int) {
 	check(C.tx_copy_out(h(t), C.int8_t(dt), dst, C.int64_t(nbytes)))

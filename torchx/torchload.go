@@ -527,7 +527,7 @@ func tensorFromBytes(b []byte, n int, dt DType, shape []int64) Tensor {
 	if len(b) > 0 {
 		p = unsafe.Pointer(&b[0])
 	}
-	t := fromData(p, n, dt, shape)
+	t := fromData(p, n, dt, "", shape)
 	runtime.KeepAlive(b)
 	return t
 }
