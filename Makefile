@@ -141,7 +141,7 @@ gpu-bundle: build
 	$(GOENV_BUNDLE) $(GO) build -ldflags '-s -w' -o $(BUNDLE)/build/bench/sli2vol-bench ./bench/cmd/sli2vol-bench
 	$(foreach p,$(TESTBIN_PKGS),$(GOENV_BUNDLE) $(GO) test -c -ldflags '-s -w' -o $(BUNDLE)/bin/$(p).test ./$(p) &&) true
 	cp -r torchx/csrc $(BUNDLE)/torchx/ && cp -r $(BUILD)/cgotorch-src $(BUNDLE)/build/
-	cp -r third_party Makefile $(BUNDLE)/ && mkdir -p $(BUNDLE)/bench $(BUNDLE)/configs && cp -r bench/pytorch bench/cpp $(BUNDLE)/bench/
+	cp -r third_party Makefile $(BUNDLE)/ && mkdir -p $(BUNDLE)/bench $(BUNDLE)/configs && cp -r bench/pytorch bench/cpp bench/hosttime.py $(BUNDLE)/bench/
 	cp configs/*.yaml $(BUNDLE)/configs/
 	@du -sh $(BUNDLE)
 

@@ -44,6 +44,19 @@ type Result struct {
 	RSSAtEnd     float64 `json:"rss_end_mib,omitempty"`
 	// Ops: ATen operators dispatched by one more (untimed) step, by name, when OpsEnv is set.
 	Ops map[string]int64 `json:"ops,omitempty"`
+	// With OpsEnv=time, ProfiledSteps more steps run under torchx.ProfileOps: their wall time
+	// per step, and per operator name the dispatches and host time (µs) per step.
+	ProfiledSteps  int               `json:"profiled_steps,omitempty"`
+	ProfiledStepMs float64           `json:"profiled_step_ms,omitempty"`
+	OpsTime        map[string]OpTime `json:"ops_time,omitempty"`
+}
+
+// OpTime is one operator's share of a profiled step: dispatches, and host time of its
+// outermost events on the stepping thread and on others (autograd's device threads).
+type OpTime struct {
+	Count    float64 `json:"count"`
+	CallerUs float64 `json:"caller_us"`
+	OtherUs  float64 `json:"other_us"`
 }
 
 func modelJSON(m configs.Model) map[string]any {
@@ -280,20 +293,43 @@ func startCPUProfile() (stop func(), err error) {
 
 // OpsEnv set (to anything) makes the training commands count the operators of one more step
 // and the propagation command those of one more propagation (Result.Ops); bench.py does the
-// same with the PyTorch profiler.
+// same with the PyTorch profiler. Set to "time", the training commands (Go's and cfn_step)
+// also profile profiledSteps more steps (Result.OpsTime): bench/hosttime.py sets two sides'
+// profiles beside each other.
 const OpsEnv = "SLI2VOL_BENCH_OPS"
+
+const profiledSteps = 10
 
 func countStepOps(res *Result, step func() error) error {
 	if os.Getenv(OpsEnv) == "" {
 		return nil
 	}
-	var err error
-	res.Ops, err = torchx.CountOps(func() {
+	run := func() {
 		if e := step(); e != nil {
 			panic(&torchx.Error{Msg: e.Error()})
 		}
+	}
+	var err error
+	if res.Ops, err = torchx.CountOps(run); err != nil || os.Getenv(OpsEnv) != "time" {
+		return err
+	}
+	t0 := time.Now()
+	stats, err := torchx.ProfileOps(func() {
+		for i := 0; i < profiledSteps; i++ {
+			run()
+		}
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	res.ProfiledSteps = profiledSteps
+	res.ProfiledStepMs = time.Since(t0).Seconds() * 1e3 / profiledSteps
+	res.OpsTime = map[string]OpTime{}
+	for name, st := range stats {
+		res.OpsTime[name] = OpTime{Count: float64(st.Count) / profiledSteps,
+			CallerUs: st.Caller.Seconds() * 1e6 / profiledSteps, OtherUs: st.Other.Seconds() * 1e6 / profiledSteps}
+	}
+	return nil
 }
 
 // Propagate times infer's propagation through the prepared volume from its middle slice

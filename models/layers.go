@@ -94,9 +94,7 @@ func (b *BatchNorm) Visit(prefix string, v *Visitor) {
 // Forward normalises x; in training it updates the running statistics in place.
 func (b *BatchNorm) Forward(x Tensor) Tensor {
 	if b.Training {
-		torchx.NoGrad(func() {
-			torchx.CopyInto(b.NumBatchesTracked, torchx.AddScalar(b.NumBatchesTracked, 1))
-		})
+		torchx.AddScalarInPlace(b.NumBatchesTracked, 1)
 	}
 	return torchx.BatchNorm(x, b.Weight, b.Bias, b.RunningMean, b.RunningVar, b.Training, b.Momentum, b.Eps)
 }

@@ -5,8 +5,10 @@ package torchx
 import "C"
 
 import (
+	"runtime"
 	"strconv"
 	"strings"
+	"time"
 	"unsafe"
 )
 
@@ -15,8 +17,36 @@ import (
 // profiler sees the same events). It is how one finds what a step asks of libtorch that a
 // reference step does not: extra copies, casts, per-channel loops.
 func CountOps(f func()) (map[string]int64, error) {
+	stats, err := runOpCount(f, false)
+	counts := make(map[string]int64, len(stats))
+	for name, s := range stats {
+		counts[name] = s.Count
+	}
+	return counts, err
+}
+
+// OpStat is what ProfileOps saw of one operator name.
+type OpStat struct {
+	Count int64 // every dispatch, nested ones included
+	// Host time of the outermost events of this name: on the calling thread (inside libtorch
+	// on the caller's behalf, waits for the GPU included) and on any other thread (autograd's
+	// device threads run the backward pass there).
+	Caller, Other time.Duration
+}
+
+// ProfileOps runs f on the calling goroutine's OS thread and returns, per operator name, the
+// dispatch count and the host time spent in it. The calling thread's total, set beside f's
+// wall time, splits that time into libtorch's share and the caller's own (Go, cgo, scopes).
+// Timing every event costs about a microsecond each, so profile other steps than the timed ones.
+func ProfileOps(f func()) (map[string]OpStat, error) {
+	runtime.LockOSThread() // "the calling thread" must stay one thread
+	defer runtime.UnlockOSThread()
+	return runOpCount(f, true)
+}
+
+func runOpCount(f func(), timed bool) (map[string]OpStat, error) {
 	var err error
-	if err = Try(func() { check(C.tx_opcount_start()) }); err != nil {
+	if err = Try(func() { check(C.tx_opcount_start(cbool(timed))) }); err != nil {
 		return nil, err
 	}
 	var out *C.char
@@ -31,14 +61,17 @@ func CountOps(f func()) (map[string]int64, error) {
 	if err = Try(func() { check(C.tx_opcount_stop(&out)) }); err != nil {
 		return nil, err
 	}
-	counts := map[string]int64{}
+	stats := map[string]OpStat{}
 	for _, l := range strings.Split(strings.TrimSpace(C.GoString(out)), "\n") {
-		i := strings.LastIndexByte(l, ' ')
-		if i < 0 {
+		// "name count caller_ns other_ns"; names may hold spaces ("autograd::engine::…: X").
+		f := strings.Fields(l)
+		if len(f) < 4 {
 			continue
 		}
-		n, _ := strconv.ParseInt(l[i+1:], 10, 64)
-		counts[l[:i]] = n
+		n := len(f)
+		num := func(s string) int64 { v, _ := strconv.ParseInt(s, 10, 64); return v }
+		name := strings.TrimSpace(l[:strings.LastIndex(l, " "+f[n-3]+" "+f[n-2]+" "+f[n-1])])
+		stats[name] = OpStat{Count: num(f[n-3]), Caller: time.Duration(num(f[n-2])), Other: time.Duration(num(f[n-1]))}
 	}
-	return counts, ferr
+	return stats, ferr
 }

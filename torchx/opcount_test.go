@@ -1,6 +1,9 @@
 package torchx
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // Two adds and a multiply are two aten::add and one aten::mul; a failing op is reported and
 // counting stops, so the next count starts clean.
@@ -19,5 +22,46 @@ func TestCountOps(t *testing.T) {
 	c, err = CountOps(func() {})
 	if err != nil || c["aten::add"] != 0 {
 		t.Fatalf("after a failed count: %v %v", c, err)
+	}
+}
+
+// ProfileOps's times are the outermost events on the calling thread: a matmul's time is
+// about what the Go clock measures around the call (its nested aten::mm is counted but not
+// timed again), and a sleep between operators is in no operator's time.
+func TestProfileOps(t *testing.T) {
+	a := Randn([]int64{512, 512}, Float32, "cpu")
+	var around time.Duration
+	t0 := time.Now()
+	stats, err := ProfileOps(func() {
+		time.Sleep(30 * time.Millisecond)
+		s := time.Now()
+		for i := 0; i < 4; i++ {
+			Matmul(a, a)
+		}
+		around = time.Since(s)
+	})
+	wall := time.Since(t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mm, inner := stats["aten::matmul"], stats["aten::mm"]
+	if mm.Count != 4 || inner.Count != 4 {
+		t.Fatalf("counts matmul %d mm %d, want 4 and 4", mm.Count, inner.Count)
+	}
+	if inner.Caller != 0 || inner.Other != 0 {
+		t.Fatalf("aten::mm is nested in aten::matmul but was timed: %+v", inner)
+	}
+	if mm.Caller > around || mm.Caller < around*8/10 {
+		t.Fatalf("aten::matmul %v on the calling thread, %v measured around the four calls", mm.Caller, around)
+	}
+	var sum time.Duration
+	for _, s := range stats {
+		sum += s.Caller
+	}
+	if sum > wall-30*time.Millisecond {
+		t.Fatalf("operators' caller time %v includes the 30 ms sleep (wall %v)", sum, wall)
+	}
+	if c, err := CountOps(func() { Matmul(a, a) }); err != nil || c["aten::matmul"] != 1 {
+		t.Fatalf("counting after profiling: %v %v", c, err)
 	}
 }

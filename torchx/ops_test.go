@@ -215,3 +215,21 @@ func TestFlip(t *testing.T) {
 		t.Fatal("flip of a missing dim: no error")
 	}
 }
+
+// A counter and a trained parameter both take the in-place add outside autograd.
+func TestAddScalarInPlace(t *testing.T) {
+	n := Zeros(nil, Int64, "cpu")
+	for i := 0; i < 3; i++ {
+		AddScalarInPlace(n, 1)
+	}
+	if v := Item(n); v != 3 {
+		t.Fatalf("counter %v after three adds, want 3", v)
+	}
+	p := FromFloat32([]float32{1, 2}, 2)
+	SetRequiresGrad(p, true)
+	AddScalarInPlace(p, 0.5)
+	assertClose(t, "parameter", Float64s(p), []float64{1.5, 2.5}, 0)
+	if !RequiresGrad(p) {
+		t.Fatal("the parameter lost requires_grad")
+	}
+}

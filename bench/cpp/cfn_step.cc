@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <sstream>
@@ -85,6 +86,41 @@ void check(TxErr err) {
     std::free(err);
     throw std::runtime_error(msg);
   }
+}
+
+// With SLI2VOL_BENCH_OPS=time, the "ops_time" JSON of sli2vol-bench's Result: per operator,
+// dispatches and host time (µs) per step over `steps` more steps, from libtorchx's counter.
+std::string profile_steps(const std::function<double()> &step, int steps) {
+  check(tx_opcount_start(1));
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < steps; i++) step();
+  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  char *raw = nullptr;
+  check(tx_opcount_stop(&raw));
+  std::string text(raw);
+  std::free(raw);
+  std::ostringstream js;
+  js.precision(10);
+  js << ",\"profiled_steps\":" << steps << ",\"profiled_step_ms\":" << ms / steps << ",\"ops_time\":{";
+  std::istringstream lines(text);
+  std::string line;
+  bool first = true;
+  while (std::getline(lines, line)) {
+    // "name count caller_ns other_ns", the name possibly with spaces
+    size_t c = line.rfind(' '), b = line.rfind(' ', c - 1), a = line.rfind(' ', b - 1);
+    if (a == std::string::npos) continue;
+    std::string name = line.substr(0, a);
+    for (size_t i = 0; i < name.size(); i++) {
+      if (name[i] == '"' || name[i] == '\\') name.insert(i++, 1, '\\');
+    }
+    double n = std::stod(line.substr(a + 1, b - a - 1)), caller = std::stod(line.substr(b + 1, c - b - 1)),
+           other = std::stod(line.substr(c + 1));
+    js << (first ? "" : ",") << '"' << name << "\":{\"count\":" << n / steps << ",\"caller_us\":" << caller / 1e3 / steps
+       << ",\"other_us\":" << other / 1e3 / steps << '}';
+    first = false;
+  }
+  js << '}';
+  return js.str();
 }
 
 // The trainer's optimizer (torchx's, over libtorch's AdamW state): on CUDA its multi-tensor
@@ -197,6 +233,9 @@ int run(int argc, char **argv) {
   const torch::Device device(argv[2]);
   const int steps = std::stoi(argv[3]);
   at::set_num_threads(std::stoi(argv[4]));
+  // The host allocator policy the Go program's torchx sets when it loads, so that the two
+  // processes differ in the binding only.
+  tx_host_alloc_policy(32 << 20, 1 << 30);
   Bundle b = load(dir);
   for (auto &kv : b.t) {
     kv.second = kv.second.to(device);
@@ -237,7 +276,10 @@ int run(int argc, char **argv) {
     double dt = std::chrono::duration<double>(clock::now() - t0).count();
     out << "{\"first_loss\":" << first;
     if (steps > 0) out << ",\"samples_per_s\":" << steps * sj.size(0) / dt;
-    out << ",\"peak_rss_mib\":" << peak_rss_mib() << ",\"steps\":" << steps << "}";
+    out << ",\"peak_rss_mib\":" << peak_rss_mib() << ",\"steps\":" << steps;
+    const char *ops = std::getenv("SLI2VOL_BENCH_OPS");
+    if (ops != nullptr && std::string(ops) == "time") out << profile_steps(step, 10);
+    out << "}";
   }
   std::cout << out.str() << std::endl;
   return 0;

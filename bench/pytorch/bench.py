@@ -54,7 +54,38 @@ def time_steps(step, steps, device, batch):
         out["samples_per_s"] = steps * batch / dt
     if os.environ.get("SLI2VOL_BENCH_OPS"):
         out["ops"] = count_ops(step)
+    if os.environ.get("SLI2VOL_BENCH_OPS") == "time":
+        out.update(profile_ops(step, 10, device))
     print(json.dumps(out))
+
+
+def profile_ops(fn, steps, device):
+    """sli2vol-bench's ops_time: per operator, dispatches and host time (µs) per step of its
+    outermost events on the stepping thread and on others, over `steps` more steps; on a GPU
+    also the kernels' time per step (gpu_kernel_ms), which Go and C++ do not report."""
+    acts = [torch.profiler.ProfilerActivity.CPU]
+    if device.startswith("cuda"):
+        acts.append(torch.profiler.ProfilerActivity.CUDA)
+    sync(device)
+    t0 = time.perf_counter()
+    with torch.profiler.profile(activities=acts) as prof:
+        for _ in range(steps):
+            fn()
+        sync(device)
+    ms = (time.perf_counter() - t0) * 1e3 / steps
+    evs = sorted(prof.events(), key=lambda e: e.time_range.start)
+    me = evs[0].thread if evs else None  # the profiler's thread ids are its own: the first event is the caller's
+    ops = {}
+    for e in evs:
+        o = ops.setdefault(e.name, {"count": 0.0, "caller_us": 0.0, "other_us": 0.0})
+        o["count"] += 1 / steps
+        if e.cpu_parent is None:
+            o["caller_us" if e.thread == me else "other_us"] += e.cpu_time_total / steps
+    res = {"profiled_steps": steps, "profiled_step_ms": ms, "ops_time": ops}
+    if device.startswith("cuda"):
+        res["gpu_kernel_ms"] = sum(getattr(a, "self_device_time_total", None) or getattr(a, "self_cuda_time_total", 0)
+                                   for a in prof.key_averages()) / 1e3 / steps
+    return res
 
 
 def count_ops(fn):

@@ -6,7 +6,7 @@
 #
 #   device-run.sh          everything: tests, benchmarks, a phantom pipeline, propagation speed
 #   device-run.sh bench    the build and `make bench`'s rows on CUDA only (BENCH_TIMEOUT s, 540)
-#   device-run.sh probe    the 96² step under Go runtime settings beside C++ and PyTorch, then rows
+#   device-run.sh probe    the 96² step: Go, C++ and PyTorch timed and profiled, then rows
 set -uo pipefail
 script_start=$(date +%s)
 cd "$(dirname "$0")/../.."
@@ -46,30 +46,41 @@ cuda_bench() { # the interleaved Go/PyTorch rows; the report is rewritten after 
   tail -n 40 "$OUT/bench-cuda.log"
 }
 if [ "${1:-}" = probe ]; then
-  # What the Go side's 96² step time depends on: the Go runtime's collector and processor
-  # count, beside the plain C++ step and PyTorch, interleaved (PROBE_ROUNDS, 2), then the rows
-  # in BENCH_ONLY (train-96) with what is left. One log: a device run returns few files.
+  # Where the Go side's 96² step time goes, beside the plain C++ step and PyTorch: the three
+  # interleaved (PROBE_ROUNDS, 2), then each side's step profiled (per operator host time on
+  # the stepping thread, bench/hosttime.py; PyTorch's kernel time too), a Go CPU profile, and
+  # the rows in BENCH_ONLY (train-96; PROBE_ROWS=0: none) with what is left. Few files: a
+  # device run returns few.
   (cd torchx && timeout 60 ../bin/torchx.test -test.v -test.run 'StagedUploadsCUDA|FromDataOn' 2>&1) | grep -E "^(--- |ok|FAIL|PASS)"
   B=build/bench/sli2vol-bench
   W=build/bench/ablation
   steps=${ABLATION_STEPS:-40}
-  $B prepare $W/train-96 configs/paper.yaml 96 4 0 >/dev/null || echo "prepare failed"
-  for r in $(seq "${PROBE_ROUNDS:-2}"); do
-    for v in go go-gogc-off go-procs-2 cpp pytorch; do
-      case $v in
-        go) cmd=($B train) ;;
-        go-gogc-off) cmd=(env GOGC=off $B train) ;;
-        go-procs-2) cmd=(env GOMAXPROCS=2 $B train) ;;
-        cpp) cmd=(build/bench/cfn_step) ;;
-        pytorch) cmd=($PY bench/pytorch/bench.py train) ;;
-      esac
-      echo "round $r $v: $(timeout 60 "${cmd[@]}" $W/train-96 "$DEV" "$steps" "$(nproc)" 2>&1 | tail -n 1 | grep -o '"samples_per_s": *[0-9.]*')"
+  $B prepare $W/train-96 "${PROBE_CONFIG:-configs/paper.yaml}" "${PROBE_HW:-96}" 4 0 >/dev/null || echo "prepare failed"
+  side() { # name → command
+    case $1 in
+      go) echo "$B train" ;;
+      cpp) echo "build/bench/cfn_step" ;;
+      pytorch) echo "$PY bench/pytorch/bench.py train" ;;
+    esac
+  }
+  {
+    for r in $(seq "${PROBE_ROUNDS:-2}"); do
+      for v in go cpp pytorch; do
+        echo "round $r $v: $(timeout 60 $(side $v) $W/train-96 "$DEV" "$steps" "$(nproc)" 2>&1 | tail -n 1 | grep -o '"samples_per_s": *[0-9.]*')"
+      done
     done
-  done | tee "$OUT/probe.txt"
+    mkdir -p /tmp/host
+    for v in go cpp pytorch; do
+      SLI2VOL_BENCH_OPS=time timeout 90 $(side $v) $W/train-96 "$DEV" "${HOST_STEPS:-20}" "$(nproc)" >/tmp/host/$v.json 2>&1
+    done
+    echo "== host time per step, Go (A) vs C++ (B)"; $PY bench/hosttime.py /tmp/host/go.json /tmp/host/cpp.json 30 2>&1
+    echo "== host time per step, Go (A) vs PyTorch (B)"; $PY bench/hosttime.py /tmp/host/go.json /tmp/host/pytorch.json 30 2>&1
+    tar -czf "$OUT/host.tgz" -C /tmp host
+  } 2>&1 | tee "$OUT/probe.txt"
   # Where the Go host thread spends a step (go tool pprof -top go-96.pprof; no binary needed).
-  SLI2VOL_BENCH_CPUPROFILE=$OUT/go-96.pprof timeout 60 $B train $W/train-96 "$DEV" 100 "$(nproc)" | tail -n 1 | cut -c1-100
+  SLI2VOL_BENCH_CPUPROFILE=$OUT/go-96.pprof timeout 60 $B train $W/train-96 "$DEV" "${PPROF_STEPS:-100}" "$(nproc)" | tail -n 1 | cut -c1-100
   left=$(( ${DEVICE_SECONDS:-590} - ($(date +%s) - script_start) - 10 ))
-  BENCH_ONLY=${BENCH_ONLY-train-96} BENCH_TIMEOUT=$left cuda_bench
+  [ "${PROBE_ROWS:-1}" = 0 ] || BENCH_ONLY=${BENCH_ONLY-train-96} BENCH_TIMEOUT=$left cuda_bench
   exit 0
 fi
 if [ "${1:-}" = bench ]; then

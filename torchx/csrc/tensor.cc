@@ -2,6 +2,8 @@
 // factories, device/dtype moves and autograd entry points.
 #include <c10/core/GradMode.h>
 
+#include <cmath>
+
 #include "common.h"
 
 using torchx::T;
@@ -181,6 +183,19 @@ TxErr tx_copy_(TxTensor dst, TxTensor src) {
   TX_TRY
   c10::AutoGradMode off(false);
   T(dst).copy_(T(src));
+  TX_CATCH
+}
+
+TxErr tx_add_scalar_(TxTensor t, double s) {
+  TX_TRY
+  c10::AutoGradMode off(false);
+  // An integer tensor (a counter) takes a whole number as an integer scalar; a double
+  // scalar would promote the result to float, which an in-place add refuses.
+  if (c10::isIntegralType(T(t).scalar_type(), /*includeBool=*/false) && s == std::floor(s)) {
+    T(t).add_(static_cast<int64_t>(s));
+  } else {
+    T(t).add_(s);
+  }
   TX_CATCH
 }
 

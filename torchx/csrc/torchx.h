@@ -64,6 +64,7 @@ TxErr tx_requires_grad(TxTensor t, int *out);
 TxErr tx_grad(TxTensor t, TxTensor *out); /* *out NULL when no gradient */
 TxErr tx_backward(TxTensor t);
 TxErr tx_copy_(TxTensor dst, TxTensor src); /* in place, under no-grad */
+TxErr tx_add_scalar_(TxTensor t, double s); /* in place, under no-grad */
 TxErr tx_item(TxTensor t, double *out);
 /* 4D tensors in channels-last memory order (others unchanged) */
 TxErr tx_channels_last(TxTensor t, TxTensor *out);
@@ -148,8 +149,12 @@ TxErr tx_aggregate(TxTensor a, TxTensor m, int64_t radius, TxTensor *out);
 void tx_set_affinity_strategy(int s);
 
 /* ---- operator counts (profiling) ---- */
-TxErr tx_opcount_start(void);
+TxErr tx_opcount_start(int timed);
 TxErr tx_opcount_stop(char **out);
+
+/* The host allocator policy (hostalloc.cc). */
+int tx_host_alloc_policy(int64_t mmap_threshold, int64_t trim_threshold);
+int64_t tx_host_free_bytes(void);
 
 /* ---- optimizers ----------------------------------------------------------------------- */
 enum { TX_ADAMW, TX_SGD };
