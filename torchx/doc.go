@@ -21,6 +21,12 @@
 // the same as on the CPU paths (AffinityStrategy, ForeachMode). FromFloat32On uploads through
 // page-locked memory without making the host wait for the GPU.
 //
+// Host memory. Loading the package sets glibc's allocator to keep up to 1 GiB of freed heap
+// and to map blocks with mmap only from 32 MiB (HostTrimThreshold, HostMmapThreshold): a
+// scope frees a step's tensors together, and glibc's default would hand that memory back to
+// the kernel after every step for the next one to fault in again. Setting any of glibc's
+// MALLOC_*_ variables leaves the allocator as the user set it.
+//
 // Threads. libtorch's grad mode is per OS thread; NoGrad locks the goroutine to its thread for
 // the duration of the function it runs.
 package torchx

@@ -25,7 +25,7 @@ func TestVersion(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	for _, want := range []string{"sli2vol ", "go go1.", "libtorch " + torchx.LibtorchVersion(), "cuda available: "} {
+	for _, want := range []string{"sli2vol ", "go go1.", "libtorch " + torchx.LibtorchVersion(), "cuda available: ", "host allocator: "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("version output lacks %q:\n%s", want, out)
 		}

@@ -37,6 +37,12 @@ func newVersionCmd() *cobra.Command {
 			fmt.Fprintf(w, "go %s %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			fmt.Fprintf(w, "libtorch %s (%d threads)\n", torchx.LibtorchVersion(), torchx.NumThreads())
 			fmt.Fprintf(w, "gotorch %s\n", moduleVersion(gotorchModule))
+			if torchx.HostAllocPolicyApplied() {
+				fmt.Fprintf(w, "host allocator: freed heap kept up to %d MiB, mmap from %d MiB (glibc's MALLOC_*_ variables override)\n",
+					torchx.HostTrimThreshold>>20, torchx.HostMmapThreshold>>20)
+			} else {
+				fmt.Fprintln(w, "host allocator: the C library's settings")
+			}
 			if torchx.CUDAAvailable() {
 				cudnn := "no"
 				if torchx.CUDNNAvailable() {
