@@ -147,7 +147,9 @@ func Run(o RunOptions) error {
 		// glibc's malloc thresholds are fixed for this run: with its default, dynamic ones the
 		// RSS of the same run moved between −11 % and +3.5 % from run to run (freed heap pages
 		// kept or returned at random moments); fixed, blocks of 1 MiB and more go back to the
-		// kernel when freed, so RSS follows the memory actually held.
+		// kernel when freed, so RSS follows the memory actually held. Setting the variable also
+		// turns off torchx's own policy (keep freed heap for the next step), under which RSS
+		// stays at its peak and a slow leak would first fill that kept space unseen.
 		g, err := runJSONEnv([]string{"MALLOC_MMAP_THRESHOLD_=1048576"}, o.Self, "train", dir, o.Device, fmt.Sprint(o.MemorySteps), th)
 		if err != nil {
 			return err
