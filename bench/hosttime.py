@@ -31,8 +31,6 @@ def main():
                      ("other threads inside libtorch", lambda d: sum(v["other_us"] for v in d["ops_time"].values()) / 1e3)]:
         x, y = f(a), f(b)
         print(f"{label:<34}{x:>10.2f}{y:>10.2f}{x - y:>10.2f}")
-    if "gpu_kernel_ms" in a or "gpu_kernel_ms" in b:
-        print(f"{'GPU kernels':<34}{a.get('gpu_kernel_ms', float('nan')):>10.2f}{b.get('gpu_kernel_ms', float('nan')):>10.2f}")
     zero = {"count": 0, "caller_us": 0, "other_us": 0}
     rows = []
     for k in set(a["ops_time"]) | set(b["ops_time"]):

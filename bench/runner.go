@@ -194,7 +194,6 @@ func (r Row) describe() string {
 	return fmt.Sprintf("training step, %s network, %d² batch %d (samples/s)", cfg, r.HW, r.Batch)
 }
 
-// runRow prepares one row, checks parity on the first round and appends the row's lines.
 // cppSection is the table of Go beside the plain C++ step ("" when no row ran it).
 func cppSection(rows *strings.Builder) string {
 	if rows.Len() == 0 {
@@ -202,11 +201,12 @@ func cppSection(rows *strings.Builder) string {
 	}
 	return "\nThe ceiling of any binding: the same CFN training step written directly in C++ against the same libtorch " +
 		"(`bench/cpp/cfn_step.cc`: the same operators in the same order but for batch norm's unread num_batches_tracked counter, the same fused affinity, " +
-		"the same optimizer (torchx's AdamW: multi-tensor on CUDA), the same weights and batch; " +
+		"the same optimizer (torchx's AdamW: multi-tensor on CUDA), the same host allocator settings, the same weights and batch; " +
 		"its first loss is checked against Go's), timed in the same interleaved rounds.\n\n" +
 		"| row | Go | C++ | Go/C++ (median) |\n|---|---|---|---|\n" + rows.String()
 }
 
+// runRow prepares one row, checks parity on the first round and appends the row's lines.
 func runRow(md, cppMD *strings.Builder, o RunOptions, r Row, gpu *gpuMemory) error {
 	th := fmt.Sprint(o.Threads)
 	dir := filepath.Join(o.Work, r.Name)

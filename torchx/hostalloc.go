@@ -9,8 +9,8 @@ import "C"
 // Setting any of glibc's MALLOC_*_ variables (or glibc.malloc tunables) leaves glibc's
 // defaults or the user's settings in place.
 const (
-	HostMmapThreshold = 32 << 20
-	HostTrimThreshold = 1 << 30
+	HostMmapThreshold = C.TX_HOST_MMAP_THRESHOLD
+	HostTrimThreshold = C.TX_HOST_TRIM_THRESHOLD
 )
 
 var hostPolicyApplied = C.tx_host_alloc_policy(HostMmapThreshold, HostTrimThreshold) != 0

@@ -62,16 +62,20 @@ func runOpCount(f func(), timed bool) (map[string]OpStat, error) {
 		return nil, err
 	}
 	stats := map[string]OpStat{}
+lines:
 	for _, l := range strings.Split(strings.TrimSpace(C.GoString(out)), "\n") {
-		// "name count caller_ns other_ns"; names may hold spaces ("autograd::engine::…: X").
-		f := strings.Fields(l)
-		if len(f) < 4 {
-			continue
+		// "name count caller_ns other_ns"; names may hold spaces ("autograd::engine::…: X"),
+		// so the three numbers are taken from the right.
+		var v [3]int64
+		for i := 2; i >= 0; i-- {
+			j := strings.LastIndexByte(l, ' ')
+			if j < 0 {
+				continue lines
+			}
+			v[i], _ = strconv.ParseInt(l[j+1:], 10, 64)
+			l = l[:j]
 		}
-		n := len(f)
-		num := func(s string) int64 { v, _ := strconv.ParseInt(s, 10, 64); return v }
-		name := strings.TrimSpace(l[:strings.LastIndex(l, " "+f[n-3]+" "+f[n-2]+" "+f[n-1])])
-		stats[name] = OpStat{Count: num(f[n-3]), Caller: time.Duration(num(f[n-2])), Other: time.Duration(num(f[n-1]))}
+		stats[l] = OpStat{Count: v[0], Caller: time.Duration(v[1]), Other: time.Duration(v[2])}
 	}
 	return stats, ferr
 }

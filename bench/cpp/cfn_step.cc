@@ -2,8 +2,8 @@
 // against libtorch: the ceiling any binding of libtorch can reach for this step. It runs the
 // same operators as the Go trainer in the same order (the same fused affinity, from
 // libtorchx, called as plain C++, and the same optimizer: torchx's AdamW, multi-tensor on
-// CUDA), except batch norm's num_batches_tracked counter, which nothing reads; on the
-// weights and batch `sli2vol-bench prepare` wrote, and
+// CUDA, and the same host allocator settings), except batch norm's num_batches_tracked
+// counter, which nothing reads; on the weights and batch `sli2vol-bench prepare` wrote, and
 // prints one JSON line as sli2vol-bench does, so `make bench` can set Go beside it.
 //
 //   cfn_step DIR DEVICE STEPS THREADS
@@ -235,7 +235,7 @@ int run(int argc, char **argv) {
   at::set_num_threads(std::stoi(argv[4]));
   // The host allocator policy the Go program's torchx sets when it loads, so that the two
   // processes differ in the binding only.
-  tx_host_alloc_policy(32 << 20, 1 << 30);
+  tx_host_alloc_policy(TX_HOST_MMAP_THRESHOLD, TX_HOST_TRIM_THRESHOLD);
   Bundle b = load(dir);
   for (auto &kv : b.t) {
     kv.second = kv.second.to(device);

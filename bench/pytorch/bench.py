@@ -61,8 +61,9 @@ def time_steps(step, steps, device, batch):
 
 def profile_ops(fn, steps, device):
     """sli2vol-bench's ops_time: per operator, dispatches and host time (µs) per step of its
-    outermost events on the stepping thread and on others, over `steps` more steps; on a GPU
-    also the kernels' time per step (gpu_kernel_ms), which Go and C++ do not report."""
+    outermost events on the stepping thread and on others, over `steps` more steps. Host
+    events only (RecordFunction's, as the Go and C++ sides see): on a GPU the profiler also
+    lists kernels, which are left out."""
     acts = [torch.profiler.ProfilerActivity.CPU]
     if device.startswith("cuda"):
         acts.append(torch.profiler.ProfilerActivity.CUDA)
@@ -73,7 +74,9 @@ def profile_ops(fn, steps, device):
             fn()
         sync(device)
     ms = (time.perf_counter() - t0) * 1e3 / steps
-    evs = sorted(prof.events(), key=lambda e: e.time_range.start)
+    cpu = getattr(torch.autograd, "DeviceType", None)
+    evs = sorted((e for e in prof.events() if cpu is None or getattr(e, "device_type", cpu.CPU) == cpu.CPU),
+                 key=lambda e: e.time_range.start)
     me = evs[0].thread if evs else None  # the profiler's thread ids are its own: the first event is the caller's
     ops = {}
     for e in evs:
@@ -81,11 +84,7 @@ def profile_ops(fn, steps, device):
         o["count"] += 1 / steps
         if e.cpu_parent is None:
             o["caller_us" if e.thread == me else "other_us"] += e.cpu_time_total / steps
-    res = {"profiled_steps": steps, "profiled_step_ms": ms, "ops_time": ops}
-    if device.startswith("cuda"):
-        res["gpu_kernel_ms"] = sum(getattr(a, "self_device_time_total", None) or getattr(a, "self_cuda_time_total", 0)
-                                   for a in prof.key_averages()) / 1e3 / steps
-    return res
+    return {"profiled_steps": steps, "profiled_step_ms": ms, "ops_time": ops}
 
 
 def count_ops(fn):

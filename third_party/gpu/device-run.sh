@@ -48,7 +48,7 @@ cuda_bench() { # the interleaved Go/PyTorch rows; the report is rewritten after 
 if [ "${1:-}" = probe ]; then
   # Where the Go side's 96² step time goes, beside the plain C++ step and PyTorch: the three
   # interleaved (PROBE_ROUNDS, 2), then each side's step profiled (per operator host time on
-  # the stepping thread, bench/hosttime.py; PyTorch's kernel time too), a Go CPU profile, and
+  # the stepping thread, bench/hosttime.py), a Go CPU profile, and
   # the rows in BENCH_ONLY (train-96; PROBE_ROWS=0: none) with what is left. Few files: a
   # device run returns few.
   (cd torchx && timeout 60 ../bin/torchx.test -test.v -test.run 'StagedUploadsCUDA|FromDataOn' 2>&1) | grep -E "^(--- |ok|FAIL|PASS)"

@@ -152,7 +152,10 @@ void tx_set_affinity_strategy(int s);
 TxErr tx_opcount_start(int timed);
 TxErr tx_opcount_stop(char **out);
 
-/* The host allocator policy (hostalloc.cc). */
+/* The host allocator policy (hostalloc.cc): keep up to TX_HOST_TRIM_THRESHOLD bytes of freed
+   heap, map blocks with mmap from TX_HOST_MMAP_THRESHOLD bytes. */
+#define TX_HOST_MMAP_THRESHOLD (32 << 20)
+#define TX_HOST_TRIM_THRESHOLD (1 << 30)
 int tx_host_alloc_policy(int64_t mmap_threshold, int64_t trim_threshold);
 int64_t tx_host_free_bytes(void);
 
