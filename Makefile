@@ -126,6 +126,7 @@ fuzz: build
 	$(GOENV) $(GO) test ./data -run '^$$' -fuzz FuzzNIfTI -fuzztime $(FUZZTIME)
 	$(GOENV) $(GO) test ./data -run '^$$' -fuzz FuzzDICOM -fuzztime $(FUZZTIME)
 	$(GOENV) $(GO) test ./torchx -run '^$$' -fuzz FuzzStateDict -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/torchload -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 
 # A folder to carry to a machine with CUDA, g++ and PyTorch but no Go (or network): the Go
 # binaries built here (run path $ORIGIN/../build/lib first), the shim sources and gotorch's

@@ -16,6 +16,7 @@ import (
 	"github.com/sli2vol/sli2vol/data"
 	"github.com/sli2vol/sli2vol/infer"
 	"github.com/sli2vol/sli2vol/models"
+	"github.com/sli2vol/sli2vol/runs"
 	"github.com/sli2vol/sli2vol/torchx"
 	"github.com/sli2vol/sli2vol/train"
 )
@@ -81,7 +82,7 @@ func Prepare(dir string, c *configs.Config, hw, batch, slices int) (*Spec, error
 		return nil, err
 	}
 	torchx.ManualSeed(uint64(c.Seed))
-	m, err := models.NewCFN(c.Model)
+	m, err := runs.NewCFN(c.Model)
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +158,7 @@ func loadSpec(dir string) (*Spec, *configs.Config, error) {
 	}
 	c := configs.Defaults()
 	m := &c.Model
-	m.Mode, m.Radius, m.Width, m.Stages = s.ModelJSON["mode"].(string), num(s.ModelJSON["radius"]), num(s.ModelJSON["width"]), num(s.ModelJSON["stages"])
+	m.Mode, m.Radius, m.Width, m.Stages = configs.Mode(s.ModelJSON["mode"].(string)), num(s.ModelJSON["radius"]), num(s.ModelJSON["width"]), num(s.ModelJSON["stages"])
 	m.BlocksPerStage, m.FeatureDim, m.EdgeRadius = num(s.ModelJSON["blocks_per_stage"]), num(s.ModelJSON["feature_dim"]), num(s.ModelJSON["edge_radius"])
 	m.SeparatePLEncoder = s.ModelJSON["separate_pl_encoder"].(bool)
 	geig := s.ModelJSON["geig"].(map[string]any)
@@ -179,7 +180,7 @@ func loadModel(dir, device string) (*configs.Config, *models.CFN, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	m, err := models.NewCFN(c.Model)
+	m, err := runs.NewCFN(c.Model)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -74,10 +74,7 @@ func writeCpp(dir string, c *configs.Config, m *models.CFN, batch map[string]tor
 	}
 	bn := m.Encoder.BN1 // every batch norm of the encoder has the same settings
 	loss := c.Train.Loss
-	if loss != "l1" {
-		loss = "smooth_l1"
-	}
 	kv := fmt.Sprintf("mode %s\nradius %d\nreach %d\nbn_momentum %g\nbn_eps %g\nintensity_scale %g\nlr %g\nweight_decay %g\nloss %s\n",
-		m.Mode, m.Radius, reach, bn.Momentum, bn.Eps, c.Data.IntensityScale, c.Train.LR, c.Train.WeightDecay, loss)
+		c.Model.Mode, m.Radius, reach, bn.Momentum, bn.Eps, c.Data.IntensityScale, c.Train.LR, c.Train.WeightDecay, loss)
 	return os.WriteFile(filepath.Join(dir, "cpp.txt"), []byte(kv), 0o644)
 }

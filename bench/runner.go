@@ -75,12 +75,12 @@ func runJSONEnv(env []string, name string, args ...string) (*Result, error) {
 	}
 	c.Stdout, c.Stderr = &out, &errb
 	if err := c.Run(); err != nil {
-		return nil, fmt.Errorf("%s %v: %v: %s", filepath.Base(name), args, err, strings.TrimSpace(errb.String()))
+		return nil, fmt.Errorf("%s %v: %w: %s", filepath.Base(name), args, err, strings.TrimSpace(errb.String()))
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	var r Result
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
-		return nil, fmt.Errorf("%s: output %q: %v", filepath.Base(name), out.String(), err)
+		return nil, fmt.Errorf("%s: output %q: %w", filepath.Base(name), out.String(), err)
 	}
 	return &r, nil
 }
@@ -89,29 +89,8 @@ func runJSONEnv(env []string, name string, args ...string) (*Result, error) {
 // loss to 1e-4 relative; propagated voxel counts to 0.5 %) — aborting before any timing if
 // not — then times Rounds interleaved Go/PyTorch rounds and writes the report.
 func Run(o RunOptions) error {
-	th := fmt.Sprint(o.Threads)
 	var md strings.Builder
-	host, _ := os.Hostname()
-	cpu := "unknown CPU"
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(l, "model name") {
-				cpu = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
-				break
-			}
-		}
-	}
-	pyVer, _ := exec.Command(o.Python, "-c", "import torch; print(torch.__version__)").Output()
-	fmt.Fprintf(&md, "# Benchmarks\n\nWritten by `make bench` on %s: %s, %d cores (%s); device %s; %s intra-op threads on both sides; "+
-		"libtorch %s under sli2vol, PyTorch %s for the reference; %d interleaved rounds, median (min–max).\n\n",
-		time.Now().UTC().Format("2006-01-02"), cpu, runtime.NumCPU(), host, o.Device, th, torchx.LibtorchVersion(),
-		strings.TrimSpace(string(pyVer)), o.Rounds)
-	md.WriteString("Go runs the trainer's own `train.Stepper` and infer's `Propagator`; PyTorch runs the repo's reference " +
-		"(`bench/pytorch/sli2vol_ref.py`, affinity by `F.unfold` as in the published code) on the same weights, batch and volume. " +
-		"UNETR++ rows: Go's `train.SegStepper` vs `bench/pytorch/unetrpp_ref.py` with the same loss (Dice + CE, deep supervision), " +
-		"optimizer and gradient clipping, dropout off on both sides. " +
-		"Each row's outputs are checked equal before it is timed. " +
-		fmt.Sprintf("Go's affinity strategy: %s (auto = per window row on CUDA for maps of up to 2^23 elements, per displacement otherwise).\n\n", cmp.Or(o.Affinity, "auto")))
+	md.WriteString(reportHeader(o))
 	md.WriteString("| row | Go | PyTorch | Go/PyTorch (median) |\n|---|---|---|---|\n")
 	gpu := newGPUMemory(o.GPUMemoryCmd)
 	if gpu != nil {
@@ -138,28 +117,8 @@ func Run(o RunOptions) error {
 		}
 	}
 	md.WriteString(cppSection(&cpp))
-	if o.MemorySteps > 0 {
-		dir := filepath.Join(o.Work, "memory")
-		if _, err := runJSONOrNil(o.Self, "prepare", dir, o.MemoryConfig, "48", "4", "12"); err != nil {
-			return err
-		}
-		o.Log("memory: %d Go training steps", o.MemorySteps)
-		// glibc's malloc thresholds are fixed for this run: with its default, dynamic ones the
-		// RSS of the same run moved between −11 % and +3.5 % from run to run (freed heap pages
-		// kept or returned at random moments); fixed, blocks of 1 MiB and more go back to the
-		// kernel when freed, so RSS follows the memory actually held. Setting the variable also
-		// turns off torchx's own policy (keep freed heap for the next step), under which RSS
-		// stays at its peak and a slow leak would first fill that kept space unseen.
-		g, err := runJSONEnv([]string{"MALLOC_MMAP_THRESHOLD_=1048576"}, o.Self, "train", dir, o.Device, fmt.Sprint(o.MemorySteps), th)
-		if err != nil {
-			return err
-		}
-		growth := (g.RSSAtEnd - g.RSSAtStep100) / g.RSSAtStep100 * 100
-		fmt.Fprintf(&md, "\nMemory: a %d-step Go training run (%s network, 48² batch 4, glibc malloc's mmap threshold fixed at 1 MiB): "+
-			"RSS %.1f MiB at step 100, %.1f MiB at step %d (medians of steps 91–110 and of the last 20; %+.2f %%; the bound is 5 %%).\n", o.MemorySteps, filepath.Base(o.MemoryConfig), g.RSSAtStep100, g.RSSAtEnd, o.MemorySteps, growth)
-		if math.Abs(growth) >= 5 {
-			return fmt.Errorf("memory: RSS grew %.1f %% between step 100 and %d", growth, o.MemorySteps)
-		}
+	if err := memoryCheck(o, &md); err != nil {
+		return err
 	}
 	if o.Recorded != "" {
 		if b, err := os.ReadFile(o.Recorded); err == nil {
@@ -172,6 +131,65 @@ func Run(o RunOptions) error {
 	}
 	if len(failed) > 0 {
 		return fmt.Errorf("parity failed for %s: those rows are not timed (see %s)", strings.Join(failed, ", "), o.Out)
+	}
+	return nil
+}
+
+// reportHeader is the report's opening: machine, versions, threads and what each side runs.
+func reportHeader(o RunOptions) string {
+	th := fmt.Sprint(o.Threads)
+	var md strings.Builder
+	host, _ := os.Hostname()
+	cpu := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				cpu = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
+				break
+			}
+		}
+	}
+	pyVer, _ := exec.Command(o.Python, "-c", "import torch; print(torch.__version__)").Output()
+	fmt.Fprintf(&md, "# Benchmarks\n\nWritten by `make bench` on %s: %s, %d cores (%s); device %s; %s intra-op threads on both sides; "+
+		"libtorch %s under sli2vol, PyTorch %s for the reference; %d interleaved rounds, median (min–max).\n\n",
+		time.Now().UTC().Format("2006-01-02"), cpu, runtime.NumCPU(), host, o.Device, th, torchx.LibtorchVersion(),
+		strings.TrimSpace(string(pyVer)), o.Rounds)
+	md.WriteString("Go runs the trainer's own `train.Stepper` and infer's `Propagator`; PyTorch runs the repo's reference " +
+		"(`bench/pytorch/sli2vol_ref.py`, affinity by `F.unfold` as in the published code) on the same weights, batch and volume. " +
+		"UNETR++ rows: Go's `train.SegStepper` vs `bench/pytorch/unetrpp_ref.py` with the same loss (Dice + CE, deep supervision), " +
+		"optimizer and gradient clipping, dropout off on both sides. " +
+		"Each row's outputs are checked equal before it is timed. " +
+		fmt.Sprintf("Go's affinity strategy: %s (auto = per window row on CUDA for maps of up to 2^23 elements, per displacement otherwise).\n\n", cmp.Or(o.Affinity, "auto")))
+	return md.String()
+}
+
+// memoryCheck is the long-run memory row: RSS may not grow by 5 % between step 100 and
+// the last step of a MemorySteps-step Go training run.
+func memoryCheck(o RunOptions, md *strings.Builder) error {
+	th := fmt.Sprint(o.Threads)
+	if o.MemorySteps <= 0 {
+		return nil
+	}
+	dir := filepath.Join(o.Work, "memory")
+	if _, err := runJSONOrNil(o.Self, "prepare", dir, o.MemoryConfig, "48", "4", "12"); err != nil {
+		return err
+	}
+	o.Log("memory: %d Go training steps", o.MemorySteps)
+	// glibc's malloc thresholds are fixed for this run: with its default, dynamic ones the
+	// RSS of the same run moved between −11 % and +3.5 % from run to run (freed heap pages
+	// kept or returned at random moments); fixed, blocks of 1 MiB and more go back to the
+	// kernel when freed, so RSS follows the memory actually held. Setting the variable also
+	// turns off torchx's own policy (keep freed heap for the next step), under which RSS
+	// stays at its peak and a slow leak would first fill that kept space unseen.
+	g, err := runJSONEnv([]string{"MALLOC_MMAP_THRESHOLD_=1048576"}, o.Self, "train", dir, o.Device, fmt.Sprint(o.MemorySteps), th)
+	if err != nil {
+		return err
+	}
+	growth := (g.RSSAtEnd - g.RSSAtStep100) / g.RSSAtStep100 * 100
+	fmt.Fprintf(md, "\nMemory: a %d-step Go training run (%s network, 48² batch 4, glibc malloc's mmap threshold fixed at 1 MiB): "+
+		"RSS %.1f MiB at step 100, %.1f MiB at step %d (medians of steps 91–110 and of the last 20; %+.2f %%; the bound is 5 %%).\n", o.MemorySteps, filepath.Base(o.MemoryConfig), g.RSSAtStep100, g.RSSAtEnd, o.MemorySteps, growth)
+	if math.Abs(growth) >= 5 {
+		return fmt.Errorf("memory: RSS grew %.1f %% between step 100 and %d", growth, o.MemorySteps)
 	}
 	return nil
 }
@@ -243,11 +261,7 @@ func runRow(md, cppMD *strings.Builder, o RunOptions, r Row, gpu *gpuMemory) err
 			if err := checkParity(r, o.Device, g, p); err != nil {
 				return parityError{err.Error()}
 			}
-			if r.Propagate {
-				parity = fmt.Sprintf("labelled voxels Go %d, PyTorch %d", g.Labelled, p.Labelled)
-			} else {
-				parity = fmt.Sprintf("first loss Go %.7g, PyTorch %.7g", g.FirstLoss, p.FirstLoss)
-			}
+			parity = parityLine(r, g, p)
 			o.Log("%s: parity ok (%s)", r.Name, parity)
 		}
 		gs, ps := g.SamplesPerS, p.SamplesPerS
@@ -287,6 +301,14 @@ func runRow(md, cppMD *strings.Builder, o RunOptions, r Row, gpu *gpuMemory) err
 		fmt.Fprintf(cppMD, "| … peak RSS (MiB) | %s | %s | %.2f |\n", GM, CM, GM.med/CM.med)
 	}
 	return nil
+}
+
+// parityLine is what the first round found equal.
+func parityLine(r Row, g, p *Result) string {
+	if r.Propagate {
+		return fmt.Sprintf("labelled voxels Go %d, PyTorch %d", g.Labelled, p.Labelled)
+	}
+	return fmt.Sprintf("first loss Go %.7g, PyTorch %.7g", g.FirstLoss, p.FirstLoss)
 }
 
 // writeReport replaces path atomically: a reader never sees half a report.
@@ -335,7 +357,7 @@ func runJSONOrNil(name string, args ...string) (*Result, error) {
 	var errb bytes.Buffer
 	c.Stderr = &errb
 	if err := c.Run(); err != nil {
-		return nil, fmt.Errorf("%s %v: %v: %s", filepath.Base(name), args, err, strings.TrimSpace(errb.String()))
+		return nil, fmt.Errorf("%s %v: %w: %s", filepath.Base(name), args, err, strings.TrimSpace(errb.String()))
 	}
 	return nil, nil
 }

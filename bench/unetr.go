@@ -11,6 +11,7 @@ import (
 	"github.com/sli2vol/sli2vol/configs"
 	"github.com/sli2vol/sli2vol/data"
 	"github.com/sli2vol/sli2vol/models"
+	"github.com/sli2vol/sli2vol/runs"
 	"github.com/sli2vol/sli2vol/torchx"
 	"github.com/sli2vol/sli2vol/train"
 )
@@ -66,7 +67,7 @@ func PrepareUNETR(dir, configPath string, c *configs.Config, batch int) error {
 	}); err != nil {
 		return err
 	}
-	mc := models.UNETRPPConfigFrom(u, 1, len(data.PhantomStructures)+1)
+	mc := runs.UNETRConfig(u, 1, len(data.PhantomStructures)+1)
 	mc.Dropout = 0
 	torchx.ManualSeed(uint64(c.Seed))
 	m, err := models.NewUNETRPP(mc)
@@ -77,7 +78,7 @@ func PrepareUNETR(dir, configPath string, c *configs.Config, batch int) error {
 		return err
 	}
 	abs, _ := filepath.Abs(configPath)
-	sp := unetrSpec{Net: mc.ReferenceJSON(), Optimizer: u.Optimizer, LR: u.LR, Momentum: u.Momentum, Nesterov: u.Nesterov,
+	sp := unetrSpec{Net: mc.ReferenceJSON(), Optimizer: string(u.Optimizer), LR: u.LR, Momentum: u.Momentum, Nesterov: u.Nesterov,
 		WD: u.WeightDecay, GradClip: u.GradClip, Config: abs}
 	js, _ := json.MarshalIndent(sp, "", "  ")
 	return os.WriteFile(filepath.Join(dir, "unetr.json"), js, 0o644)
@@ -108,7 +109,7 @@ func TrainUNETRSteps(dir, device string, steps int) (*Result, error) {
 	for _, v := range torchx.Int64s(bt["labels"]) {
 		b.Labels = append(b.Labels, int32(v))
 	}
-	m, err := models.NewUNETRPP(models.UNETRPPConfigFrom(c.UNETR, 1, len(data.PhantomStructures)+1))
+	m, err := models.NewUNETRPP(runs.UNETRConfig(c.UNETR, 1, len(data.PhantomStructures)+1))
 	if err != nil {
 		return nil, err
 	}

@@ -54,74 +54,74 @@ type GEIG struct {
 
 // Model configures the correspondence-flow networks.
 type Model struct {
-	Mode              string `mapstructure:"mode" yaml:"mode"`
-	Width             int    `mapstructure:"width" yaml:"width"`
-	Stages            int    `mapstructure:"stages" yaml:"stages"`
-	BlocksPerStage    int    `mapstructure:"blocks_per_stage" yaml:"blocks_per_stage"`
-	FeatureDim        int    `mapstructure:"feature_dim" yaml:"feature_dim"`
-	Radius            int    `mapstructure:"radius" yaml:"radius"`
-	EdgeRadius        int    `mapstructure:"edge_radius" yaml:"edge_radius"`
-	GEIG              GEIG   `mapstructure:"geig" yaml:"geig"`
-	SeparatePLEncoder bool   `mapstructure:"separate_pl_encoder" yaml:"separate_pl_encoder"`
+	Mode              Mode `mapstructure:"mode" yaml:"mode"`
+	Width             int  `mapstructure:"width" yaml:"width"`
+	Stages            int  `mapstructure:"stages" yaml:"stages"`
+	BlocksPerStage    int  `mapstructure:"blocks_per_stage" yaml:"blocks_per_stage"`
+	FeatureDim        int  `mapstructure:"feature_dim" yaml:"feature_dim"`
+	Radius            int  `mapstructure:"radius" yaml:"radius"`
+	EdgeRadius        int  `mapstructure:"edge_radius" yaml:"edge_radius"`
+	GEIG              GEIG `mapstructure:"geig" yaml:"geig"`
+	SeparatePLEncoder bool `mapstructure:"separate_pl_encoder" yaml:"separate_pl_encoder"`
 }
 
 // Train configures the correspondence-flow trainer.
 type Train struct {
-	Optimizer       string  `mapstructure:"optimizer" yaml:"optimizer"`
-	LR              float64 `mapstructure:"lr" yaml:"lr"`
-	WeightDecay     float64 `mapstructure:"weight_decay" yaml:"weight_decay"`
-	Momentum        float64 `mapstructure:"momentum" yaml:"momentum"`
-	Nesterov        bool    `mapstructure:"nesterov" yaml:"nesterov"`
-	Schedule        string  `mapstructure:"schedule" yaml:"schedule"`
-	StepSize        int     `mapstructure:"step_size" yaml:"step_size"`
-	Gamma           float64 `mapstructure:"gamma" yaml:"gamma"`
-	PolyPower       float64 `mapstructure:"poly_power" yaml:"poly_power"`
-	Epochs          int     `mapstructure:"epochs" yaml:"epochs"`
-	BatchSize       int     `mapstructure:"batch_size" yaml:"batch_size"`
-	Loss            string  `mapstructure:"loss" yaml:"loss"`
-	CheckpointEvery int     `mapstructure:"checkpoint_every" yaml:"checkpoint_every"`
-	AMP             string  `mapstructure:"amp" yaml:"amp"`
-	ChannelsLast    bool    `mapstructure:"channels_last" yaml:"channels_last"`
-	CUDNNBenchmark  bool    `mapstructure:"cudnn_benchmark" yaml:"cudnn_benchmark"`
+	Optimizer       Optimizer `mapstructure:"optimizer" yaml:"optimizer"`
+	LR              float64   `mapstructure:"lr" yaml:"lr"`
+	WeightDecay     float64   `mapstructure:"weight_decay" yaml:"weight_decay"`
+	Momentum        float64   `mapstructure:"momentum" yaml:"momentum"`
+	Nesterov        bool      `mapstructure:"nesterov" yaml:"nesterov"`
+	Schedule        Schedule  `mapstructure:"schedule" yaml:"schedule"`
+	StepSize        int       `mapstructure:"step_size" yaml:"step_size"`
+	Gamma           float64   `mapstructure:"gamma" yaml:"gamma"`
+	PolyPower       float64   `mapstructure:"poly_power" yaml:"poly_power"`
+	Epochs          int       `mapstructure:"epochs" yaml:"epochs"`
+	BatchSize       int       `mapstructure:"batch_size" yaml:"batch_size"`
+	Loss            Loss      `mapstructure:"loss" yaml:"loss"`
+	CheckpointEvery int       `mapstructure:"checkpoint_every" yaml:"checkpoint_every"`
+	AMP             AMP       `mapstructure:"amp" yaml:"amp"`
+	ChannelsLast    bool      `mapstructure:"channels_last" yaml:"channels_last"`
+	CUDNNBenchmark  bool      `mapstructure:"cudnn_benchmark" yaml:"cudnn_benchmark"`
 }
 
 // Infer configures mask propagation.
 type Infer struct {
-	ObjectEstimate string `mapstructure:"object_estimate" yaml:"object_estimate"`
-	MinArea        int    `mapstructure:"min_area" yaml:"min_area"`
-	Resize         int    `mapstructure:"resize" yaml:"resize"`
-	Verification   bool   `mapstructure:"verification" yaml:"verification"`
+	ObjectEstimate Estimate `mapstructure:"object_estimate" yaml:"object_estimate"`
+	MinArea        int      `mapstructure:"min_area" yaml:"min_area"`
+	Resize         int      `mapstructure:"resize" yaml:"resize"`
+	Verification   bool     `mapstructure:"verification" yaml:"verification"`
 }
 
 // UNETR configures UNETR++ (pseudo-label refinement and the FS-SS baseline).
 type UNETR struct {
-	PatchSize          [3]int  `mapstructure:"patch_size" yaml:"patch_size,flow"`
-	EmbedPatch         [3]int  `mapstructure:"embed_patch" yaml:"embed_patch,flow"`
-	FeatureSize        int     `mapstructure:"feature_size" yaml:"feature_size"`
-	Dims               [4]int  `mapstructure:"dims" yaml:"dims,flow"`
-	Depths             [4]int  `mapstructure:"depths" yaml:"depths,flow"`
-	Heads              int     `mapstructure:"heads" yaml:"heads"`
-	ProjSize           [4]int  `mapstructure:"proj_size" yaml:"proj_size,flow"`
-	DecoderProjSize    int     `mapstructure:"decoder_proj_size" yaml:"decoder_proj_size"`
-	DecoderDepth       int     `mapstructure:"decoder_depth" yaml:"decoder_depth"`
-	Dropout            float64 `mapstructure:"dropout" yaml:"dropout"`
-	Optimizer          string  `mapstructure:"optimizer" yaml:"optimizer"`
-	LR                 float64 `mapstructure:"lr" yaml:"lr"`
-	Momentum           float64 `mapstructure:"momentum" yaml:"momentum"`
-	Nesterov           bool    `mapstructure:"nesterov" yaml:"nesterov"`
-	WeightDecay        float64 `mapstructure:"weight_decay" yaml:"weight_decay"`
-	PolyPower          float64 `mapstructure:"poly_power" yaml:"poly_power"`
-	Epochs             int     `mapstructure:"epochs" yaml:"epochs"`
-	IterationsPerEpoch int     `mapstructure:"iterations_per_epoch" yaml:"iterations_per_epoch"`
-	BatchSize          int     `mapstructure:"batch_size" yaml:"batch_size"`
-	DeepSupervision    bool    `mapstructure:"deep_supervision" yaml:"deep_supervision"`
-	ForegroundFraction float64 `mapstructure:"foreground_fraction" yaml:"foreground_fraction"`
-	Mirror             bool    `mapstructure:"mirror" yaml:"mirror"`
-	GradClip           float64 `mapstructure:"grad_clip" yaml:"grad_clip"`
-	CheckpointEvery    int     `mapstructure:"checkpoint_every" yaml:"checkpoint_every"`
-	Overlap            float64 `mapstructure:"overlap" yaml:"overlap"`
-	TestMirror         bool    `mapstructure:"test_mirror" yaml:"test_mirror"`
-	WindowBatch        int     `mapstructure:"window_batch" yaml:"window_batch"`
+	PatchSize          [3]int    `mapstructure:"patch_size" yaml:"patch_size,flow"`
+	EmbedPatch         [3]int    `mapstructure:"embed_patch" yaml:"embed_patch,flow"`
+	FeatureSize        int       `mapstructure:"feature_size" yaml:"feature_size"`
+	Dims               [4]int    `mapstructure:"dims" yaml:"dims,flow"`
+	Depths             [4]int    `mapstructure:"depths" yaml:"depths,flow"`
+	Heads              int       `mapstructure:"heads" yaml:"heads"`
+	ProjSize           [4]int    `mapstructure:"proj_size" yaml:"proj_size,flow"`
+	DecoderProjSize    int       `mapstructure:"decoder_proj_size" yaml:"decoder_proj_size"`
+	DecoderDepth       int       `mapstructure:"decoder_depth" yaml:"decoder_depth"`
+	Dropout            float64   `mapstructure:"dropout" yaml:"dropout"`
+	Optimizer          Optimizer `mapstructure:"optimizer" yaml:"optimizer"`
+	LR                 float64   `mapstructure:"lr" yaml:"lr"`
+	Momentum           float64   `mapstructure:"momentum" yaml:"momentum"`
+	Nesterov           bool      `mapstructure:"nesterov" yaml:"nesterov"`
+	WeightDecay        float64   `mapstructure:"weight_decay" yaml:"weight_decay"`
+	PolyPower          float64   `mapstructure:"poly_power" yaml:"poly_power"`
+	Epochs             int       `mapstructure:"epochs" yaml:"epochs"`
+	IterationsPerEpoch int       `mapstructure:"iterations_per_epoch" yaml:"iterations_per_epoch"`
+	BatchSize          int       `mapstructure:"batch_size" yaml:"batch_size"`
+	DeepSupervision    bool      `mapstructure:"deep_supervision" yaml:"deep_supervision"`
+	ForegroundFraction float64   `mapstructure:"foreground_fraction" yaml:"foreground_fraction"`
+	Mirror             bool      `mapstructure:"mirror" yaml:"mirror"`
+	GradClip           float64   `mapstructure:"grad_clip" yaml:"grad_clip"`
+	CheckpointEvery    int       `mapstructure:"checkpoint_every" yaml:"checkpoint_every"`
+	Overlap            float64   `mapstructure:"overlap" yaml:"overlap"`
+	TestMirror         bool      `mapstructure:"test_mirror" yaml:"test_mirror"`
+	WindowBatch        int       `mapstructure:"window_batch" yaml:"window_batch"`
 }
 
 // Limits bound what sli2vol accepts before it allocates.
@@ -175,13 +175,13 @@ func (l *Loader) Load(path string) (*Config, error) {
 		}
 		var m map[string]any
 		if err := yaml.Unmarshal(b, &m); err != nil {
-			return nil, fmt.Errorf("config %s: not valid YAML: %v", path, oneLine(err))
+			return nil, fmt.Errorf("config %s: not valid YAML: %w", path, flat(err))
 		}
 		if unknown := unknownKeys(m, l.v.AllSettings(), ""); len(unknown) > 0 {
 			return nil, fmt.Errorf("config %s: unknown key %s", path, strings.Join(unknown, ", "))
 		}
 		if err := l.v.MergeConfigMap(m); err != nil {
-			return nil, fmt.Errorf("config %s: %v", path, oneLine(err))
+			return nil, fmt.Errorf("config %s: %w", path, flat(err))
 		}
 	}
 	var c Config
@@ -191,7 +191,7 @@ func (l *Loader) Load(path string) (*Config, error) {
 		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(listHook, numberHook)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("config %s: %s", src, oneLine(err))
+		return nil, fmt.Errorf("config %s: %w", src, flat(err))
 	}
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("config %s: %w", src, err)
@@ -314,38 +314,76 @@ func oneLine(err error) string {
 	return strings.Join(parts, "; ")
 }
 
+// flatError is an error whose message is folded onto one line (oneLine); errors.Is and
+// errors.As still reach the original.
+type flatError struct{ err error }
+
+func (e flatError) Error() string { return oneLine(e.err) }
+func (e flatError) Unwrap() error { return e.err }
+
+func flat(err error) error { return flatError{err} }
+
 // YAML renders the effective configuration.
 func (c *Config) YAML() ([]byte, error) { return yaml.Marshal(c) }
 
 // Validate checks values that decoding cannot.
 func (c *Config) Validate() error {
-	oneOf := func(key, v string, allowed ...string) error {
-		for _, a := range allowed {
-			if v == a {
-				return nil
-			}
-		}
-		return fmt.Errorf("%s is %q, want one of %s", key, v, strings.Join(allowed, ", "))
+	if err := ValidDevice(c.Device); err != nil {
+		return err
 	}
+	for _, check := range []func() error{c.validateChoices, c.validatePositive, c.validateData, c.validateUNETR} {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	if c.Infer.Resize < 0 {
+		return fmt.Errorf("infer.resize is %d: 0 (native size) or a slice side in pixels", c.Infer.Resize)
+	}
+	if len(c.Model.GEIG.Scales) == 0 {
+		return fmt.Errorf("model.geig.scales is empty")
+	}
+	if c.Train.LR <= 0 || c.UNETR.LR <= 0 {
+		return fmt.Errorf("learning rates must be positive (train.lr %g, unetr.lr %g)", c.Train.LR, c.UNETR.LR)
+	}
+	if c.Limits.MaxVoxels <= 0 {
+		return fmt.Errorf("limits.max_voxels is %d, must be positive", c.Limits.MaxVoxels)
+	}
+	return nil
+}
+
+// firstError is the first non-nil of errs.
+func firstError(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validateChoices checks every closed choice, the typed ones included.
+func (c *Config) validateChoices() error {
+	return firstError(
+		oneOf("data.slice_axis", c.Data.SliceAxis, "auto", "0", "1", "2"),
+		oneOf("data.intensity", c.Data.Intensity, "auto", "ct", "mri"),
+		oneOf("model.mode", c.Model.Mode, Modes...),
+		oneOf("train.optimizer", c.Train.Optimizer, Optimizers...),
+		oneOf("train.schedule", c.Train.Schedule, Schedules...),
+		oneOf("train.loss", c.Train.Loss, Losses...),
+		oneOf("train.amp", c.Train.AMP, AMPs...),
+		oneOf("infer.object_estimate", c.Infer.ObjectEstimate, Estimates...),
+		oneOf("unetr.optimizer", c.UNETR.Optimizer, Optimizers...),
+	)
+}
+
+func (c *Config) validatePositive() error {
 	positive := func(key string, v int) error {
 		if v <= 0 {
 			return fmt.Errorf("%s is %d, must be positive", key, v)
 		}
 		return nil
 	}
-	if err := ValidDevice(c.Device); err != nil {
-		return err
-	}
-	checks := []error{
-		oneOf("data.slice_axis", c.Data.SliceAxis, "auto", "0", "1", "2"),
-		oneOf("data.intensity", c.Data.Intensity, "auto", "ct", "mri"),
-		oneOf("model.mode", c.Model.Mode, "sli2vol", "sli2vol+"),
-		oneOf("train.optimizer", c.Train.Optimizer, "adamw", "sgd"),
-		oneOf("train.schedule", c.Train.Schedule, "constant", "step", "poly"),
-		oneOf("train.loss", c.Train.Loss, "l1", "smooth_l1"),
-		oneOf("train.amp", c.Train.AMP, "none", "bf16"),
-		oneOf("infer.object_estimate", c.Infer.ObjectEstimate, "none", "propagated", "model"),
-		oneOf("unetr.optimizer", c.UNETR.Optimizer, "adamw", "sgd"),
+	return firstError(
 		positive("model.width", c.Model.Width),
 		positive("model.stages", c.Model.Stages),
 		positive("model.blocks_per_stage", c.Model.BlocksPerStage),
@@ -361,50 +399,42 @@ func (c *Config) Validate() error {
 		positive("unetr.batch_size", c.UNETR.BatchSize),
 		positive("unetr.window_batch", c.UNETR.WindowBatch),
 		positive("unetr.checkpoint_every", c.UNETR.CheckpointEvery),
-	}
-	for _, err := range checks {
-		if err != nil {
-			return err
-		}
-	}
-	for a := range 3 {
-		if e := c.UNETR.EmbedPatch[a]; e < 1 || c.UNETR.PatchSize[a] < 8*e || c.UNETR.PatchSize[a]%(8*e) != 0 {
-			return fmt.Errorf("unetr.patch_size %v must be a multiple of 8 × unetr.embed_patch %v on every axis (the encoder halves the grid three times)",
-				c.UNETR.PatchSize, c.UNETR.EmbedPatch)
-		}
-	}
-	if c.Infer.Resize < 0 {
-		return fmt.Errorf("infer.resize is %d: 0 (native size) or a slice side in pixels", c.Infer.Resize)
-	}
-	if c.UNETR.Overlap < 0 || c.UNETR.Overlap >= 1 || c.UNETR.ForegroundFraction < 0 || c.UNETR.ForegroundFraction > 1 || c.UNETR.GradClip < 0 {
-		return fmt.Errorf("unetr.overlap %g must be in [0, 1), unetr.foreground_fraction %g in [0, 1], unetr.grad_clip %g not negative",
-			c.UNETR.Overlap, c.UNETR.ForegroundFraction, c.UNETR.GradClip)
-	}
-	if len(c.Model.GEIG.Scales) == 0 {
-		return fmt.Errorf("model.geig.scales is empty")
-	}
-	if len(c.Data.PairStrides) == 0 {
+	)
+}
+
+func (c *Config) validateData() error {
+	d := c.Data
+	if len(d.PairStrides) == 0 {
 		return fmt.Errorf("data.pair_strides is empty")
 	}
-	for _, k := range c.Data.PairStrides {
+	for _, k := range d.PairStrides {
 		if k <= 0 {
 			return fmt.Errorf("data.pair_strides has %d, strides must be positive", k)
 		}
 	}
-	if c.Data.ResizeRange[0] > c.Data.ResizeRange[1] || c.Data.ResizeRange[0] < c.Data.Crop {
-		return fmt.Errorf("data.resize_range %v must be ordered and not below data.crop %d", c.Data.ResizeRange, c.Data.Crop)
+	if d.ResizeRange[0] > d.ResizeRange[1] || d.ResizeRange[0] < d.Crop {
+		return fmt.Errorf("data.resize_range %v must be ordered and not below data.crop %d", d.ResizeRange, d.Crop)
 	}
-	if c.Data.IntensityScale <= 0 {
-		return fmt.Errorf("data.intensity_scale is %g, must be positive", c.Data.IntensityScale)
+	if d.IntensityScale <= 0 {
+		return fmt.Errorf("data.intensity_scale is %g, must be positive", d.IntensityScale)
 	}
-	if c.Data.CTWindow[0] >= c.Data.CTWindow[1] {
-		return fmt.Errorf("data.ct_window %v is empty", c.Data.CTWindow)
+	if d.CTWindow[0] >= d.CTWindow[1] {
+		return fmt.Errorf("data.ct_window %v is empty", d.CTWindow)
 	}
-	if c.Train.LR <= 0 || c.UNETR.LR <= 0 {
-		return fmt.Errorf("learning rates must be positive (train.lr %g, unetr.lr %g)", c.Train.LR, c.UNETR.LR)
+	return nil
+}
+
+func (c *Config) validateUNETR() error {
+	u := c.UNETR
+	for a := range 3 {
+		if e := u.EmbedPatch[a]; e < 1 || u.PatchSize[a] < 8*e || u.PatchSize[a]%(8*e) != 0 {
+			return fmt.Errorf("unetr.patch_size %v must be a multiple of 8 × unetr.embed_patch %v on every axis (the encoder halves the grid three times)",
+				u.PatchSize, u.EmbedPatch)
+		}
 	}
-	if c.Limits.MaxVoxels <= 0 {
-		return fmt.Errorf("limits.max_voxels is %d, must be positive", c.Limits.MaxVoxels)
+	if u.Overlap < 0 || u.Overlap >= 1 || u.ForegroundFraction < 0 || u.ForegroundFraction > 1 || u.GradClip < 0 {
+		return fmt.Errorf("unetr.overlap %g must be in [0, 1), unetr.foreground_fraction %g in [0, 1], unetr.grad_clip %g not negative",
+			u.Overlap, u.ForegroundFraction, u.GradClip)
 	}
 	return nil
 }
@@ -421,4 +451,16 @@ func ValidDevice(d string) error {
 		}
 	}
 	return fmt.Errorf("device is %q, want auto, cpu, cuda or cuda:N", d)
+}
+
+// ForInference is a trained run's config (c) as a command runs it: the command's device and
+// threads always, and the command's infer section when the user set an inference setting on
+// its command line (inferSet); otherwise the run's own.
+func (c *Config) ForInference(command *Config, inferSet bool) *Config {
+	out := *c
+	out.Device, out.Threads = command.Device, command.Threads
+	if inferSet {
+		out.Infer = command.Infer
+	}
+	return &out
 }

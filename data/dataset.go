@@ -56,7 +56,7 @@ func (d *Dataset) Split(split string) []Case {
 func OpenDataset(path string) (*Dataset, error) {
 	st, err := os.Stat(path)
 	if err != nil {
-		return nil, fmt.Errorf("dataset %s: %v", path, unwrapPath(err))
+		return nil, fmt.Errorf("dataset %s: %w", path, unwrapPath(err))
 	}
 	var d *Dataset
 	switch {
@@ -124,7 +124,7 @@ func openMSD(root string) (*Dataset, error) {
 			Labels map[string]string `json:"labels"`
 		}
 		if err := json.Unmarshal(b, &meta); err != nil {
-			return nil, fmt.Errorf("%s: not valid JSON: %v", filepath.Join(root, "dataset.json"), err)
+			return nil, fmt.Errorf("%s: not valid JSON: %w", filepath.Join(root, "dataset.json"), err)
 		}
 		if meta.Name != "" {
 			d.Name = meta.Name
@@ -159,7 +159,7 @@ func openMSD(root string) (*Dataset, error) {
 		}
 		imgs, err := niftiFiles(imgDir)
 		if err != nil {
-			return nil, fmt.Errorf("dataset %s: %v", root, err)
+			return nil, fmt.Errorf("dataset %s: %w", root, err)
 		}
 		labDir := filepath.Join(root, sp.labels)
 		hasLabels := isDir(labDir)
@@ -190,7 +190,7 @@ var labelSuffixes = []string{"_label", "_labels", "_seg", "_mask", "_gt", "-labe
 func openPlain(root string) (*Dataset, error) {
 	files, err := niftiFiles(root)
 	if err != nil {
-		return nil, fmt.Errorf("dataset %s: %v", root, err)
+		return nil, fmt.Errorf("dataset %s: %w", root, err)
 	}
 	d := &Dataset{Root: root, Name: filepath.Base(filepath.Clean(root))}
 	labels := map[string]string{}
@@ -239,7 +239,7 @@ type manifest struct {
 func openManifest(path string) (*Dataset, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", path, unwrapPath(err))
+		return nil, fmt.Errorf("%s: %w", path, unwrapPath(err))
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
@@ -289,7 +289,7 @@ func openManifest(path string) (*Dataset, error) {
 				continue
 			}
 			if _, err := os.Stat(f); err != nil {
-				return nil, fmt.Errorf("%s: case %s: %s: %v", path, cs.ID, f, unwrapPath(err))
+				return nil, fmt.Errorf("%s: case %s: %s: %w", path, cs.ID, f, unwrapPath(err))
 			}
 		}
 		d.Cases = append(d.Cases, cs)
@@ -312,7 +312,7 @@ func LoadCase(c Case, lim Limits) (*Image, *Labels, error) {
 		return nil, nil, err
 	}
 	if err := img.SameGrid(&lab.Geometry, 1e-3); err != nil {
-		return nil, nil, fmt.Errorf("%s: does not lie on the grid of its image %s: %v", c.Label, c.Image, err)
+		return nil, nil, fmt.Errorf("%s: does not lie on the grid of its image %s: %w", c.Label, c.Image, err)
 	}
 	return img, lab, nil
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/suyashkumar/dicom"
+	"github.com/suyashkumar/dicom/pkg/frame"
 	"github.com/suyashkumar/dicom/pkg/tag"
 
 	"github.com/sli2vol/sli2vol/internal/j2k"
@@ -102,54 +103,15 @@ func parseDICOMSlice(path string, b []byte) (s *dicomSlice, err error) {
 	if err := checkDICOMLengths(b); err != nil {
 		return nil, err
 	}
-	// Then the header alone: the parser allocates pixel buffers from Rows × Columns × frames,
-	// so a malformed header must be refused before the pixel data is read.
-	meta, err := dicom.Parse(bytes.NewReader(b), int64(len(b)), nil, dicom.SkipPixelData())
-	if err != nil {
+	if err := checkDICOMHeader(b); err != nil {
 		return nil, err
-	}
-	rows, cols := elemInt(&meta, tag.Rows, 0), elemInt(&meta, tag.Columns, 0)
-	frames, bits := elemInt(&meta, tag.NumberOfFrames, 1), elemInt(&meta, tag.BitsAllocated, 16)
-	if rows <= 0 || cols <= 0 || frames <= 0 || bits <= 0 || bits > 32 {
-		return nil, fmt.Errorf("implausible image header (rows %d, columns %d, frames %d, bits %d)", rows, cols, frames, bits)
-	}
-	px := int64(rows) * int64(cols) * int64(frames)
-	if px > 1<<26 {
-		return nil, fmt.Errorf("%d×%d×%d pixels: too large for one slice", cols, rows, frames)
-	}
-	if ts, ok := elemStrings(&meta, tag.TransferSyntaxUID); !ok || !strings.HasPrefix(ts[0], "1.2.840.10008.1.2.4") {
-		if px*int64(bits)/8 > int64(len(b)) {
-			return nil, fmt.Errorf("header declares %d pixels, more than the file holds", px)
-		}
 	}
 	ds, err := dicom.Parse(bytes.NewReader(b), int64(len(b)), nil)
 	if err != nil {
 		return nil, err
 	}
-	s = &dicomSlice{file: path, slope: 1}
-	if uid, ok := elemStrings(&ds, tag.SeriesInstanceUID); ok && len(uid) > 0 {
-		s.series = strings.TrimSpace(uid[0])
-	}
-	pos, err := elemFloats(&ds, tag.ImagePositionPatient, 3)
-	if err != nil {
+	if s, err = sliceGeometry(&ds, path); err != nil {
 		return nil, err
-	}
-	ori, err := elemFloats(&ds, tag.ImageOrientationPatient, 6)
-	if err != nil {
-		return nil, err
-	}
-	sp, err := elemFloats(&ds, tag.PixelSpacing, 2)
-	if err != nil {
-		return nil, err
-	}
-	copy(s.pos[:], pos)
-	copy(s.orient[:], ori)
-	copy(s.spacing[:], sp)
-	if v, err := elemFloats(&ds, tag.RescaleSlope, 1); err == nil && v[0] != 0 {
-		s.slope = v[0]
-	}
-	if v, err := elemFloats(&ds, tag.RescaleIntercept, 1); err == nil {
-		s.inter = v[0]
 	}
 	signed := elemInt(&ds, tag.PixelRepresentation, 0) == 1
 	pe, err := ds.FindElementByTag(tag.PixelData)
@@ -161,34 +123,103 @@ func parseDICOMSlice(path string, b []byte) (s *dicomSlice, err error) {
 		return nil, fmt.Errorf("%d frames: sli2vol reads single-frame slices", len(info.Frames))
 	}
 	if info.Frames[0].Encapsulated {
-		ts := "unknown"
-		if v, ok := elemStrings(&ds, tag.TransferSyntaxUID); ok && len(v) > 0 {
-			ts = strings.TrimRight(v[0], "\x00 ")
-		}
-		if ts != "1.2.840.10008.1.2.4.90" && ts != "1.2.840.10008.1.2.4.91" {
-			return nil, fmt.Errorf("compressed pixel data (transfer syntax %s): sli2vol reads uncompressed and JPEG 2000 series; convert it first (e.g. gdcmconv --raw)", ts)
-		}
-		img, err := j2k.Decode(info.Frames[0].EncapsulatedData.Data)
-		if err != nil {
-			return nil, err
-		}
-		s.rows, s.cols = img.Height, img.Width
-		s.pixels = make([]float32, len(img.Samples))
-		for i, v := range img.Samples {
-			x := v
-			if signed && !img.Signed && img.Precision < 32 && v >= 1<<(img.Precision-1) {
-				x = v - 1<<img.Precision // stored unsigned, meant signed (PixelRepresentation 1)
-			}
-			s.pixels[i] = float32(float64(x)*s.slope + s.inter)
-		}
-		return s, nil
+		err = decodeJ2KFrame(&ds, s, info.Frames[0], signed)
+	} else {
+		err = decodeNativeFrame(s, info.Frames[0], signed)
 	}
-	nf, err := info.Frames[0].GetNativeFrame()
 	if err != nil {
 		return nil, err
 	}
+	return s, nil
+}
+
+// checkDICOMHeader parses the header alone: the parser allocates pixel buffers from Rows ×
+// Columns × frames, so a malformed header must be refused before the pixel data is read.
+func checkDICOMHeader(b []byte) error {
+	meta, err := dicom.Parse(bytes.NewReader(b), int64(len(b)), nil, dicom.SkipPixelData())
+	if err != nil {
+		return err
+	}
+	rows, cols := elemInt(&meta, tag.Rows, 0), elemInt(&meta, tag.Columns, 0)
+	frames, bits := elemInt(&meta, tag.NumberOfFrames, 1), elemInt(&meta, tag.BitsAllocated, 16)
+	if rows <= 0 || cols <= 0 || frames <= 0 || bits <= 0 || bits > 32 {
+		return fmt.Errorf("implausible image header (rows %d, columns %d, frames %d, bits %d)", rows, cols, frames, bits)
+	}
+	px := int64(rows) * int64(cols) * int64(frames)
+	if px > 1<<26 {
+		return fmt.Errorf("%d×%d×%d pixels: too large for one slice", cols, rows, frames)
+	}
+	if ts, ok := elemStrings(&meta, tag.TransferSyntaxUID); !ok || !strings.HasPrefix(ts[0], "1.2.840.10008.1.2.4") {
+		if px*int64(bits)/8 > int64(len(b)) {
+			return fmt.Errorf("header declares %d pixels, more than the file holds", px)
+		}
+	}
+	return nil
+}
+
+// sliceGeometry reads a slice's series, position, orientation, spacing and rescaling.
+func sliceGeometry(ds *dicom.Dataset, path string) (*dicomSlice, error) {
+	s := &dicomSlice{file: path, slope: 1}
+	if uid, ok := elemStrings(ds, tag.SeriesInstanceUID); ok && len(uid) > 0 {
+		s.series = strings.TrimSpace(uid[0])
+	}
+	pos, err := elemFloats(ds, tag.ImagePositionPatient, 3)
+	if err != nil {
+		return nil, err
+	}
+	ori, err := elemFloats(ds, tag.ImageOrientationPatient, 6)
+	if err != nil {
+		return nil, err
+	}
+	sp, err := elemFloats(ds, tag.PixelSpacing, 2)
+	if err != nil {
+		return nil, err
+	}
+	copy(s.pos[:], pos)
+	copy(s.orient[:], ori)
+	copy(s.spacing[:], sp)
+	if v, err := elemFloats(ds, tag.RescaleSlope, 1); err == nil && v[0] != 0 {
+		s.slope = v[0]
+	}
+	if v, err := elemFloats(ds, tag.RescaleIntercept, 1); err == nil {
+		s.inter = v[0]
+	}
+	return s, nil
+}
+
+// decodeJ2KFrame decodes an encapsulated frame into s's pixels: JPEG 2000 only.
+func decodeJ2KFrame(ds *dicom.Dataset, s *dicomSlice, f *frame.Frame, signed bool) error {
+	ts := "unknown"
+	if v, ok := elemStrings(ds, tag.TransferSyntaxUID); ok && len(v) > 0 {
+		ts = strings.TrimRight(v[0], "\x00 ")
+	}
+	if ts != "1.2.840.10008.1.2.4.90" && ts != "1.2.840.10008.1.2.4.91" {
+		return fmt.Errorf("compressed pixel data (transfer syntax %s): sli2vol reads uncompressed and JPEG 2000 series; convert it first (e.g. gdcmconv --raw)", ts)
+	}
+	img, err := j2k.Decode(f.EncapsulatedData.Data)
+	if err != nil {
+		return err
+	}
+	s.rows, s.cols = img.Height, img.Width
+	s.pixels = make([]float32, len(img.Samples))
+	for i, v := range img.Samples {
+		x := v
+		if signed && !img.Signed && img.Precision < 32 && v >= 1<<(img.Precision-1) {
+			x = v - 1<<img.Precision // stored unsigned, meant signed (PixelRepresentation 1)
+		}
+		s.pixels[i] = float32(float64(x)*s.slope + s.inter)
+	}
+	return nil
+}
+
+// decodeNativeFrame converts an uncompressed greyscale frame into s's pixels.
+func decodeNativeFrame(s *dicomSlice, f *frame.Frame, signed bool) error {
+	nf, err := f.GetNativeFrame()
+	if err != nil {
+		return err
+	}
 	if nf.SamplesPerPixel() != 1 {
-		return nil, fmt.Errorf("%d samples per pixel: not a greyscale image", nf.SamplesPerPixel())
+		return fmt.Errorf("%d samples per pixel: not a greyscale image", nf.SamplesPerPixel())
 	}
 	s.rows, s.cols = nf.Rows(), nf.Cols()
 	s.pixels = make([]float32, s.rows*s.cols)
@@ -219,12 +250,12 @@ func parseDICOMSlice(path string, b []byte) (s *dicomSlice, err error) {
 			}
 		}
 	default:
-		return nil, fmt.Errorf("unsupported pixel layout %T", raw)
+		return fmt.Errorf("unsupported pixel layout %T", raw)
 	}
 	if len(s.pixels) != s.rows*s.cols {
-		return nil, fmt.Errorf("pixel data holds %d values for %d×%d", len(s.pixels), s.rows, s.cols)
+		return fmt.Errorf("pixel data holds %d values for %d×%d", len(s.pixels), s.rows, s.cols)
 	}
-	return s, nil
+	return nil
 }
 
 // IsDICOMDir reports whether path is a folder (a DICOM series is read from a folder).
@@ -236,10 +267,32 @@ func IsDICOMDir(path string) bool {
 // LoadDICOMSeries reads the series uid ("" when the folder holds exactly one) from the files in
 // dir (non-DICOM files are skipped).
 func LoadDICOMSeries(dir, uid string, lim Limits) (*Image, error) {
-	fail := func(format string, a ...any) error { return fmt.Errorf("%s: %s", dir, fmt.Sprintf(format, a...)) }
+	slices, err := readSeries(dir, uid)
+	if err == nil {
+		err = orderSlices(slices, lim)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	g := seriesGeometry(dir, slices)
+	img := &Image{Geometry: g, Data: make([]float32, g.NumVoxels())}
+	s0 := slices[0]
+	plane := s0.rows * s0.cols
+	for k, s := range slices {
+		for r := 0; r < s0.rows; r++ {
+			j := s0.rows - 1 - r
+			copy(img.Data[k*plane+j*s0.cols:k*plane+(j+1)*s0.cols], s.pixels[r*s0.cols:(r+1)*s0.cols])
+		}
+	}
+	return img, nil
+}
+
+// readSeries reads the DICOM files in dir and returns the slices of series uid (of the only
+// series when uid is "").
+func readSeries(dir, uid string) ([]*dicomSlice, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, fail("%v", unwrapPath(err))
+		return nil, unwrapPath(err)
 	}
 	bySeries := map[string][]*dicomSlice{}
 	var firstErr error
@@ -250,7 +303,7 @@ func LoadDICOMSeries(dir, uid string, lim Limits) (*Image, error) {
 		s, err := readDICOMSlice(filepath.Join(dir, e.Name()))
 		if err != nil {
 			if firstErr == nil {
-				firstErr = fmt.Errorf("%s: %v", e.Name(), err)
+				firstErr = fmt.Errorf("%s: %w", e.Name(), err)
 			}
 			continue
 		}
@@ -258,9 +311,9 @@ func LoadDICOMSeries(dir, uid string, lim Limits) (*Image, error) {
 	}
 	if len(bySeries) == 0 {
 		if firstErr != nil {
-			return nil, fail("no readable DICOM image (first problem: %v)", firstErr)
+			return nil, fmt.Errorf("no readable DICOM image (first problem: %w)", firstErr)
 		}
-		return nil, fail("no DICOM files")
+		return nil, errors.New("no DICOM files")
 	}
 	if uid == "" && len(bySeries) > 1 {
 		var list []string
@@ -268,7 +321,7 @@ func LoadDICOMSeries(dir, uid string, lim Limits) (*Image, error) {
 			list = append(list, fmt.Sprintf("%s (%d files)", u, len(s)))
 		}
 		sort.Strings(list)
-		return nil, fail("holds %d series: %s; choose one with --series UID", len(bySeries), strings.Join(list, ", "))
+		return nil, fmt.Errorf("holds %d series: %s; choose one with --series UID", len(bySeries), strings.Join(list, ", "))
 	}
 	var slices []*dicomSlice
 	if uid == "" {
@@ -276,17 +329,30 @@ func LoadDICOMSeries(dir, uid string, lim Limits) (*Image, error) {
 			slices = s
 		}
 	} else if slices = bySeries[uid]; slices == nil {
-		return nil, fail("no series %s", uid)
+		return nil, fmt.Errorf("no series %s", uid)
 	}
+	return slices, nil
+}
+
+// seriesAxes are the directions of increasing column index (row), increasing row index
+// (col) and their normal, from the first slice's ImageOrientationPatient.
+func seriesAxes(s0 *dicomSlice) (row, col, normal [3]float64) {
+	row = [3]float64{s0.orient[0], s0.orient[1], s0.orient[2]}
+	col = [3]float64{s0.orient[3], s0.orient[4], s0.orient[5]}
+	normal = [3]float64{row[1]*col[2] - row[2]*col[1], row[2]*col[0] - row[0]*col[2], row[0]*col[1] - row[1]*col[0]}
+	return row, col, normal
+}
+
+// orderSlices checks that the slices share size, orientation and spacing and sorts them
+// along the slice normal, refusing two at one position and a volume over the voxel limit.
+func orderSlices(slices []*dicomSlice, lim Limits) error {
 	s0 := slices[0]
 	for _, s := range slices {
 		if s.rows != s0.rows || s.cols != s0.cols || s.orient != s0.orient || s.spacing != s0.spacing {
-			return nil, fail("%s does not match the series' size, orientation or spacing", filepath.Base(s.file))
+			return fmt.Errorf("%s does not match the series' size, orientation or spacing", filepath.Base(s.file))
 		}
 	}
-	row := [3]float64{s0.orient[0], s0.orient[1], s0.orient[2]} // direction of increasing column index
-	col := [3]float64{s0.orient[3], s0.orient[4], s0.orient[5]} // direction of increasing row index
-	normal := [3]float64{row[1]*col[2] - row[2]*col[1], row[2]*col[0] - row[0]*col[2], row[0]*col[1] - row[1]*col[0]}
+	_, _, normal := seriesAxes(s0)
 	for _, s := range slices {
 		s.projectedPosn = s.pos[0]*normal[0] + s.pos[1]*normal[1] + s.pos[2]*normal[2]
 	}
@@ -294,12 +360,19 @@ func LoadDICOMSeries(dir, uid string, lim Limits) (*Image, error) {
 	n := len(slices)
 	for i := 1; i < n; i++ {
 		if slices[i].projectedPosn-slices[i-1].projectedPosn < 1e-4 {
-			return nil, fail("two slices at the same position (%s, %s)", filepath.Base(slices[i-1].file), filepath.Base(slices[i].file))
+			return fmt.Errorf("two slices at the same position (%s, %s)", filepath.Base(slices[i-1].file), filepath.Base(slices[i].file))
 		}
 	}
 	if lim.MaxVoxels > 0 && int64(n)*int64(s0.rows*s0.cols) > lim.MaxVoxels {
-		return nil, fail("%d×%d×%d voxels, over the limit of %d (limits.max_voxels)", s0.cols, s0.rows, n, lim.MaxVoxels)
+		return fmt.Errorf("%d×%d×%d voxels, over the limit of %d (limits.max_voxels)", s0.cols, s0.rows, n, lim.MaxVoxels)
 	}
+	return nil
+}
+
+// seriesGeometry is the volume's geometry from the sorted slices, in NIfTI's RAS.
+func seriesGeometry(dir string, slices []*dicomSlice) Geometry {
+	s0, n := slices[0], len(slices)
+	row, col, normal := seriesAxes(s0)
 	// k step: from the first to the last position (handles gantry tilt); spacing along k.
 	var step [3]float64
 	if n > 1 {
@@ -335,13 +408,5 @@ func LoadDICOMSeries(dir, uid string, lim Limits) (*Image, error) {
 	}
 	g.Affine[3][3] = 1
 	g.Header = syntheticHeader(&g)
-	img := &Image{Geometry: g, Data: make([]float32, g.NumVoxels())}
-	plane := s0.rows * s0.cols
-	for k, s := range slices {
-		for r := 0; r < s0.rows; r++ {
-			j := s0.rows - 1 - r
-			copy(img.Data[k*plane+j*s0.cols:k*plane+(j+1)*s0.cols], s.pixels[r*s0.cols:(r+1)*s0.cols])
-		}
-	}
-	return img, nil
+	return g
 }

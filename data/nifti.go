@@ -89,7 +89,7 @@ func openMaybeGzip(path string) (io.Reader, func() error, bool, error) {
 		gz, err := gzip.NewReader(br)
 		if err != nil {
 			f.Close()
-			return nil, nil, false, fmt.Errorf("not a valid gzip stream: %v", err)
+			return nil, nil, false, fmt.Errorf("not a valid gzip stream: %w", err)
 		}
 		return gz, func() error { gz.Close(); return f.Close() }, true, nil
 	}
@@ -121,7 +121,7 @@ func readHeader(r io.Reader) (*Header, error) {
 	if size == 348 {
 		var n nifti.Nii1Header
 		if err := binary.Read(bytes.NewReader(buf), order, &n); err != nil {
-			return nil, fmt.Errorf("NIfTI-1 header: %v", err)
+			return nil, fmt.Errorf("NIfTI-1 header: %w", err)
 		}
 		if n.Magic != nifti.NIFTI_1_MAGIC_SINGLE {
 			if n.Magic == nifti.NIFTI_1_MAGIC_PAIR {
@@ -148,7 +148,7 @@ func readHeader(r io.Reader) (*Header, error) {
 	} else {
 		var n nifti.Nii2Header
 		if err := binary.Read(bytes.NewReader(buf), order, &n); err != nil {
-			return nil, fmt.Errorf("NIfTI-2 header: %v", err)
+			return nil, fmt.Errorf("NIfTI-2 header: %w", err)
 		}
 		if n.Magic != nifti.NIFTI_2_MAGIC_SINGLE {
 			return nil, fmt.Errorf("bad NIfTI-2 magic %q (want \"n+2\")", strings.TrimRight(string(n.Magic[:4]), "\x00"))
@@ -224,15 +224,15 @@ func (h *Header) dataBytes() int64 { return h.NumVoxels() * int64(datatypes[h.Da
 // before allocating and truncated or corrupt files with a message.
 func readNIfTI(path string, lim Limits) (*Header, []byte, error) {
 	fail := func(format string, a ...any) error {
-		return fmt.Errorf("%s: %s", path, fmt.Sprintf(format, a...))
+		return fmt.Errorf("%s: "+format, append([]any{path}, a...)...)
 	}
 	r, closeFn, gz, err := openMaybeGzip(path)
 	if err != nil {
 		var pe *os.PathError
 		if errors.As(err, &pe) {
-			return nil, nil, fail("%v", pe.Err)
+			return nil, nil, fail("%w", pe.Err)
 		}
-		return nil, nil, fail("%v", err)
+		return nil, nil, fail("%w", err)
 	}
 	defer closeFn()
 	return readStream(path, r, gz, lim)
@@ -241,11 +241,11 @@ func readNIfTI(path string, lim Limits) (*Header, []byte, error) {
 // readStream reads a (decompressed) NIfTI stream; name labels the errors.
 func readStream(path string, r io.Reader, gz bool, lim Limits) (*Header, []byte, error) {
 	fail := func(format string, a ...any) error {
-		return fmt.Errorf("%s: %s", path, fmt.Sprintf(format, a...))
+		return fmt.Errorf("%s: "+format, append([]any{path}, a...)...)
 	}
 	h, err := readHeader(r)
 	if err != nil {
-		return nil, nil, fail("%v", err)
+		return nil, nil, fail("%w", err)
 	}
 	h.compressed = gz
 	if lim.MaxVoxels > 0 && h.NumVoxels() > lim.MaxVoxels {
@@ -265,7 +265,7 @@ func readStream(path string, r io.Reader, gz bool, lim Limits) (*Header, []byte,
 	got, err := io.ReadFull(r, raw)
 	if err != nil {
 		if gz && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-			return nil, nil, fail("corrupt gzip data after %d of %d voxel bytes: %v", got, n, err)
+			return nil, nil, fail("corrupt gzip data after %d of %d voxel bytes: %w", got, n, err)
 		}
 		return nil, nil, fail("truncated: header dims %d×%d×%d of %s need %d bytes of voxel data, the file has %d",
 			h.Dim[1], h.Dim[2], h.Dim[3], datatypes[h.Datatype].name, n, got)
@@ -273,7 +273,7 @@ func readStream(path string, r io.Reader, gz bool, lim Limits) (*Header, []byte,
 	if gz {
 		// Read to the end so that the gzip checksum is verified and trailing garbage is noticed.
 		if _, err := io.Copy(io.Discard, io.LimitReader(r, 1<<26)); err != nil {
-			return nil, nil, fail("corrupt gzip stream: %v", err)
+			return nil, nil, fail("corrupt gzip stream: %w", err)
 		}
 	}
 	return h, raw, nil

@@ -2,6 +2,7 @@ package data
 
 import (
 	"fmt"
+	"iter"
 	"math"
 	"math/rand"
 	"sort"
@@ -186,27 +187,33 @@ type Batch struct {
 	Size, Crop     int
 }
 
-// Batches cuts epoch e into batches of size (the last may be smaller), calling fn for each;
-// from is the first batch to produce (for resuming mid-epoch). fn returning false stops.
-func (p *PairSampler) Batches(e, size, from int, fn func(b int, batch Batch) bool) {
-	refs := p.Epoch(e)
-	for b := from; b*size < len(refs); b++ {
-		end := min((b+1)*size, len(refs))
-		batch := Batch{Size: end - b*size, Crop: p.Cfg.Crop}
-		for i := b * size; i < end; i++ {
-			s := p.Sample(e, i, refs[i])
-			batch.Refs = append(batch.Refs, refs[i])
-			batch.A = append(batch.A, s.A...)
-			batch.B = append(batch.B, s.B...)
-			if s.PLA != nil {
-				batch.PLA = append(batch.PLA, s.PLA...)
-				batch.PLB = append(batch.PLB, s.PLB...)
+// Batches cuts epoch e into batches of size (the last may be smaller) and yields each with
+// its index; from is the first batch to produce (for resuming mid-epoch).
+func (p *PairSampler) Batches(e, size, from int) iter.Seq2[int, Batch] {
+	return func(yield func(int, Batch) bool) {
+		refs := p.Epoch(e)
+		for b := from; b*size < len(refs); b++ {
+			if !yield(b, p.batch(e, refs, b*size, min((b+1)*size, len(refs)))) {
+				return
 			}
 		}
-		if !fn(b, batch) {
-			return
+	}
+}
+
+// batch stacks the pairs refs[lo:hi] of epoch e.
+func (p *PairSampler) batch(e int, refs []PairRef, lo, hi int) Batch {
+	batch := Batch{Size: hi - lo, Crop: p.Cfg.Crop}
+	for i := lo; i < hi; i++ {
+		s := p.Sample(e, i, refs[i])
+		batch.Refs = append(batch.Refs, refs[i])
+		batch.A = append(batch.A, s.A...)
+		batch.B = append(batch.B, s.B...)
+		if s.PLA != nil {
+			batch.PLA = append(batch.PLA, s.PLA...)
+			batch.PLB = append(batch.PLB, s.PLB...)
 		}
 	}
+	return batch
 }
 
 // NumBatches is the number of batches of an epoch.

@@ -161,7 +161,9 @@ func TestBatchesResume(t *testing.T) {
 	v := trainVol(t, [3]int{20, 20, 12})
 	p, _ := NewPairSampler([]TrainVolume{v}, PairConfig{Strides: []int{1}, SwapProb: 0.5, ResizeRange: [2]int{20, 24}, Crop: 16, Seed: 1})
 	var all []Batch
-	p.Batches(2, 4, 0, func(b int, batch Batch) bool { all = append(all, batch); return true })
+	for _, batch := range p.Batches(2, 4, 0) {
+		all = append(all, batch)
+	}
 	if len(all) != 3 || all[2].Size != 3 || len(all[0].A) != 4*16*16 || len(all[0].PLB) != 4*16*16 {
 		t.Fatalf("batches: %d, last size %d", len(all), all[len(all)-1].Size)
 	}
@@ -170,9 +172,20 @@ func TestBatchesResume(t *testing.T) {
 	}
 	// Resuming at batch 1 yields exactly batches 1 and 2.
 	var resumed []Batch
-	p.Batches(2, 4, 1, func(b int, batch Batch) bool { resumed = append(resumed, batch); return true })
-	if len(resumed) != 2 {
-		t.Fatalf("%d resumed batches", len(resumed))
+	var index []int
+	for b, batch := range p.Batches(2, 4, 1) {
+		resumed = append(resumed, batch)
+		index = append(index, b)
+	}
+	if len(resumed) != 2 || index[0] != 1 || index[1] != 2 {
+		t.Fatalf("%d resumed batches, indices %v; want batches 1 and 2", len(resumed), index)
+	}
+	// Breaking out of the loop ends the sequence (range-over-func's yield contract).
+	n := 0
+	for range p.Batches(2, 4, 0) {
+		if n++; n == 2 {
+			break
+		}
 	}
 	for k := range resumed[0].B {
 		if resumed[0].B[k] != all[1].B[k] {

@@ -178,85 +178,97 @@ func NewPatchSampler(vols []*SegVolume, patch [3]int, fgFraction float64, mirror
 
 // Sample draws a batch of b patches.
 func (s *PatchSampler) Sample(b int, r *rand.Rand) *PatchBatch {
-	pd, ph, pw := s.Patch[0], s.Patch[1], s.Patch[2]
-	n := pd * ph * pw
+	n := s.Patch[0] * s.Patch[1] * s.Patch[2]
 	out := &PatchBatch{B: b, Patch: s.Patch, Image: make([]float32, b*n), Labels: make([]int32, b*n), Known: make([]float32, b*n)}
 	// nnU-Net oversamples the last items of a batch: item i is forced to foreground when
 	// i ≥ round(b·(1 − fraction)).
 	forceFrom := int(math.Round(float64(b) * (1 - s.ForegroundFraction)))
 	for i := 0; i < b; i++ {
 		vi := r.Intn(len(s.Vols))
-		v := s.Vols[vi]
-		var lo [3]int
-		center := -1
-		if i >= forceFrom && len(s.fg[vi]) > 0 {
-			cls := s.fg[vi][r.Intn(len(s.fg[vi]))]
-			center = int(cls[r.Intn(len(cls))])
-		}
-		plane := v.Shape[1] * v.Shape[2]
-		for a := range 3 {
-			size, p := v.Shape[a], s.Patch[a]
-			// Valid starts keep the patch inside the volume, or centre a smaller volume.
-			minLo, maxLo := 0, size-p
-			if size < p {
-				minLo, maxLo = (size-p)/2, (size-p)/2
-			}
-			if a == 0 && v.Slices != nil { // FS-SS: the patch must hold an annotated slice
-				ks := v.Slices[r.Intn(len(v.Slices))]
-				if center >= 0 {
-					ks = center / plane
-				}
-				minLo, maxLo = max(minLo, ks-p+1), min(maxLo, ks)
-				if minLo > maxLo {
-					minLo, maxLo = ks-p/2, ks-p/2
-				}
-			}
-			switch {
-			case center >= 0:
-				c := [3]int{center / plane, (center / v.Shape[2]) % v.Shape[1], center % v.Shape[2]}[a]
-				lo[a] = min(max(c-p/2, minLo), maxLo)
-			default:
-				lo[a] = minLo + r.Intn(maxLo-minLo+1)
-			}
-		}
+		lo := s.patchStart(vi, i >= forceFrom, r)
 		flip := [3]bool{}
 		if s.Mirror {
 			for a := range flip {
 				flip[a] = r.Intn(2) == 1
 			}
 		}
-		base := i * n
-		for z := 0; z < pd; z++ {
-			sz := lo[0] + z
-			for y := 0; y < ph; y++ {
-				sy := lo[1] + y
-				for x := 0; x < pw; x++ {
-					sx := lo[2] + x
-					dz, dy, dx := z, y, x
-					if flip[0] {
-						dz = pd - 1 - z
-					}
-					if flip[1] {
-						dy = ph - 1 - y
-					}
-					if flip[2] {
-						dx = pw - 1 - x
-					}
-					o := base + (dz*ph+dy)*pw + dx
-					inside := sz >= 0 && sz < v.Shape[0] && sy >= 0 && sy < v.Shape[1] && sx >= 0 && sx < v.Shape[2]
-					if !inside {
-						out.Known[o] = boolf(v.Slices == nil)
-						continue
-					}
-					src := (sz*v.Shape[1]+sy)*v.Shape[2] + sx
-					out.Image[o] = v.Image[src]
-					out.Labels[o] = v.Labels[src]
-					out.Known[o] = boolf(v.known(sz))
+		s.copyPatch(out, i, s.Vols[vi], lo, flip)
+	}
+	return out
+}
+
+// patchStart draws the first voxel of a patch of volume vi, centred on a random foreground
+// voxel when force and the volume has one.
+func (s *PatchSampler) patchStart(vi int, force bool, r *rand.Rand) [3]int {
+	v := s.Vols[vi]
+	var lo [3]int
+	center := -1
+	if force && len(s.fg[vi]) > 0 {
+		cls := s.fg[vi][r.Intn(len(s.fg[vi]))]
+		center = int(cls[r.Intn(len(cls))])
+	}
+	plane := v.Shape[1] * v.Shape[2]
+	for a := range 3 {
+		size, p := v.Shape[a], s.Patch[a]
+		// Valid starts keep the patch inside the volume, or centre a smaller volume.
+		minLo, maxLo := 0, size-p
+		if size < p {
+			minLo, maxLo = (size-p)/2, (size-p)/2
+		}
+		if a == 0 && v.Slices != nil { // FS-SS: the patch must hold an annotated slice
+			ks := v.Slices[r.Intn(len(v.Slices))]
+			if center >= 0 {
+				ks = center / plane
+			}
+			minLo, maxLo = max(minLo, ks-p+1), min(maxLo, ks)
+			if minLo > maxLo {
+				minLo, maxLo = ks-p/2, ks-p/2
+			}
+		}
+		switch {
+		case center >= 0:
+			c := [3]int{center / plane, (center / v.Shape[2]) % v.Shape[1], center % v.Shape[2]}[a]
+			lo[a] = min(max(c-p/2, minLo), maxLo)
+		default:
+			lo[a] = minLo + r.Intn(maxLo-minLo+1)
+		}
+	}
+	return lo
+}
+
+// copyPatch copies the patch of v from lo, mirrored along the flip axes, into item i of out.
+func (s *PatchSampler) copyPatch(out *PatchBatch, i int, v *SegVolume, lo [3]int, flip [3]bool) {
+	pd, ph, pw := s.Patch[0], s.Patch[1], s.Patch[2]
+	base := i * pd * ph * pw
+	for z := 0; z < pd; z++ {
+		sz := lo[0] + z
+		for y := 0; y < ph; y++ {
+			sy := lo[1] + y
+			for x := 0; x < pw; x++ {
+				sx := lo[2] + x
+				dz, dy, dx := z, y, x
+				if flip[0] {
+					dz = pd - 1 - z
 				}
+				if flip[1] {
+					dy = ph - 1 - y
+				}
+				if flip[2] {
+					dx = pw - 1 - x
+				}
+				o := base + (dz*ph+dy)*pw + dx
+				inside := sz >= 0 && sz < v.Shape[0] && sy >= 0 && sy < v.Shape[1] && sx >= 0 && sx < v.Shape[2]
+				if !inside {
+					out.Known[o] = boolf(v.Slices == nil)
+					continue
+				}
+				src := (sz*v.Shape[1]+sy)*v.Shape[2] + sx
+				out.Image[o] = v.Image[src]
+				out.Labels[o] = v.Labels[src]
+				out.Known[o] = boolf(v.known(sz))
 			}
 		}
 	}
-	return out
 }
 
 func boolf(b bool) float32 {

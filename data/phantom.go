@@ -142,7 +142,7 @@ func WritePhantomDataset(dir string, cases int, seed int64, shape [3]int, o Writ
 	}
 	for _, sub := range []string{"imagesTr", "labelsTr"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
-			return fmt.Errorf("phantom: %v", err)
+			return fmt.Errorf("phantom: %w", err)
 		}
 	}
 	type entry struct {

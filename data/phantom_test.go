@@ -34,20 +34,12 @@ func components(m []bool, h, w int) int {
 	return n
 }
 
-func TestPhantomStructure(t *testing.T) {
-	shape := [3]int{96, 96, 48}
-	start := time.Now()
-	img, lab, g := Phantom(shape, 42)
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("a 96×96×48 phantom took %v (want under 1 s)", d)
-	}
-	s, _ := NewSlicer(&g, -1)
-	if s.Axis != 2 || s.Reversed {
-		t.Fatalf("phantom slicer %+v", s)
-	}
+// phantomSpans finds, per structure, the first and last slice it appears on and the numbers
+// of connected pieces it has on a slice.
+func phantomSpans(s Slicer, lab []int32) (extent map[int32][2]int, pieces map[int32]map[int]bool) {
 	h, w := s.Size()
-	extent := map[int32][2]int{}
-	pieces := map[int32]map[int]bool{}
+	extent = map[int32][2]int{}
+	pieces = map[int32]map[int]bool{}
 	for n := 0; n < s.Len(); n++ {
 		sl := Slice(s, lab, n)
 		for _, st := range PhantomStructures {
@@ -72,23 +64,12 @@ func TestPhantomStructure(t *testing.T) {
 			pieces[st.ID][components(m, h, w)] = true
 		}
 	}
-	for _, st := range PhantomStructures {
-		e, ok := extent[st.ID]
-		if !ok {
-			t.Fatalf("%s missing", st.Name)
-		}
-		if e[0] == 0 || e[1] == s.Len()-1 {
-			t.Errorf("%s spans slices %v: must begin and end inside the volume", st.Name, e)
-		}
-	}
-	// The vessel is one piece on some slices and two on others; the kidneys are two pieces.
-	if !pieces[3][1] || !pieces[3][2] {
-		t.Errorf("vessel pieces per slice %v: want slices with 1 and with 2", pieces[3])
-	}
-	if !pieces[2][2] {
-		t.Errorf("kidney pieces per slice %v: want 2", pieces[2])
-	}
-	// HU plausibility: air outside, organs brighter than soft tissue, partial-volume edges.
+	return extent, pieces
+}
+
+// checkPhantomHU: air outside, organs brighter than soft tissue, partial-volume edges.
+func checkPhantomHU(t *testing.T, img []float32, lab []int32) {
+	t.Helper()
 	var air, liver, tissue, liverN, tissueN, mixed float64
 	for i, v := range img {
 		switch {
@@ -108,6 +89,37 @@ func TestPhantomStructure(t *testing.T) {
 	if air > -900 || liver/liverN < 50 || liver/liverN > 95 || mixed == 0 {
 		t.Errorf("HU: corner %g, liver mean %g, %g partial-volume voxels", air, liver/liverN, mixed)
 	}
+}
+
+func TestPhantomStructure(t *testing.T) {
+	shape := [3]int{96, 96, 48}
+	start := time.Now()
+	img, lab, g := Phantom(shape, 42)
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("a 96×96×48 phantom took %v (want under 1 s)", d)
+	}
+	s, _ := NewSlicer(&g, -1)
+	if s.Axis != 2 || s.Reversed {
+		t.Fatalf("phantom slicer %+v", s)
+	}
+	extent, pieces := phantomSpans(s, lab)
+	for _, st := range PhantomStructures {
+		e, ok := extent[st.ID]
+		if !ok {
+			t.Fatalf("%s missing", st.Name)
+		}
+		if e[0] == 0 || e[1] == s.Len()-1 {
+			t.Errorf("%s spans slices %v: must begin and end inside the volume", st.Name, e)
+		}
+	}
+	// The vessel is one piece on some slices and two on others; the kidneys are two pieces.
+	if !pieces[3][1] || !pieces[3][2] {
+		t.Errorf("vessel pieces per slice %v: want slices with 1 and with 2", pieces[3])
+	}
+	if !pieces[2][2] {
+		t.Errorf("kidney pieces per slice %v: want 2", pieces[2])
+	}
+	checkPhantomHU(t, img, lab)
 	if !LooksLikeCT(img) {
 		t.Error("phantom not detected as CT")
 	}

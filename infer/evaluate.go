@@ -49,85 +49,109 @@ func Evaluate(ds *data.Dataset, base *Job, methods []Method, seed int64) (*Evalu
 	}
 	ev := &Evaluation{drift: map[string]map[int][2]float64{}, overlays: map[string]*overlay{}}
 	for ci, c := range cases {
-		img, lab, err := data.LoadCase(c, data.LimitsFrom(base.Cfg))
-		if err != nil {
+		if err := ev.evalCase(ds, c, base, methods, seed, ci); err != nil {
 			return nil, err
-		}
-		prep := map[string]*Prepared{}
-		for _, m := range methods {
-			j := base
-			if m.Job != nil {
-				j = m.Job
-			}
-			if prep[m.Name], err = j.Prepare(img); err != nil {
-				return nil, err
-			}
-		}
-		p0 := prep[methods[0].Name]
-		choices := EvalChoices(lab, p0.Slicer, seed, ci)
-		whole := map[string][]int32{} // Seg methods: one prediction per volume
-		for _, m := range methods {
-			if m.Seg != nil {
-				if whole[m.Name], err = m.Seg.PredictImage(img); err != nil {
-					return nil, fmt.Errorf("%s, %s: %w", c.Image, m.Name, err)
-				}
-			}
-		}
-		largest := int32(-1)
-		volume := map[int32]int{}
-		for _, v := range lab.Data {
-			volume[v]++
-		}
-		for _, ch := range choices {
-			if largest < 0 || volume[ch.ID] > volume[largest] {
-				largest = ch.ID
-			}
-		}
-		for _, ch := range choices {
-			truth := make([]int32, len(lab.Data))
-			for i, v := range lab.Data {
-				if v == ch.ID {
-					truth[i] = ch.ID
-				}
-			}
-			mask := data.Slice(p0.Slicer, truth, ch.Slice)
-			ann := &data.Annotation{Slice: ch.Slice, Mask: mask, IDs: []int32{ch.ID}}
-			for _, m := range methods {
-				var pred []int32
-				switch {
-				case m.Seg != nil:
-					pred = make([]int32, len(truth))
-					for i, v := range whole[m.Name] {
-						if v == ch.ID {
-							pred[i] = ch.ID
-						}
-					}
-				case m.Job == nil:
-					pred = CopyMask(prep[m.Name], mask)
-				default:
-					res, err := m.Job.Segment(prep[m.Name], ann)
-					if err != nil {
-						return nil, fmt.Errorf("%s, %s: %w", c.Image, m.Name, err)
-					}
-					pred = res.Labels
-				}
-				ev.Rows = append(ev.Rows, Row{Case: c.ID, Method: m.Name, ID: ch.ID, Name: ds.LabelName(ch.ID),
-					Slice: ch.Slice, Largest: ch.Largest, Dice: Dice(pred, truth, ch.ID),
-					HD95: HD95(pred, truth, ch.ID, img.Shape, img.Spacing)})
-				ev.addDrift(m.Name, p0.Slicer, pred, truth, ch.ID, ch.Slice)
-				if ch.ID == largest {
-					o := ev.overlays[c.ID]
-					if o == nil {
-						o = &overlay{prep: p0, truth: truth, id: ch.ID, ann: ch.Slice, preds: map[string][]int32{}}
-						ev.overlays[c.ID] = o
-					}
-					o.methods = append(o.methods, m.Name)
-					o.preds[m.Name] = pred
-				}
-			}
 		}
 	}
 	return ev, nil
+}
+
+// caseRun is one case of an evaluation: its volume prepared for each method and the whole-
+// volume predictions of the Seg methods.
+type caseRun struct {
+	c       data.Case
+	img     *data.Image
+	prep    map[string]*Prepared // by method
+	whole   map[string][]int32   // Seg methods: one prediction per volume
+	largest int32                // the structure whose overlay figure is drawn
+}
+
+func (ev *Evaluation) evalCase(ds *data.Dataset, c data.Case, base *Job, methods []Method, seed int64, ci int) error {
+	img, lab, err := data.LoadCase(c, base.Cfg.VolumeLimits())
+	if err != nil {
+		return err
+	}
+	cr := &caseRun{c: c, img: img, prep: map[string]*Prepared{}, whole: map[string][]int32{}, largest: -1}
+	for _, m := range methods {
+		j := base
+		if m.Job != nil {
+			j = m.Job
+		}
+		if cr.prep[m.Name], err = j.Prepare(img); err != nil {
+			return err
+		}
+		if m.Seg != nil {
+			if cr.whole[m.Name], err = m.Seg.PredictImage(img); err != nil {
+				return fmt.Errorf("%s, %s: %w", c.Image, m.Name, err)
+			}
+		}
+	}
+	p0 := cr.prep[methods[0].Name]
+	choices := EvalChoices(lab, p0.Slicer, seed, ci)
+	volume := map[int32]int{}
+	for _, v := range lab.Data {
+		volume[v]++
+	}
+	for _, ch := range choices {
+		if cr.largest < 0 || volume[ch.ID] > volume[cr.largest] {
+			cr.largest = ch.ID
+		}
+	}
+	for _, ch := range choices {
+		if err := ev.evalStructure(ds, cr, lab, ch, methods); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// evalStructure propagates one structure of a case from its chosen slice with every method
+// and scores each against the truth.
+func (ev *Evaluation) evalStructure(ds *data.Dataset, cr *caseRun, lab *data.Labels, ch data.BenchmarkChoice, methods []Method) error {
+	p0 := cr.prep[methods[0].Name]
+	truth := only(lab.Data, ch.ID)
+	mask := data.Slice(p0.Slicer, truth, ch.Slice)
+	ann := &data.Annotation{Slice: ch.Slice, Mask: mask, IDs: []int32{ch.ID}}
+	for _, m := range methods {
+		var pred []int32
+		switch {
+		case m.Seg != nil:
+			pred = only(cr.whole[m.Name], ch.ID)
+		case m.Job == nil:
+			pred = CopyMask(cr.prep[m.Name], mask)
+		default:
+			res, err := m.Job.Segment(cr.prep[m.Name], ann)
+			if err != nil {
+				return fmt.Errorf("%s, %s: %w", cr.c.Image, m.Name, err)
+			}
+			pred = res.Labels
+		}
+		ev.Rows = append(ev.Rows, Row{Case: cr.c.ID, Method: m.Name, ID: ch.ID, Name: ds.LabelName(ch.ID),
+			Slice: ch.Slice, Largest: ch.Largest, Dice: Dice(pred, truth, ch.ID),
+			HD95: HD95(pred, truth, ch.ID, cr.img.Shape, cr.img.Spacing)})
+		ev.addDrift(m.Name, p0.Slicer, pred, truth, ch.ID, ch.Slice)
+		if ch.ID == cr.largest {
+			o := ev.overlays[cr.c.ID]
+			if o == nil {
+				o = &overlay{prep: p0, truth: truth, id: ch.ID, ann: ch.Slice, preds: map[string][]int32{}}
+				ev.overlays[cr.c.ID] = o
+			}
+			o.methods = append(o.methods, m.Name)
+			o.preds[m.Name] = pred
+		}
+	}
+	return nil
+}
+
+// only keeps the voxels labelled id (others 0).
+func only(labels []int32, id int32) []int32 {
+	out := make([]int32, len(labels))
+	for i, v := range labels {
+		if v == id {
+			out[i] = id
+		}
+	}
+	return out
 }
 
 // EvalCases are the cases an evaluation uses: the labelled test cases, or, when the test

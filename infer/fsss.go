@@ -17,7 +17,7 @@ func FSSSVolumes(c *configs.Config, ds *data.Dataset) ([]*data.SegVolume, error)
 	}
 	var out []*data.SegVolume
 	for ci, cs := range cases {
-		img, lab, err := data.LoadCase(cs, data.LimitsFrom(c))
+		img, lab, err := data.LoadCase(cs, c.VolumeLimits())
 		if err != nil {
 			return nil, err
 		}

@@ -31,11 +31,11 @@ type Prepared struct {
 
 // Prepare slices and normalises img as the config says.
 func (j *Job) Prepare(img *data.Image) (*Prepared, error) {
-	s, err := data.NewSlicer(&img.Geometry, data.SliceAxisFrom(j.Cfg.Data))
+	s, err := data.NewSlicer(&img.Geometry, j.Cfg.Data.Axis())
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", img.Source, err)
+		return nil, fmt.Errorf("%s: %w", img.Source, err)
 	}
-	n, err := data.NewNormalizer(data.IntensityFrom(j.Cfg.Data), img.Data)
+	n, err := data.NewNormalizer(j.Cfg.Data.IntensitySettings(), img.Data)
 	if err != nil {
 		return nil, err
 	}
@@ -48,20 +48,19 @@ func (j *Job) Prepare(img *data.Image) (*Prepared, error) {
 // which lets one evaluate command compare Sli2Vol and Sli2Vol+ under --estimate.
 func (j *Job) Propagator() *Propagator {
 	est := j.Cfg.Infer.ObjectEstimate
-	if j.Cfg.Model.Mode == "sli2vol" {
-		est = "none"
+	if !j.Cfg.Model.Mode.UsesPL() {
+		est = configs.EstimateNone
 	}
 	return &Propagator{Model: j.Net, Device: j.Device, Scale: j.Cfg.Data.IntensityScale,
 		MinArea: j.Cfg.Infer.MinArea, Estimate: est, Resize: j.Cfg.Infer.Resize, Log: j.Log}
 }
 
-// Segment propagates ann through a prepared volume.
+// Segment propagates ann through a prepared volume. With estimate model, the Estimator's
+// prediction of the volume is made once per volume (without an Estimator, the propagator
+// refuses).
 func (j *Job) Segment(p *Prepared, ann *data.Annotation) (*Result, error) {
 	prop := j.Propagator()
-	if prop.Estimate == "model" {
-		if j.Estimator == nil {
-			return nil, fmt.Errorf("infer.object_estimate model needs a UNETR++ run (--estimate-model RUN) to predict the volume first")
-		}
+	if prop.Estimate == configs.EstimateModel && j.Estimator != nil {
 		if p.estimate == nil {
 			est, err := j.Estimator.PredictImage(p.Image)
 			if err != nil {
@@ -77,7 +76,7 @@ func (j *Job) Segment(p *Prepared, ann *data.Annotation) (*Result, error) {
 // SegmentFile is `sli2vol segment`: image and annotation files in, a label file out on the
 // image's grid with the annotation's ids. slice < 0: the annotation file must label one slice.
 func (j *Job) SegmentFile(imagePath, annotationPath string, slice int, out string, o data.WriteOptions) (*Result, error) {
-	lim := data.LimitsFrom(j.Cfg)
+	lim := j.Cfg.VolumeLimits()
 	var img *data.Image
 	var err error
 	if j.Series != "" && data.IsDICOMDir(imagePath) {
@@ -93,7 +92,7 @@ func (j *Job) SegmentFile(imagePath, annotationPath string, slice int, out strin
 		return nil, err
 	}
 	if err := img.SameGrid(&lab.Geometry, 1e-3); err != nil {
-		return nil, fmt.Errorf("%s: does not lie on the grid of %s: %v", annotationPath, imagePath, err)
+		return nil, fmt.Errorf("%s: does not lie on the grid of %s: %w", annotationPath, imagePath, err)
 	}
 	p, err := j.Prepare(img)
 	if err != nil {

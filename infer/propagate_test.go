@@ -4,6 +4,7 @@ import (
 	"runtime/metrics"
 	"testing"
 
+	"github.com/sli2vol/sli2vol/configs"
 	"github.com/sli2vol/sli2vol/data"
 	"github.com/sli2vol/sli2vol/torchx"
 )
@@ -37,12 +38,12 @@ func lia() *data.Image {
 // With every object estimate (each feeds PL features, which the stand-in's affinity ignores),
 // so that the per-slice scopes are exercised with what each estimate keeps from slice to slice.
 func TestIdentityFlowCopiesBothWays(t *testing.T) {
-	for _, est := range []string{"none", "propagated", "model"} {
-		t.Run(est, func(t *testing.T) { testIdentityFlow(t, est) })
+	for _, est := range configs.Estimates {
+		t.Run(string(est), func(t *testing.T) { testIdentityFlow(t, est) })
 	}
 }
 
-func testIdentityFlow(t *testing.T, estimate string) {
+func testIdentityFlow(t *testing.T, estimate configs.Estimate) {
 	img := lia()
 	s, _ := data.NewSlicer(&img.Geometry, -1)
 	h, w := s.Size() // 6×7
@@ -50,7 +51,7 @@ func testIdentityFlow(t *testing.T, estimate string) {
 	mask[2*w+3], mask[2*w+4], mask[3*w+3] = 12175, 12175, 4 // two ids
 	ann := &data.Annotation{Slice: 2, Mask: mask, IDs: []int32{4, 12175}}
 	p := &Propagator{Model: fixedFlow{0, 0}, Device: "cpu", Scale: 1, MinArea: 1, Estimate: estimate}
-	if estimate == "model" {
+	if estimate == configs.EstimateModel {
 		p.EstimateVolume = make([]int32, img.NumVoxels())
 		for n := 0; n < s.Len(); n++ {
 			data.SetSlice(s, p.EstimateVolume, n, mask)
@@ -127,7 +128,7 @@ func TestShiftFlowStopsWhenMaskVanishes(t *testing.T) {
 			}
 		}
 	}
-	if _, err := (&Propagator{Model: fixedFlow{}, Device: "cpu", Scale: 1, Estimate: "model"}).Segment(img, s, data.Window{Lo: 0, Up: 1}, ann); err == nil {
+	if _, err := (&Propagator{Model: fixedFlow{}, Device: "cpu", Scale: 1, Estimate: configs.EstimateModel}).Segment(img, s, data.Window{Lo: 0, Up: 1}, ann); err == nil {
 		t.Fatal("estimate model accepted without a refinement network")
 	}
 }

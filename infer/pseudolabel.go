@@ -16,7 +16,7 @@ import (
 // labelled case, the benchmark policy — per structure, a seeded pick within ±3 of its largest
 // slice (each structure then propagates separately).
 func (j *Job) CaseAnnotations(c data.Case, p *Prepared, r *rand.Rand) ([]*data.Annotation, error) {
-	lim := data.LimitsFrom(j.Cfg)
+	lim := j.Cfg.VolumeLimits()
 	var src string
 	switch {
 	case c.Annotation != "":
@@ -31,7 +31,7 @@ func (j *Job) CaseAnnotations(c data.Case, p *Prepared, r *rand.Rand) ([]*data.A
 		return nil, err
 	}
 	if err := p.Image.SameGrid(&lab.Geometry, 1e-3); err != nil {
-		return nil, fmt.Errorf("%s: does not lie on the grid of %s: %v", src, c.Image, err)
+		return nil, fmt.Errorf("%s: does not lie on the grid of %s: %w", src, c.Image, err)
 	}
 	if c.Annotation != "" || c.Slice >= 0 {
 		a, err := data.FindAnnotation(lab, p.Slicer, c.Slice)
@@ -60,12 +60,12 @@ func (j *Job) CaseAnnotations(c data.Case, p *Prepared, r *rand.Rand) ([]*data.A
 // OUT/labelsTr/ID.nii.gz on the image's grid, and OUT/annotations.json recording the slices.
 func (j *Job) PseudoLabels(ds *data.Dataset, out string, o data.WriteOptions) error {
 	if err := os.MkdirAll(filepath.Join(out, "labelsTr"), 0o755); err != nil {
-		return fmt.Errorf("pseudo-label: %v", err)
+		return fmt.Errorf("pseudo-label: %w", err)
 	}
 	r := rand.New(rand.NewSource(j.Cfg.Seed))
 	record := map[string][]map[string]int{}
 	for _, c := range ds.Split("train") {
-		img, err := data.LoadImage(c.Image, data.LimitsFrom(j.Cfg))
+		img, err := data.LoadImage(c.Image, j.Cfg.VolumeLimits())
 		if err != nil {
 			return err
 		}

@@ -30,11 +30,11 @@ func (n *SegNet) Window() SlidingWindow {
 // PredictImage labels img (array order, label ids) by sliding-window prediction in the
 // slice order the config gives, the intensities windowed as at training.
 func (n *SegNet) PredictImage(img *data.Image) ([]int32, error) {
-	s, err := data.NewSlicer(&img.Geometry, data.SliceAxisFrom(n.Cfg.Data))
+	s, err := data.NewSlicer(&img.Geometry, n.Cfg.Data.Axis())
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", img.Source, err)
+		return nil, fmt.Errorf("%s: %w", img.Source, err)
 	}
-	norm, err := data.NewNormalizer(data.IntensityFrom(n.Cfg.Data), img.Data)
+	norm, err := data.NewNormalizer(n.Cfg.Data.IntensitySettings(), img.Data)
 	if err != nil {
 		return nil, err
 	}
@@ -61,11 +61,11 @@ func (n *SegNet) RefinePseudoLabels(ds *data.Dataset, out string, o data.WriteOp
 		return fmt.Errorf("dataset %s: no training cases", ds.Root)
 	}
 	if err := os.MkdirAll(filepath.Join(out, "labelsTr"), 0o755); err != nil {
-		return fmt.Errorf("refine: %v", err)
+		return fmt.Errorf("refine: %w", err)
 	}
 	for _, c := range cases {
 		path := filepath.Join(out, "labelsTr", c.ID+".nii.gz")
-		img, err := data.LoadImage(c.Image, data.LimitsFrom(n.Cfg))
+		img, err := data.LoadImage(c.Image, n.Cfg.VolumeLimits())
 		if err != nil {
 			return err
 		}

@@ -3,7 +3,6 @@ package models
 import (
 	"fmt"
 
-	"github.com/sli2vol/sli2vol/configs"
 	"github.com/sli2vol/sli2vol/torchx"
 )
 
@@ -13,42 +12,59 @@ type Bottleneck interface {
 	Channels() int
 }
 
-// CFN is a correspondence flow network. In mode "sli2vol+" it is the OEG-CFN (§3.2, Fig. 1b):
-// GEIG inputs, and one shared-weight encoder applied to slices and to their pseudo-labels,
-// whose features are concatenated into the key (slice j) and the query (slice j+1). In mode
-// "sli2vol" it is Sli2Vol's CFN: edge-profile inputs and slice features only. The affinity
-// is the softmax over a (2R+1)² window of key·query (Eq. 2) and carries slice j (or a mask)
-// to slice j+1 (Eq. 4).
+// CFN is a correspondence flow network. With a pseudo-label stream (PL) it is Sli2Vol+'s
+// OEG-CFN (§3.2, Fig. 1b): GEIG inputs, and one shared-weight encoder applied to slices and to
+// their pseudo-labels, whose features are concatenated into the key (slice j) and the query
+// (slice j+1). Without, it is Sli2Vol's CFN: edge-profile inputs and slice features only. The
+// affinity is the softmax over a (2R+1)² window of key·query (Eq. 2) and carries slice j (or a
+// mask) to slice j+1 (Eq. 4).
 type CFN struct {
-	Mode      string
+	PL        bool // Sli2Vol+'s OEG-CFN (pseudo-label stream); false: Sli2Vol's CFN
 	Radius    int
 	Input     Bottleneck
 	Encoder   *Encoder
-	PLEncoder *Encoder // only with separate_pl_encoder (the published code's ablation)
+	PLEncoder *Encoder // only with SeparatePLEncoder (the published code's ablation)
 }
 
-// NewCFN builds the network a model config describes, with fresh weights.
-func NewCFN(c configs.Model) (*CFN, error) {
-	m := &CFN{Mode: c.Mode, Radius: c.Radius}
-	switch c.Mode {
-	case "sli2vol+":
-		m.Input = NewGEIG(c.GEIG.Directions, c.GEIG.Scales)
-	case "sli2vol":
+// CFNConfig sizes a correspondence-flow network.
+type CFNConfig struct {
+	// PL selects Sli2Vol+'s OEG-CFN (GEIG inputs, features of pseudo-labels beside those of
+	// slices); false selects Sli2Vol's CFN (edge-profile inputs, slice features only).
+	PL                bool
+	Width             int   // encoder widths w, 2w, 4w, 8w
+	Stages            int   // encoder stages
+	BlocksPerStage    int   // residual blocks per stage
+	FeatureDim        int   // encoder output channels
+	Radius            int   // affinity window (2R+1)²
+	EdgeRadius        int   // Sli2Vol's edge profile window (without PL)
+	GEIGDirections    int   // GEIG's filter directions (with PL)
+	GEIGScales        []int // GEIG's filter scales (with PL)
+	SeparatePLEncoder bool  // a second encoder for pseudo-labels (with PL)
+}
+
+// NewCFN builds the network c describes, with fresh weights.
+func NewCFN(c CFNConfig) (*CFN, error) {
+	if c.Radius <= 0 || c.Width <= 0 || c.Stages <= 0 || c.BlocksPerStage <= 0 || c.FeatureDim <= 0 {
+		return nil, fmt.Errorf("cfn: radius %d, width %d, stages %d, blocks per stage %d and feature dim %d must be positive",
+			c.Radius, c.Width, c.Stages, c.BlocksPerStage, c.FeatureDim)
+	}
+	m := &CFN{PL: c.PL, Radius: c.Radius}
+	if c.PL {
+		m.Input = NewGEIG(c.GEIGDirections, c.GEIGScales)
+	} else {
 		m.Input = NewEdgeProfile(c.EdgeRadius)
-	default:
-		return nil, fmt.Errorf("model mode %q: want sli2vol or sli2vol+", c.Mode)
 	}
 	ec := EncoderConfig{InChannels: m.Input.Channels(), Width: c.Width, Stages: c.Stages,
 		BlocksPerStage: c.BlocksPerStage, FeatureDim: c.FeatureDim}
 	m.Encoder = NewEncoder(ec)
-	if c.SeparatePLEncoder && c.Mode == "sli2vol+" {
+	if c.SeparatePLEncoder && c.PL {
 		m.PLEncoder = NewEncoder(ec)
 	}
 	return m, nil
 }
 
 // UsesPL reports whether training feeds pseudo-labels.
-func (m *CFN) UsesPL() bool { return m.Mode == "sli2vol+" }
+func (m *CFN) UsesPL() bool { return m.PL }
 
 // Visit implements Module: encoder.*, pl_encoder.*.
 func (m *CFN) Visit(prefix string, v *Visitor) {
@@ -93,7 +109,7 @@ func (m *CFN) Propagate(affinity, src Tensor) Tensor {
 }
 
 // Reconstruct is the training forward pass: the reconstruction of slice j+1 from slice j
-// through their affinity. plJ, plJ1 are the pseudo-labels (ignored in mode sli2vol). With a
+// through their affinity. plJ, plJ1 are the pseudo-labels (ignored without a PL stream). With a
 // shared encoder the four inputs go through it as one batch.
 func (m *CFN) Reconstruct(sJ, sJ1, plJ, plJ1 Tensor) Tensor {
 	return torchx.Tidy(func() Tensor { return m.reconstruct(sJ, sJ1, plJ, plJ1) })

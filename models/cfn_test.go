@@ -5,15 +5,20 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sli2vol/sli2vol/configs"
 	"github.com/sli2vol/sli2vol/torchx"
 )
 
-func smallModelConfig(mode string) configs.Model {
-	c := configs.Defaults().Model
-	c.Mode = mode
+// paperCFNConfig is the network of configs/defaults.yaml (and the paper): w = 16, four
+// stages of two blocks, 64 feature channels, R = 6, GEIG in four directions at three scales.
+func paperCFNConfig(pl bool) CFNConfig {
+	return CFNConfig{PL: pl, Width: 16, Stages: 4, BlocksPerStage: 2, FeatureDim: 64, Radius: 6, EdgeRadius: 3,
+		GEIGDirections: 4, GEIGScales: []int{1, 2, 3}}
+}
+
+func smallModelConfig(pl bool) CFNConfig {
+	c := paperCFNConfig(pl)
 	c.Width, c.Stages, c.BlocksPerStage, c.FeatureDim, c.Radius = 4, 2, 2, 8, 2
-	c.GEIG.Scales = []int{1, 2}
+	c.GEIGScales = []int{1, 2}
 	return c
 }
 
@@ -37,7 +42,7 @@ func encoderParams(in, w, stages, blocks, f int) int64 {
 
 func TestCFNNamesAndCounts(t *testing.T) {
 	torchx.ManualSeed(0)
-	m, err := NewCFN(smallModelConfig("sli2vol+"))
+	m, err := NewCFN(smallModelConfig(true))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,13 +61,13 @@ func TestCFNNamesAndCounts(t *testing.T) {
 	if got, want := ParamCount(m), encoderParams(9, 4, 2, 2, 8); got != want {
 		t.Errorf("sli2vol+ params %d, want %d", got, want)
 	}
-	c := smallModelConfig("sli2vol+")
+	c := smallModelConfig(true)
 	c.SeparatePLEncoder = true
 	m2, _ := NewCFN(c)
 	if got, want := ParamCount(m2), 2*encoderParams(9, 4, 2, 2, 8); got != want {
 		t.Errorf("separate PL encoder params %d, want %d", got, want)
 	}
-	m3, _ := NewCFN(smallModelConfig("sli2vol"))
+	m3, _ := NewCFN(smallModelConfig(false))
 	if got, want := ParamCount(m3), encoderParams(48, 4, 2, 2, 8); got != want {
 		t.Errorf("sli2vol params %d, want %d", got, want)
 	}
@@ -77,7 +82,7 @@ func TestCFNNamesAndCounts(t *testing.T) {
 	}
 	// Same seed → same weights.
 	torchx.ManualSeed(0)
-	again, _ := NewCFN(smallModelConfig("sli2vol+"))
+	again, _ := NewCFN(smallModelConfig(true))
 	a := torchx.Float32s(StateDict(again)["encoder.conv1.weight"])
 	b := torchx.Float32s(sd["encoder.conv1.weight"])
 	for i := range a {
@@ -121,7 +126,7 @@ func TestOEGCFNLearnsShift(t *testing.T) {
 		t.Skip("-short")
 	}
 	torchx.ManualSeed(1)
-	m, _ := NewCFN(smallModelConfig("sli2vol+"))
+	m, _ := NewCFN(smallModelConfig(true))
 	opt := torchx.NewAdamW(Parameters(m), torchx.AdamWOpts{LR: 3e-3, WeightDecay: 0.005})
 	sJ, sJ1, plJ, plJ1 := shiftedPair(2, 64)
 	var first, last float64
@@ -144,7 +149,7 @@ func TestOEGCFNLearnsShift(t *testing.T) {
 }
 
 func TestSummaryAddsUp(t *testing.T) {
-	m, _ := NewCFN(smallModelConfig("sli2vol+"))
+	m, _ := NewCFN(smallModelConfig(true))
 	var sum int64
 	groups := map[string]bool{}
 	for _, r := range Summarize(m) {

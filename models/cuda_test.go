@@ -5,7 +5,6 @@ import (
 	"math"
 	"testing"
 
-	"github.com/sli2vol/sli2vol/configs"
 	"github.com/sli2vol/sli2vol/torchx"
 )
 
@@ -14,7 +13,7 @@ func TestCFNCUDAMatchesCPU(t *testing.T) {
 	if !torchx.CUDAAvailable() {
 		t.Skip("no CUDA device")
 	}
-	cfg := smallModelConfig("sli2vol+")
+	cfg := smallModelConfig(true)
 	torchx.ManualSeed(2)
 	cpu, _ := NewCFN(cfg)
 	torchx.ManualSeed(2)
@@ -52,9 +51,8 @@ func benchStep(b *testing.B, amp bool) {
 	if torchx.CUDAAvailable() {
 		dev, hw = "cuda", 256
 	}
-	c, _ := configs.Load("")
 	torchx.ManualSeed(0)
-	m, _ := NewCFN(c.Model)
+	m, _ := NewCFN(paperCFNConfig(true))
 	To(m, dev)
 	if amp {
 		ToChannelsLast(m)
@@ -98,9 +96,8 @@ func TestCFNAutocastCUDA(t *testing.T) {
 	if !torchx.CUDAAvailable() {
 		t.Skip("no CUDA device")
 	}
-	c, _ := configs.Load("")
 	torchx.ManualSeed(4)
-	m, _ := NewCFN(c.Model)
+	m, _ := NewCFN(paperCFNConfig(true))
 	To(m, "cuda")
 	x := func() Tensor {
 		return torchx.MulScalar(torchx.Rand([]int64{2, 1, 96, 96}, torchx.Float32, "cuda"), 255)

@@ -2,6 +2,7 @@ package models
 
 import (
 	"fmt"
+	"reflect"
 	"sort"
 
 	"github.com/sli2vol/sli2vol/torchx"
@@ -48,12 +49,25 @@ func join(prefix, name string) string {
 	return prefix + "." + name
 }
 
-// visitChild visits m under prefix.name when m is not nil.
+// visitChild visits m under prefix.name when m is not nil: neither a nil interface nor a
+// nil pointer (or other nil-able value) of a Module type, such as an absent *Conv2d.
 func visitChild(prefix, name string, m Module, v *Visitor) {
-	if m == nil {
+	if isNil(m) {
 		return
 	}
 	m.Visit(join(prefix, name), v)
+}
+
+// isNil reports whether m is nil or holds a nil pointer, map, slice, func, chan or interface.
+func isNil(m Module) bool {
+	if m == nil {
+		return true
+	}
+	switch r := reflect.ValueOf(m); r.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Func, reflect.Chan, reflect.Interface:
+		return r.IsNil()
+	}
+	return false
 }
 
 // Parameters lists m's trainable tensors in a fixed order (sorted by name). A tensor that

@@ -34,18 +34,11 @@ func refScript(t *testing.T, name string) string {
 func TestPyTorchParity(t *testing.T) {
 	py := testpy.Find(t, "torch")
 	ref := refScript(t, "sli2vol_ref.py")
-	for _, variant := range []string{"sli2vol+", "sli2vol+separate", "sli2vol"} {
+	for _, variant := range []string{"oeg-cfn", "oeg-cfn separate", "cfn"} {
 		t.Run(variant, func(t *testing.T) {
 			dir := t.TempDir()
-			mode := variant
-			cfg := smallModelConfig("sli2vol+")
-			if variant == "sli2vol" {
-				cfg = smallModelConfig("sli2vol")
-			}
-			if variant == "sli2vol+separate" {
-				cfg.SeparatePLEncoder = true
-				mode = "sli2vol+"
-			}
+			cfg := smallModelConfig(variant != "cfn")
+			cfg.SeparatePLEncoder = variant == "oeg-cfn separate"
 			torchx.ManualSeed(5)
 			m, err := NewCFN(cfg)
 			if err != nil {
@@ -66,7 +59,7 @@ func TestPyTorchParity(t *testing.T) {
 			}
 			sJ, sJ1, plJ, plJ1 := shiftedPair(2, 20)
 			inputs := map[string]Tensor{"s_j": sJ, "s_j1": sJ1}
-			if mode == "sli2vol+" {
+			if cfg.PL {
 				inputs["pl_j"], inputs["pl_j1"] = plJ, plJ1
 			}
 			in := filepath.Join(dir, "in.pt")
@@ -82,10 +75,10 @@ func TestPyTorchParity(t *testing.T) {
 				goOut["recon_train"] = torchx.Float32s(m.Reconstruct(sJ, sJ1, plJ, plJ1))
 			})
 			cfgJSON, _ := json.Marshal(map[string]any{
-				"mode": mode, "radius": cfg.Radius, "width": cfg.Width, "stages": cfg.Stages,
+				"pl": cfg.PL, "radius": cfg.Radius, "width": cfg.Width, "stages": cfg.Stages,
 				"blocks_per_stage": cfg.BlocksPerStage, "feature_dim": cfg.FeatureDim, "edge_radius": cfg.EdgeRadius,
 				"separate_pl_encoder": cfg.SeparatePLEncoder,
-				"geig":                map[string]any{"directions": cfg.GEIG.Directions, "scales": cfg.GEIG.Scales},
+				"geig":                map[string]any{"directions": cfg.GEIGDirections, "scales": cfg.GEIGScales},
 			})
 			pyOut := runReference(t, py, ref, dir, cfgJSON, weights, in, ParamCount(m))
 			for name, g := range goOut {

@@ -37,7 +37,11 @@ func Summarize(m Module) []SummaryRow {
 // WriteSummary prints the network's shape and parameter counts.
 func (m *CFN) WriteSummary(w io.Writer) {
 	s := 2*m.Radius + 1
-	fmt.Fprintf(w, "model %s: input %d channels (%T), affinity window %d×%d\n", m.Mode, m.Input.Channels(), m.Input, s, s)
+	name := "CFN (Sli2Vol)"
+	if m.PL {
+		name = "OEG-CFN (Sli2Vol+)"
+	}
+	fmt.Fprintf(w, "model %s: input %d channels (%T), affinity window %d×%d\n", name, m.Input.Channels(), m.Input, s, s)
 	var total int64
 	for _, r := range Summarize(m) {
 		fmt.Fprintf(w, "  %-24s %12d\n", r.Group, r.Params)

@@ -53,44 +53,8 @@ func ExportTorchScript(m *CFN, scale float64, path string) error {
 		params[tsName(name)] = !buffer
 	}})
 	var b strings.Builder
-	b.WriteString("def bottleneck(self, x):\n")
-	fmt.Fprintf(&b, "        r = %d\n", f.reach)
-	b.WriteString(`        h = x.size(2)
-        w = x.size(3)
-        ri = torch.clamp(torch.arange(-r, h + r, device=x.device), 0, h - 1)
-        ci = torch.clamp(torch.arange(-r, w + r, device=x.device), 0, w - 1)
-        xp = x.index_select(2, ri).index_select(3, ci)
-        d = torch.conv2d(xp, self.input_kernel, None, [1, 1], [0, 0], [1, 1], 1)
-`)
-	if geig {
-		b.WriteString("        return torch.cat([torch.softmax(d, 1), x], 1)\n")
-	} else {
-		b.WriteString("        return torch.softmax(d, 1)\n")
-	}
-	b.WriteString("\ndef encode(self, x):\n")
-	e := m.Encoder
-	convLine(&b, "h", "x", "encoder.conv1", e.Conv1)
-	bnLine(&b, "h", "encoder.bn1", e.BN1)
-	b.WriteString("        h = torch.relu(h)\n")
-	for s, blocks := range e.Layers {
-		for j, blk := range blocks {
-			p := fmt.Sprintf("encoder.layer%d.%d", s+1, j)
-			convLine(&b, "y", "h", p+".conv1", blk.Conv1)
-			bnLine(&b, "y", p+".bn1", blk.BN1)
-			b.WriteString("        y = torch.relu(y)\n")
-			convLine(&b, "y", "y", p+".conv2", blk.Conv2)
-			bnLine(&b, "y", p+".bn2", blk.BN2)
-			if blk.Down != nil {
-				convLine(&b, "s", "h", p+".downsample.0", blk.Down)
-				bnLine(&b, "s", p+".downsample.1", blk.DownB)
-				b.WriteString("        h = torch.relu(y + s)\n")
-			} else {
-				b.WriteString("        h = torch.relu(y + h)\n")
-			}
-		}
-	}
-	convLine(&b, "h", "h", "encoder.conv_out", e.Out)
-	b.WriteString("        return h\n")
+	bottleneckSource(&b, f, geig)
+	encoderSource(&b, m.Encoder)
 	fmt.Fprintf(&b, `
 def forward(self, slice_a, slice_b, mask_a):
         R = %d
@@ -114,4 +78,50 @@ def forward(self, slice_a, slice_b, mask_a):
         return out
 `, m.Radius, scale, scale)
 	return torchx.SaveTorchScript(path, tensors, params, b.String())
+}
+
+// bottleneckSource writes the TorchScript bottleneck: the fixed filter bank f with
+// replicated borders, softmax over its responses (and the slice itself for GEIG).
+func bottleneckSource(b *strings.Builder, f *fixedFilter, geig bool) {
+	b.WriteString("def bottleneck(self, x):\n")
+	fmt.Fprintf(b, "        r = %d\n", f.reach)
+	b.WriteString(`        h = x.size(2)
+        w = x.size(3)
+        ri = torch.clamp(torch.arange(-r, h + r, device=x.device), 0, h - 1)
+        ci = torch.clamp(torch.arange(-r, w + r, device=x.device), 0, w - 1)
+        xp = x.index_select(2, ri).index_select(3, ci)
+        d = torch.conv2d(xp, self.input_kernel, None, [1, 1], [0, 0], [1, 1], 1)
+`)
+	if geig {
+		b.WriteString("        return torch.cat([torch.softmax(d, 1), x], 1)\n")
+	} else {
+		b.WriteString("        return torch.softmax(d, 1)\n")
+	}
+}
+
+// encoderSource writes the TorchScript encoder, layer by layer from e.
+func encoderSource(b *strings.Builder, e *Encoder) {
+	b.WriteString("\ndef encode(self, x):\n")
+	convLine(b, "h", "x", "encoder.conv1", e.Conv1)
+	bnLine(b, "h", "encoder.bn1", e.BN1)
+	b.WriteString("        h = torch.relu(h)\n")
+	for s, blocks := range e.Layers {
+		for j, blk := range blocks {
+			p := fmt.Sprintf("encoder.layer%d.%d", s+1, j)
+			convLine(b, "y", "h", p+".conv1", blk.Conv1)
+			bnLine(b, "y", p+".bn1", blk.BN1)
+			b.WriteString("        y = torch.relu(y)\n")
+			convLine(b, "y", "y", p+".conv2", blk.Conv2)
+			bnLine(b, "y", p+".bn2", blk.BN2)
+			if blk.Down != nil {
+				convLine(b, "s", "h", p+".downsample.0", blk.Down)
+				bnLine(b, "s", p+".downsample.1", blk.DownB)
+				b.WriteString("        h = torch.relu(y + s)\n")
+			} else {
+				b.WriteString("        h = torch.relu(y + h)\n")
+			}
+		}
+	}
+	convLine(b, "h", "h", "encoder.conv_out", e.Out)
+	b.WriteString("        return h\n")
 }

@@ -14,10 +14,10 @@ import (
 // propagation step (bottleneck, encoder, affinity, Eq. 4) on a slice pair to 1e-4.
 func TestTorchScriptExportMatchesGo(t *testing.T) {
 	py := testpy.Find(t, "torch")
-	for _, mode := range []string{"sli2vol+", "sli2vol"} {
-		t.Run(mode, func(t *testing.T) {
+	for _, pl := range []bool{true, false} {
+		t.Run(map[bool]string{true: "oeg-cfn", false: "cfn"}[pl], func(t *testing.T) {
 			torchx.ManualSeed(8)
-			m, err := NewCFN(smallModelConfig(mode))
+			m, err := NewCFN(smallModelConfig(pl))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -3,8 +3,6 @@ package models
 import (
 	"fmt"
 
-	"github.com/sli2vol/sli2vol/configs"
-
 	"github.com/sli2vol/sli2vol/torchx"
 )
 
@@ -24,16 +22,6 @@ type UNETRPPConfig struct {
 	DecoderDepth        int    // EPA blocks per decoder stage (3)
 	Dropout             float64
 	DeepSupervision     bool
-}
-
-// UNETRPPConfigFrom sizes the network from the config's unetr section.
-func UNETRPPConfigFrom(u configs.UNETR, inChannels, classes int) UNETRPPConfig {
-	return UNETRPPConfig{
-		InChannels: inChannels, Classes: classes, PatchSize: u.PatchSize, EmbedPatch: u.EmbedPatch,
-		FeatureSize: u.FeatureSize, Dims: u.Dims, Depths: u.Depths, Heads: u.Heads, ProjSize: u.ProjSize,
-		DecoderProjSize: u.DecoderProjSize, DecoderDepth: u.DecoderDepth, Dropout: u.Dropout,
-		DeepSupervision: u.DeepSupervision,
-	}
 }
 
 // ReferenceJSON is the network's size in the terms of the repo's PyTorch reference

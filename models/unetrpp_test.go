@@ -165,21 +165,7 @@ func TestUNETRPPPyTorchParity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Move every tensor away from its init (γ = 1e-6 would hide the attention, zero position
-	// embeddings and unit temperatures would hide their wiring).
-	m.Visit("", &Visitor{Tensor: func(name string, p *Tensor, buffer bool) {
-		switch {
-		case strings.HasSuffix(name, "num_batches_tracked"):
-		case strings.HasSuffix(name, "running_var"):
-			torchx.CopyInto(*p, torchx.AddScalar(torchx.Rand(p.Shape(), torchx.Float32, "cpu"), 0.5))
-		case strings.HasSuffix(name, "gamma") || strings.Contains(name, "temperature"):
-			torchx.NoGrad(func() { torchx.CopyInto(*p, torchx.AddScalar(torchx.Rand(p.Shape(), torchx.Float32, "cpu"), 0.5)) })
-		default:
-			torchx.NoGrad(func() {
-				torchx.CopyInto(*p, torchx.Add(*p, torchx.MulScalar(torchx.Randn(p.Shape(), torchx.Float32, "cpu"), 0.05)))
-			})
-		}
-	}})
+	perturbUNETRPP(m)
 	weights := filepath.Join(dir, "w.pt")
 	if err := torchx.SaveStateDict(weights, StateDict(m)); err != nil {
 		t.Fatal(err)
@@ -227,6 +213,31 @@ func TestUNETRPPPyTorchParity(t *testing.T) {
 	refCfg.Dropout = 0
 	cfgJSON, _ := json.Marshal(refCfg.ReferenceJSON())
 	pyOut := runReference(t, py, ref, dir, cfgJSON, weights, in, ParamCount(m))
+	compareUNETRPPReference(t, goOut, pyOut)
+}
+
+// perturbUNETRPP moves every tensor of m away from its init (γ = 1e-6 would hide the
+// attention, zero position embeddings and unit temperatures would hide their wiring).
+func perturbUNETRPP(m Module) {
+	m.Visit("", &Visitor{Tensor: func(name string, p *Tensor, buffer bool) {
+		switch {
+		case strings.HasSuffix(name, "num_batches_tracked"):
+		case strings.HasSuffix(name, "running_var"):
+			torchx.CopyInto(*p, torchx.AddScalar(torchx.Rand(p.Shape(), torchx.Float32, "cpu"), 0.5))
+		case strings.HasSuffix(name, "gamma") || strings.Contains(name, "temperature"):
+			torchx.NoGrad(func() { torchx.CopyInto(*p, torchx.AddScalar(torchx.Rand(p.Shape(), torchx.Float32, "cpu"), 0.5)) })
+		default:
+			torchx.NoGrad(func() {
+				torchx.CopyInto(*p, torchx.Add(*p, torchx.MulScalar(torchx.Randn(p.Shape(), torchx.Float32, "cpu"), 0.05)))
+			})
+		}
+	}})
+}
+
+// compareUNETRPPReference checks every Go output against the reference's, to 1e-4 of its
+// scale.
+func compareUNETRPPReference(t *testing.T, goOut map[string][]float32, pyOut map[string]Tensor) {
+	t.Helper()
 	if len(pyOut) != len(goOut) {
 		t.Fatalf("reference wrote %d outputs, Go has %d", len(pyOut), len(goOut))
 	}

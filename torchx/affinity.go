@@ -28,18 +28,20 @@ type AffinityStrategy int
 const (
 	// AffinityAuto (the default): AffinityRows on CUDA for feature maps of up to 2^23
 	// elements (B·C·H·W), AffinityShifts otherwise (measurements in csrc/affinity.cc).
-	AffinityAuto AffinityStrategy = iota
+	AffinityAuto AffinityStrategy = C.TX_AFFINITY_AUTO
 	// AffinityRows: one window row at a time, a few large ops per row and a
 	// B×C×H×W×(2R+1) temporary. A GPU on small maps, bound by kernel launches, wants this.
-	AffinityRows
+	AffinityRows AffinityStrategy = C.TX_AFFINITY_ROWS
 	// AffinityShifts: one displacement at a time, (2R+1)² rounds of small ops and one
 	// B×C×H×W temporary. The CPU, bound by memory bandwidth, and a GPU on large maps want this.
-	AffinityShifts
+	AffinityShifts AffinityStrategy = C.TX_AFFINITY_SHIFTS
 	// AffinityUnfold: the reference's formulation (F.unfold, a product and a sum, ATen's own
 	// autograd): the fewest kernel launches and a B×C×(2R+1)²×H×W temporary (5.7 GB for one
 	// 128-channel 256² map at R=6). Never chosen by auto; there to measure the others against.
-	AffinityUnfold
+	AffinityUnfold AffinityStrategy = C.TX_AFFINITY_UNFOLD
 )
 
 // SetAffinityStrategy sets the strategy for the whole process (tests and benchmarks compare them).
-func SetAffinityStrategy(s AffinityStrategy) { C.tx_set_affinity_strategy(C.int(s)) }
+func SetAffinityStrategy(s AffinityStrategy) {
+	C.tx_set_affinity_strategy(C.TxAffinityStrategy(s))
+}

@@ -18,16 +18,9 @@ func Autocast(device string, dt DType, f func()) {
 	defer C.free(unsafe.Pointer(d))
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	check(C.tx_autocast(d, 1, C.int8_t(dt)))
-	defer C.tx_autocast(d, 0, C.int8_t(dt))
+	check(C.tx_autocast(d, cbool(true), C.int8_t(dt)))
+	defer C.tx_autocast(d, cbool(false), C.int8_t(dt))
 	f()
-}
-
-// AutocastEnabled reports whether autocast is on for device on this OS thread.
-func AutocastEnabled(device string) bool {
-	d := C.CString(device)
-	defer C.free(unsafe.Pointer(d))
-	return C.tx_autocast_enabled(d) != 0
 }
 
 // ChannelsLast returns a 4D tensor in channels-last (NHWC) memory order, which cuDNN's
@@ -36,16 +29,6 @@ func ChannelsLast(t Tensor) Tensor {
 	return call1([]Tensor{t}, func(out *C.TxTensor) C.TxErr { return C.tx_channels_last(h(t), out) })
 }
 
-// IsChannelsLast reports whether t is stored channels-last.
-func IsChannelsLast(t Tensor) bool {
-	r := C.tx_is_channels_last(h(t)) != 0
-	keep(t)
-	return r
-}
-
 // SetCUDNNBenchmark lets cuDNN time its algorithms for each new input shape and keep the
 // fastest (fixed-size training crops benefit; results stay deterministic only without it).
 func SetCUDNNBenchmark(on bool) { C.tx_set_cudnn_benchmark(cbool(on)) }
-
-// CUDNNBenchmark reports the setting.
-func CUDNNBenchmark() bool { return C.tx_cudnn_benchmark() != 0 }

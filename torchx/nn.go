@@ -53,9 +53,6 @@ func Conv2d(x, w, b Tensor, o ConvOpts) Tensor { return convolution(x, w, b, o, 
 // Conv3d: x N×C×D×H×W, w O×C/g×kd×kh×kw.
 func Conv3d(x, w, b Tensor, o ConvOpts) Tensor { return convolution(x, w, b, o, 3, false) }
 
-// ConvTranspose2d: w C×O/g×kh×kw, as torch.nn.functional.conv_transpose2d.
-func ConvTranspose2d(x, w, b Tensor, o ConvOpts) Tensor { return convolution(x, w, b, o, 2, true) }
-
 // ConvTranspose3d: w C×O/g×kd×kh×kw.
 func ConvTranspose3d(x, w, b Tensor, o ConvOpts) Tensor { return convolution(x, w, b, o, 3, true) }
 
@@ -94,22 +91,15 @@ type InterpMode int
 
 // Interpolation modes of torch.nn.functional.interpolate.
 const (
-	Nearest InterpMode = iota
-	Bilinear
-	Trilinear
+	Nearest   InterpMode = C.TX_NEAREST
+	Bilinear  InterpMode = C.TX_BILINEAR
+	Trilinear InterpMode = C.TX_TRILINEAR
 )
 
 // Interpolate resizes the spatial dims of x (N×C×...) to size.
 func Interpolate(x Tensor, size []int64, mode InterpMode, alignCorners bool) Tensor {
 	return call1([]Tensor{x}, func(out *C.TxTensor) C.TxErr {
-		return C.tx_interpolate(h(x), ints(size), C.int(len(size)), C.int(mode), cbool(alignCorners), out)
-	})
-}
-
-// Unfold2d extracts sliding kh×kw patches: N×C×H×W → N×(C·kh·kw)×L (torch.nn.functional.unfold).
-func Unfold2d(x Tensor, kernel, dilation, padding, stride [2]int64) Tensor {
-	return call1([]Tensor{x}, func(out *C.TxTensor) C.TxErr {
-		return C.tx_unfold2d(h(x), ints(kernel[:]), ints(dilation[:]), ints(padding[:]), ints(stride[:]), out)
+		return C.tx_interpolate(h(x), ints(size), C.int(len(size)), C.TxInterpMode(mode), cbool(alignCorners), out)
 	})
 }
 
@@ -128,32 +118,27 @@ type Reduction int
 
 // Loss reductions (the numbering of at::Reduction).
 const (
-	ReduceNone Reduction = 0
-	ReduceMean Reduction = 1
-	ReduceSum  Reduction = 2
+	ReduceNone Reduction = C.TX_REDUCTION_NONE
+	ReduceMean Reduction = C.TX_REDUCTION_MEAN
+	ReduceSum  Reduction = C.TX_REDUCTION_SUM
 )
 
 // L1Loss is |a-b| reduced.
 func L1Loss(a, b Tensor, r Reduction) Tensor {
-	return call1([]Tensor{a, b}, func(out *C.TxTensor) C.TxErr { return C.tx_l1_loss(h(a), h(b), C.int(r), out) })
-}
-
-// MSELoss is (a-b)² reduced.
-func MSELoss(a, b Tensor, r Reduction) Tensor {
-	return call1([]Tensor{a, b}, func(out *C.TxTensor) C.TxErr { return C.tx_mse_loss(h(a), h(b), C.int(r), out) })
+	return call1([]Tensor{a, b}, func(out *C.TxTensor) C.TxErr { return C.tx_l1_loss(h(a), h(b), C.TxReduction(r), out) })
 }
 
 // SmoothL1Loss is the Huber-type loss with threshold beta.
 func SmoothL1Loss(a, b Tensor, r Reduction, beta float64) Tensor {
 	return call1([]Tensor{a, b}, func(out *C.TxTensor) C.TxErr {
-		return C.tx_smooth_l1_loss(h(a), h(b), C.int(r), C.double(beta), out)
+		return C.tx_smooth_l1_loss(h(a), h(b), C.TxReduction(r), C.double(beta), out)
 	})
 }
 
 // CrossEntropy of logits N×C×... against int64 class ids N×... (weight may be undefined).
 func CrossEntropy(logits, target, weight Tensor, r Reduction, ignoreIndex int64, labelSmoothing float64) Tensor {
 	return call1([]Tensor{logits, target, weight}, func(out *C.TxTensor) C.TxErr {
-		return C.tx_cross_entropy(h(logits), h(target), h(weight), C.int(r), C.int64_t(ignoreIndex),
+		return C.tx_cross_entropy(h(logits), h(target), h(weight), C.TxReduction(r), C.int64_t(ignoreIndex),
 			C.double(labelSmoothing), out)
 	})
 }

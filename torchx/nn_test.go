@@ -156,49 +156,66 @@ func TestConvTransposeIsAdjoint(t *testing.T) {
 	assertClose(t, "convT bias", Float64s(Mean(y, false, 0, 2, 3)), []float64{1, 2, 3}, 0)
 }
 
-func TestNorms(t *testing.T) {
-	r := rand.New(rand.NewSource(6))
-	const N, C, H, W = 3, 4, 2, 3
-	x := randVals(r, N*C*H*W)
-	w := randVals(r, C)
-	b := randVals(r, C)
-	xs := [4]int{N, C, H, W}
-	stats := func(sel func(n, c, i int) bool) (mean, varb float64, cnt int) {
-		for n := 0; n < N; n++ {
-			for c := 0; c < C; c++ {
-				for i := 0; i < H*W; i++ {
-					if sel(n, c, i) {
-						mean += x[(n*C+c)*H*W+i]
-						cnt++
-					}
-				}
-			}
-		}
-		mean /= float64(cnt)
-		for n := 0; n < N; n++ {
-			for c := 0; c < C; c++ {
-				for i := 0; i < H*W; i++ {
-					if sel(n, c, i) {
-						d := x[(n*C+c)*H*W+i] - mean
-						varb += d * d
-					}
-				}
-			}
-		}
-		return mean, varb / float64(cnt), cnt
-	}
-	const eps = 1e-5
-	xt := FromFloat64(x, N, C, H, W)
-	wt, bt := FromFloat64(w, C), FromFloat64(b, C)
+// The norms' test input: N×C×H×W values x, per-channel affine w and b.
+const normN, normC, normH, normW = 3, 4, 2, 3
 
+type normInput struct {
+	x, w, b    []float64
+	xt, wt, bt Tensor
+}
+
+// stats is the mean and biased variance of the x selected by sel, and their count.
+func (in *normInput) stats(sel func(n, c, i int) bool) (mean, varb float64, cnt int) {
+	const N, C, H, W = normN, normC, normH, normW
+	for n := 0; n < N; n++ {
+		for c := 0; c < C; c++ {
+			for i := 0; i < H*W; i++ {
+				if sel(n, c, i) {
+					mean += in.x[(n*C+c)*H*W+i]
+					cnt++
+				}
+			}
+		}
+	}
+	mean /= float64(cnt)
+	for n := 0; n < N; n++ {
+		for c := 0; c < C; c++ {
+			for i := 0; i < H*W; i++ {
+				if sel(n, c, i) {
+					d := in.x[(n*C+c)*H*W+i] - mean
+					varb += d * d
+				}
+			}
+		}
+	}
+	return mean, varb / float64(cnt), cnt
+}
+
+func TestNorms(t *testing.T) {
+	const N, C, H, W = normN, normC, normH, normW
+	r := rand.New(rand.NewSource(6))
+	in := &normInput{x: randVals(r, N*C*H*W), w: randVals(r, C), b: randVals(r, C)}
+	in.xt = FromFloat64(in.x, N, C, H, W)
+	in.wt, in.bt = FromFloat64(in.w, C), FromFloat64(in.b, C)
+	const eps = 1e-5
+	checkBatchNorm(t, in, eps)
+	checkInstanceGroupNorm(t, in, eps)
+	checkLayerNorm(t, in, eps)
+	gradCheck(t, "group norm", in.x[:2*C*H*W], []int64{2, C, H, W}, func(x Tensor) Tensor { return GroupNorm(x, 2, in.wt, in.bt, eps) })
+}
+
+func checkBatchNorm(t *testing.T, in *normInput, eps float64) {
+	t.Helper()
+	const N, C, H, W = normN, normC, normH, normW
+	x, w, b, xs := in.x, in.w, in.b, [4]int{N, C, H, W}
 	// Batch norm, training: batch statistics; running stats updated with the unbiased variance.
 	rm := Zeros([]int64{C}, Float64, "cpu")
 	rv := Full([]int64{C}, 1, Float64, "cpu")
-	y := Float64s(BatchNorm(xt, wt, bt, rm, rv, true, 0.1, eps))
+	y := Float64s(BatchNorm(in.xt, in.wt, in.bt, rm, rv, true, 0.1, eps))
 	want := make([]float64, len(x))
 	wantRM, wantRV := make([]float64, C), make([]float64, C)
 	for c := 0; c < C; c++ {
-		m, v, cnt := stats(func(_, cc, _ int) bool { return cc == c })
+		m, v, cnt := in.stats(func(_, cc, _ int) bool { return cc == c })
 		for n := 0; n < N; n++ {
 			for i := 0; i < H*W; i++ {
 				k := idx4(xs, n, c, 0, 0) + i
@@ -212,7 +229,7 @@ func TestNorms(t *testing.T) {
 	assertClose(t, "running mean", Float64s(rm), wantRM, 1e-12)
 	assertClose(t, "running var", Float64s(rv), wantRV, 1e-12)
 	// Batch norm, eval: uses the running statistics.
-	ye := Float64s(BatchNorm(xt, wt, bt, rm, rv, false, 0.1, eps))
+	ye := Float64s(BatchNorm(in.xt, in.wt, in.bt, rm, rv, false, 0.1, eps))
 	for c := 0; c < C; c++ {
 		k := idx4(xs, 1, c, 1, 2)
 		wk := (x[k]-wantRM[c])/math.Sqrt(wantRV[c]+eps)*w[c] + b[c]
@@ -220,12 +237,18 @@ func TestNorms(t *testing.T) {
 			t.Fatalf("eval batch norm %g want %g", ye[k], wk)
 		}
 	}
+}
 
+func checkInstanceGroupNorm(t *testing.T, in *normInput, eps float64) {
+	t.Helper()
+	const N, C, H, W = normN, normC, normH, normW
+	x, w, b, xs := in.x, in.w, in.b, [4]int{N, C, H, W}
+	want := make([]float64, len(x))
 	// Instance norm: per sample and channel.
-	yi := Float64s(InstanceNorm(xt, wt, bt, eps))
+	yi := Float64s(InstanceNorm(in.xt, in.wt, in.bt, eps))
 	for n := 0; n < N; n++ {
 		for c := 0; c < C; c++ {
-			m, v, _ := stats(func(nn, cc, _ int) bool { return nn == n && cc == c })
+			m, v, _ := in.stats(func(nn, cc, _ int) bool { return nn == n && cc == c })
 			for i := 0; i < H*W; i++ {
 				k := idx4(xs, n, c, 0, 0) + i
 				want[k] = (x[k]-m)/math.Sqrt(v+eps)*w[c] + b[c]
@@ -235,10 +258,10 @@ func TestNorms(t *testing.T) {
 	assertClose(t, "instance norm", yi, want, 1e-10)
 
 	// Group norm with 2 groups of 2 channels.
-	yg := Float64s(GroupNorm(xt, 2, wt, bt, eps))
+	yg := Float64s(GroupNorm(in.xt, 2, in.wt, in.bt, eps))
 	for n := 0; n < N; n++ {
 		for g := 0; g < 2; g++ {
-			m, v, _ := stats(func(nn, cc, _ int) bool { return nn == n && cc/2 == g })
+			m, v, _ := in.stats(func(nn, cc, _ int) bool { return nn == n && cc/2 == g })
 			for c := 2 * g; c < 2*g+2; c++ {
 				for i := 0; i < H*W; i++ {
 					k := idx4(xs, n, c, 0, 0) + i
@@ -248,9 +271,15 @@ func TestNorms(t *testing.T) {
 		}
 	}
 	assertClose(t, "group norm", yg, want, 1e-10)
+}
 
-	// Layer norm over the last dim (W), no affine.
-	yl := Float64s(LayerNorm(xt, []int64{W}, Tensor{}, Tensor{}, eps))
+// checkLayerNorm: layer norm over the last dim (W), no affine.
+func checkLayerNorm(t *testing.T, in *normInput, eps float64) {
+	t.Helper()
+	const N, C, H, W = normN, normC, normH, normW
+	x := in.x
+	want := make([]float64, len(x))
+	yl := Float64s(LayerNorm(in.xt, []int64{W}, Tensor{}, Tensor{}, eps))
 	for row := 0; row < N*C*H; row++ {
 		var m, v float64
 		for i := 0; i < W; i++ {
@@ -266,7 +295,6 @@ func TestNorms(t *testing.T) {
 		}
 	}
 	assertClose(t, "layer norm", yl, want[:len(yl)], 1e-10)
-	gradCheck(t, "group norm", x[:2*C*H*W], []int64{2, C, H, W}, func(x Tensor) Tensor { return GroupNorm(x, 2, wt, bt, eps) })
 }
 
 func TestInterpolate(t *testing.T) {

@@ -13,25 +13,10 @@ func Cat(ts []Tensor, dim int64) Tensor {
 	})
 }
 
-// Stack stacks ts along a new dim.
-func Stack(ts []Tensor, dim int64) Tensor {
-	p, hs := handles(ts)
-	return call1(ts, func(out *C.TxTensor) C.TxErr {
-		return C.tx_stack(p, C.int(len(hs)), C.int64_t(dim), out)
-	})
-}
-
 // Narrow is the view t[..., start:start+length, ...] along dim.
 func Narrow(t Tensor, dim, start, length int64) Tensor {
 	return call1([]Tensor{t}, func(out *C.TxTensor) C.TxErr {
 		return C.tx_narrow(h(t), C.int64_t(dim), C.int64_t(start), C.int64_t(length), out)
-	})
-}
-
-// Slice is the view t[..., start:end:step, ...] along dim (end is clamped to the size).
-func Slice(t Tensor, dim, start, end, step int64) Tensor {
-	return call1([]Tensor{t}, func(out *C.TxTensor) C.TxErr {
-		return C.tx_slice(h(t), C.int64_t(dim), C.int64_t(start), C.int64_t(end), C.int64_t(step), out)
 	})
 }
 
@@ -64,16 +49,16 @@ type PadMode int
 
 // Pad modes, as in torch.nn.functional.pad.
 const (
-	PadConstant PadMode = iota
-	PadReplicate
-	PadReflect
+	PadConstant  PadMode = C.TX_PAD_CONSTANT
+	PadReplicate PadMode = C.TX_PAD_REPLICATE
+	PadReflect   PadMode = C.TX_PAD_REFLECT
 )
 
 // Pad pads the last len(pads)/2 dims; pads run from the last dim backwards
 // (left, right, top, bottom, front, back) as in torch.nn.functional.pad.
 func Pad(t Tensor, pads []int64, mode PadMode, value float64) Tensor {
 	return call1([]Tensor{t}, func(out *C.TxTensor) C.TxErr {
-		return C.tx_pad(h(t), ints(pads), C.int(len(pads)), C.int(mode), C.double(value), out)
+		return C.tx_pad(h(t), ints(pads), C.int(len(pads)), C.TxPadMode(mode), C.double(value), out)
 	})
 }
 
@@ -86,115 +71,111 @@ func Flip(t Tensor, dims ...int64) Tensor {
 
 // Elementwise ops.
 
-func unary(t Tensor, op C.int) Tensor {
-	return call1([]Tensor{t}, func(out *C.TxTensor) C.TxErr { return C.tx_unary(h(t), op, out) })
+// unaryCode, binaryCode and reduceCode are the shim's op codes (torchx.h). The ops that only
+// the tests use have their wrappers in testonly_test.go.
+type (
+	unaryCode  C.TxUnaryOp
+	binaryCode C.TxBinaryOp
+	reduceCode C.TxReduceOp
+)
+
+const (
+	opExp     unaryCode = C.TX_EXP
+	opLog     unaryCode = C.TX_LOG
+	opSqrt    unaryCode = C.TX_SQRT
+	opAbs     unaryCode = C.TX_ABS
+	opNeg     unaryCode = C.TX_NEG
+	opSigmoid unaryCode = C.TX_SIGMOID
+	opTanh    unaryCode = C.TX_TANH
+	opRelu    unaryCode = C.TX_RELU
+	opGelu    unaryCode = C.TX_GELU
+	opRsqrt   unaryCode = C.TX_RSQRT
+	opSign    unaryCode = C.TX_SIGN
+	opFloor   unaryCode = C.TX_FLOOR
+	opRound   unaryCode = C.TX_ROUND
+
+	opAdd     binaryCode = C.TX_ADD
+	opSub     binaryCode = C.TX_SUB
+	opMul     binaryCode = C.TX_MUL
+	opDiv     binaryCode = C.TX_DIV
+	opMaximum binaryCode = C.TX_MAXIMUM
+	opMinimum binaryCode = C.TX_MINIMUM
+	opEq      binaryCode = C.TX_EQ
+	opGt      binaryCode = C.TX_GT
+	opLt      binaryCode = C.TX_LT
+
+	opSum  reduceCode = C.TX_SUM
+	opMean reduceCode = C.TX_MEAN
+	opAmax reduceCode = C.TX_AMAX
+	opAmin reduceCode = C.TX_AMIN
+)
+
+func unary(t Tensor, op unaryCode) Tensor {
+	return call1([]Tensor{t}, func(out *C.TxTensor) C.TxErr { return C.tx_unary(h(t), C.TxUnaryOp(op), out) })
 }
-
-// Exp is e^t.
-func Exp(t Tensor) Tensor { return unary(t, C.TX_EXP) }
-
-// Log is the natural logarithm.
-func Log(t Tensor) Tensor { return unary(t, C.TX_LOG) }
 
 // Sqrt is the square root.
-func Sqrt(t Tensor) Tensor { return unary(t, C.TX_SQRT) }
-
-// Rsqrt is 1/sqrt(t).
-func Rsqrt(t Tensor) Tensor { return unary(t, C.TX_RSQRT) }
-
-// Abs is |t|.
-func Abs(t Tensor) Tensor { return unary(t, C.TX_ABS) }
+func Sqrt(t Tensor) Tensor { return unary(t, opSqrt) }
 
 // Neg is -t.
-func Neg(t Tensor) Tensor { return unary(t, C.TX_NEG) }
-
-// Sign is -1, 0 or 1.
-func Sign(t Tensor) Tensor { return unary(t, C.TX_SIGN) }
-
-// Floor rounds down.
-func Floor(t Tensor) Tensor { return unary(t, C.TX_FLOOR) }
+func Neg(t Tensor) Tensor { return unary(t, opNeg) }
 
 // Round rounds half to even.
-func Round(t Tensor) Tensor { return unary(t, C.TX_ROUND) }
-
-// Sigmoid is 1/(1+e^-t).
-func Sigmoid(t Tensor) Tensor { return unary(t, C.TX_SIGMOID) }
-
-// Tanh is the hyperbolic tangent.
-func Tanh(t Tensor) Tensor { return unary(t, C.TX_TANH) }
+func Round(t Tensor) Tensor { return unary(t, opRound) }
 
 // Relu is max(t, 0).
-func Relu(t Tensor) Tensor { return unary(t, C.TX_RELU) }
+func Relu(t Tensor) Tensor { return unary(t, opRelu) }
 
-// Gelu is the exact (erf) GELU.
-func Gelu(t Tensor) Tensor { return unary(t, C.TX_GELU) }
-
-func binaryOp(a, b Tensor, op C.int) Tensor {
-	return call1([]Tensor{a, b}, func(out *C.TxTensor) C.TxErr { return C.tx_binary(h(a), h(b), op, out) })
+func binaryOp(a, b Tensor, op binaryCode) Tensor {
+	return call1([]Tensor{a, b}, func(out *C.TxTensor) C.TxErr {
+		return C.tx_binary(h(a), h(b), C.TxBinaryOp(op), out)
+	})
 }
 
-func scalar(a Tensor, s float64, op C.int) Tensor {
-	return call1([]Tensor{a}, func(out *C.TxTensor) C.TxErr { return C.tx_scalar(h(a), C.double(s), op, out) })
+func scalar(a Tensor, s float64, op binaryCode) Tensor {
+	return call1([]Tensor{a}, func(out *C.TxTensor) C.TxErr {
+		return C.tx_scalar(h(a), C.double(s), C.TxBinaryOp(op), out)
+	})
 }
 
 // Add is a+b (broadcasting).
-func Add(a, b Tensor) Tensor { return binaryOp(a, b, C.TX_ADD) }
+func Add(a, b Tensor) Tensor { return binaryOp(a, b, opAdd) }
 
 // Sub is a-b.
-func Sub(a, b Tensor) Tensor { return binaryOp(a, b, C.TX_SUB) }
+func Sub(a, b Tensor) Tensor { return binaryOp(a, b, opSub) }
 
 // Mul is a*b.
-func Mul(a, b Tensor) Tensor { return binaryOp(a, b, C.TX_MUL) }
+func Mul(a, b Tensor) Tensor { return binaryOp(a, b, opMul) }
 
 // Div is a/b.
-func Div(a, b Tensor) Tensor { return binaryOp(a, b, C.TX_DIV) }
-
-// Maximum is the elementwise max.
-func Maximum(a, b Tensor) Tensor { return binaryOp(a, b, C.TX_MAXIMUM) }
-
-// Minimum is the elementwise min.
-func Minimum(a, b Tensor) Tensor { return binaryOp(a, b, C.TX_MINIMUM) }
-
-// Eq is a==b as bool.
-func Eq(a, b Tensor) Tensor { return binaryOp(a, b, C.TX_EQ) }
-
-// Gt is a>b as bool.
-func Gt(a, b Tensor) Tensor { return binaryOp(a, b, C.TX_GT) }
-
-// Lt is a<b as bool.
-func Lt(a, b Tensor) Tensor { return binaryOp(a, b, C.TX_LT) }
+func Div(a, b Tensor) Tensor { return binaryOp(a, b, opDiv) }
 
 // AddScalar is a+s.
-func AddScalar(a Tensor, s float64) Tensor { return scalar(a, s, C.TX_ADD) }
+func AddScalar(a Tensor, s float64) Tensor { return scalar(a, s, opAdd) }
 
 // MulScalar is a*s.
-func MulScalar(a Tensor, s float64) Tensor { return scalar(a, s, C.TX_MUL) }
+func MulScalar(a Tensor, s float64) Tensor { return scalar(a, s, opMul) }
 
 // DivScalar is a/s.
-func DivScalar(a Tensor, s float64) Tensor { return scalar(a, s, C.TX_DIV) }
-
-// EqScalar is a==s as bool.
-func EqScalar(a Tensor, s float64) Tensor { return scalar(a, s, C.TX_EQ) }
+func DivScalar(a Tensor, s float64) Tensor { return scalar(a, s, opDiv) }
 
 // GtScalar is a>s as bool.
-func GtScalar(a Tensor, s float64) Tensor { return scalar(a, s, C.TX_GT) }
+func GtScalar(a Tensor, s float64) Tensor { return scalar(a, s, opGt) }
 
 // Pow is t^exponent.
 func Pow(t Tensor, exponent float64) Tensor {
 	return call1([]Tensor{t}, func(out *C.TxTensor) C.TxErr { return C.tx_pow(h(t), C.double(exponent), out) })
 }
 
-// Clamp limits t to [lo, hi].
-func Clamp(t Tensor, lo, hi float64) Tensor {
+// clamp limits t to lo (when hasLo) and hi (when hasHi).
+func clamp(t Tensor, lo, hi float64, hasLo, hasHi bool) Tensor {
 	return call1([]Tensor{t}, func(out *C.TxTensor) C.TxErr {
-		return C.tx_clamp(h(t), C.double(lo), C.double(hi), 1, 1, out)
+		return C.tx_clamp(h(t), C.double(lo), C.double(hi), cbool(hasLo), cbool(hasHi), out)
 	})
 }
 
 // ClampMin limits t from below.
-func ClampMin(t Tensor, lo float64) Tensor {
-	return call1([]Tensor{t}, func(out *C.TxTensor) C.TxErr { return C.tx_clamp(h(t), C.double(lo), 0, 1, 0, out) })
-}
+func ClampMin(t Tensor, lo float64) Tensor { return clamp(t, lo, 0, true, false) }
 
 // LeakyRelu is max(t,0) + slope*min(t,0).
 func LeakyRelu(t Tensor, slope float64) Tensor {
@@ -208,31 +189,17 @@ func Where(cond, a, b Tensor) Tensor {
 
 // Reductions.
 
-func reduce(t Tensor, op C.int, keepdim bool, dims []int64) Tensor {
+func reduce(t Tensor, op reduceCode, keepdim bool, dims []int64) Tensor {
 	return call1([]Tensor{t}, func(out *C.TxTensor) C.TxErr {
-		return C.tx_reduce(h(t), op, ints(dims), C.int(len(dims)), cbool(keepdim), out)
+		return C.tx_reduce(h(t), C.TxReduceOp(op), ints(dims), C.int(len(dims)), cbool(keepdim), out)
 	})
 }
 
 // Sum over dims (all dims when none are given).
-func Sum(t Tensor, keepdim bool, dims ...int64) Tensor { return reduce(t, C.TX_SUM, keepdim, dims) }
+func Sum(t Tensor, keepdim bool, dims ...int64) Tensor { return reduce(t, opSum, keepdim, dims) }
 
 // Mean over dims (all dims when none are given).
-func Mean(t Tensor, keepdim bool, dims ...int64) Tensor { return reduce(t, C.TX_MEAN, keepdim, dims) }
-
-// Amax is the max over dims (all dims when none are given).
-func Amax(t Tensor, keepdim bool, dims ...int64) Tensor { return reduce(t, C.TX_AMAX, keepdim, dims) }
-
-// Amin is the min over dims (all dims when none are given).
-func Amin(t Tensor, keepdim bool, dims ...int64) Tensor { return reduce(t, C.TX_AMIN, keepdim, dims) }
-
-// MaxDim is the max along dim and where it is.
-func MaxDim(t Tensor, dim int64, keepdim bool) (values, indices Tensor) {
-	var v, i C.TxTensor
-	check(C.tx_max_dim(h(t), C.int64_t(dim), cbool(keepdim), &v, &i))
-	keep(t)
-	return wrap(v), wrap(i)
-}
+func Mean(t Tensor, keepdim bool, dims ...int64) Tensor { return reduce(t, opMean, keepdim, dims) }
 
 // Argmax is the index of the max along dim.
 func Argmax(t Tensor, dim int64, keepdim bool) Tensor {
@@ -241,24 +208,19 @@ func Argmax(t Tensor, dim int64, keepdim bool) Tensor {
 	})
 }
 
-// Softmax over dim.
-func Softmax(t Tensor, dim int64) Tensor {
-	return call1([]Tensor{t}, func(out *C.TxTensor) C.TxErr { return C.tx_softmax(h(t), C.int64_t(dim), 0, out) })
+// softmax is the softmax over dim, or its logarithm when log.
+func softmax(t Tensor, dim int64, log bool) Tensor {
+	return call1([]Tensor{t}, func(out *C.TxTensor) C.TxErr {
+		return C.tx_softmax(h(t), C.int64_t(dim), cbool(log), out)
+	})
 }
 
-// LogSoftmax over dim.
-func LogSoftmax(t Tensor, dim int64) Tensor {
-	return call1([]Tensor{t}, func(out *C.TxTensor) C.TxErr { return C.tx_softmax(h(t), C.int64_t(dim), 1, out) })
-}
+// Softmax over dim.
+func Softmax(t Tensor, dim int64) Tensor { return softmax(t, dim, false) }
 
 // Linear algebra.
 
 // Matmul is torch.matmul (broadcasting batch dims).
 func Matmul(a, b Tensor) Tensor {
 	return call1([]Tensor{a, b}, func(out *C.TxTensor) C.TxErr { return C.tx_matmul(h(a), h(b), out) })
-}
-
-// Bmm is the batched product of B×n×m and B×m×p tensors.
-func Bmm(a, b Tensor) Tensor {
-	return call1([]Tensor{a, b}, func(out *C.TxTensor) C.TxErr { return C.tx_bmm(h(a), h(b), out) })
 }

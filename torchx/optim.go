@@ -50,7 +50,7 @@ func NewAdamW(params []Tensor, o AdamWOpts) *Optimizer {
 	}
 	return newOptim(params, func(p *C.TxTensor, n C.int, out *C.TxOptim) C.TxErr {
 		return C.tx_optim_new(C.TX_ADAMW, p, n, C.double(o.LR), C.double(o.Beta1), C.double(o.Beta2),
-			C.double(o.Eps), C.double(o.WeightDecay), 0, 0, 0, out)
+			C.double(o.Eps), C.double(o.WeightDecay), 0, 0, cbool(false), out)
 	})
 }
 
@@ -86,15 +86,16 @@ func (o *Optimizer) ZeroGrad() {
 
 // SetLR sets the learning rate of every parameter group.
 func (o *Optimizer) SetLR(lr float64) {
-	C.tx_optim_set_lr(o.handle(), C.double(lr))
+	check(C.tx_optim_set_lr(o.handle(), C.double(lr)))
 	runtime.KeepAlive(o)
 }
 
 // LR is the current learning rate.
 func (o *Optimizer) LR() float64 {
-	v := float64(C.tx_optim_get_lr(o.handle()))
+	var v C.double
+	check(C.tx_optim_get_lr(o.handle(), &v))
 	runtime.KeepAlive(o)
-	return v
+	return float64(v)
 }
 
 // State returns the optimizer's state (moments, momentum buffers, step counts and
@@ -129,23 +130,24 @@ func (o *Optimizer) Close() {
 	}
 }
 
-// ClipGradNorm scales the gradients of params so that their joint L2 norm is at most
-// maxNorm (torch.nn.utils.clip_grad_norm_) and returns the norm before clipping.
-// Parameters without a gradient are skipped.
-func ClipGradNorm(params []Tensor, maxNorm float64) float64 {
+// ClipGradNormAsync scales the gradients of params so that their joint L2 norm is at most
+// maxNorm (torch.nn.utils.clip_grad_norm_); parameters without a gradient are skipped. It
+// does not read the norm back, so a GPU keeps its queue of work (reading a value waits for
+// everything before it).
+func ClipGradNormAsync(params []Tensor, maxNorm float64) { clipGradNorm(params, maxNorm, false) }
+
+// clipGradNorm clips as ClipGradNormAsync does and, when read, returns the norm before
+// clipping (0 otherwise).
+func clipGradNorm(params []Tensor, maxNorm float64, read bool) float64 {
 	ps, _ := handles(params)
 	var norm C.double
-	check(C.tx_clip_grad_norm(ps, C.int(len(params)), C.double(maxNorm), &norm))
+	var np *C.double
+	if read {
+		np = &norm
+	}
+	check(C.tx_clip_grad_norm(ps, C.int(len(params)), C.double(maxNorm), np))
 	keep(params...)
 	return float64(norm)
-}
-
-// ClipGradNormAsync clips as ClipGradNorm does but does not read the norm back, so a GPU
-// keeps its queue of work (reading a value waits for everything before it).
-func ClipGradNormAsync(params []Tensor, maxNorm float64) {
-	ps, _ := handles(params)
-	check(C.tx_clip_grad_norm(ps, C.int(len(params)), C.double(maxNorm), nil))
-	keep(params...)
 }
 
 // ForeachMode picks how Optimizer.Step and ZeroGrad walk the parameters. The arithmetic is
@@ -155,15 +157,12 @@ type ForeachMode int
 
 const (
 	// ForeachAuto: multi-tensor updates when every parameter is on CUDA (the default).
-	ForeachAuto ForeachMode = iota
+	ForeachAuto ForeachMode = C.TX_FOREACH_AUTO
 	// ForeachOn: multi-tensor updates on any device.
-	ForeachOn
+	ForeachOn ForeachMode = C.TX_FOREACH_ON
 	// ForeachOff: libtorch's per-parameter loop.
-	ForeachOff
+	ForeachOff ForeachMode = C.TX_FOREACH_OFF
 )
 
 // SetOptimizerForeach sets the mode for the whole process (tests and benchmarks compare them).
-func SetOptimizerForeach(m ForeachMode) { C.tx_set_optim_foreach(C.int(m)) }
-
-// OptimizerForeachSteps counts the steps, process-wide, that took the multi-tensor path.
-func OptimizerForeachSteps() int64 { return int64(C.tx_optim_foreach_steps()) }
+func SetOptimizerForeach(m ForeachMode) { C.tx_set_optim_foreach(C.TxForeachMode(m)) }

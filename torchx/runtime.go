@@ -52,15 +52,12 @@ func PinThread() (unpin func()) {
 // NumThreads is libtorch's intra-op thread count.
 func NumThreads() int { return int(C.tx_get_num_threads()) }
 
-// GradEnabled reports whether autograd records ops on this goroutine's OS thread.
-func GradEnabled() bool { return C.tx_is_grad_enabled() != 0 }
-
 // NoGrad runs f with autograd off: no graph is recorded and no activations kept, as in
 // PyTorch's torch.no_grad(). The goroutine is locked to its OS thread meanwhile, because
 // libtorch keeps the grad mode per thread.
 func NoGrad(f func()) {
 	runtime.LockOSThread()
-	prev := C.tx_set_grad_enabled(0)
+	prev := C.tx_set_grad_enabled(cbool(false))
 	defer func() {
 		C.tx_set_grad_enabled(prev)
 		runtime.UnlockOSThread()

@@ -4,7 +4,6 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"unsafe"
 )
 
@@ -39,7 +38,7 @@ func track(p *unsafe.Pointer) {
 		unscoped.Add(1)
 		return
 	}
-	tid := syscall.Gettid()
+	tid := threadID()
 	scopeMu.Lock()
 	if st := scopeStack[tid]; len(st) > 0 {
 		s := st[len(st)-1]
@@ -74,7 +73,7 @@ func Persist(t Tensor) Tensor {
 	if t.T == nil || openScopes.Load() == 0 {
 		return t
 	}
-	tid := syscall.Gettid()
+	tid := threadID()
 	scopeMu.Lock()
 	defer scopeMu.Unlock()
 	for _, s := range scopeStack[tid] {
@@ -92,7 +91,7 @@ func Persist(t Tensor) Tensor {
 func tidy(f func() []Tensor) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	tid := syscall.Gettid()
+	tid := threadID()
 	s := &scope{tid: tid}
 	scopeMu.Lock()
 	scopeStack[tid] = append(scopeStack[tid], s)

@@ -33,7 +33,7 @@ func EncodeStateDict(sd map[string]Tensor) ([]byte, error) {
 }
 
 // DecodeStateDict reads what EncodeStateDict or Python's torch.save wrote: a dict (or the
-// OrderedDict of model.state_dict()) of tensors, decoded in Go (torchload.go).
+// OrderedDict of model.state_dict()) of tensors, decoded in Go (internal/torchload).
 func DecodeStateDict(b []byte) (map[string]Tensor, error) {
 	if len(b) == 0 {
 		return nil, fmt.Errorf("empty state dict")

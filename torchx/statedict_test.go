@@ -57,24 +57,9 @@ func TestStateDictRoundTrip(t *testing.T) {
 	}
 }
 
-// Go writes, Python's torch.load reads; Python's torch.save writes, Go reads.
-func TestStateDictPythonInterop(t *testing.T) {
-	py := testpy.Find(t, "torch")
-	dir := t.TempDir()
-	goFile := filepath.Join(dir, "from_go.pt")
-	w := make([]float32, 2*3*4)
-	for i := range w {
-		w[i] = float32(i)*0.25 - 1
-	}
-	if err := SaveStateDict(goFile, map[string]Tensor{
-		"layer1.0.conv1.weight":  FromFloat32(w, 2, 3, 4),
-		"bn.num_batches_tracked": FromInt64([]int64{7}),
-		"mask":                   FromUint8([]uint8{0, 1, 255}, 3),
-		"transposed":             Permute(FromFloat64([]float64{1, 2, 3, 4, 5, 6}, 2, 3), 1, 0),
-	}); err != nil {
-		t.Fatal(err)
-	}
-	script := `
+// interopScript reads the file Go wrote (argv[1]) and prints what it saw as JSON, and writes
+// a dict (argv[2]) and a model.state_dict() (argv[3]) with torch.save for Go to read.
+const interopScript = `
 import json, sys, torch
 # weights_only=True: the safe loader, PyTorch's default since 2.6.
 sd = torch.load(sys.argv[1], weights_only=True)
@@ -98,12 +83,38 @@ lin.register_buffer("wt", lin.weight.detach().t())  # 3×2 view with strides (1,
 torch.save(lin.state_dict(), sys.argv[3])
 print(json.dumps(out))
 `
+
+// Go writes, Python's torch.load reads; Python's torch.save writes, Go reads.
+func TestStateDictPythonInterop(t *testing.T) {
+	py := testpy.Find(t, "torch")
+	dir := t.TempDir()
+	goFile := filepath.Join(dir, "from_go.pt")
+	w := make([]float32, 2*3*4)
+	for i := range w {
+		w[i] = float32(i)*0.25 - 1
+	}
+	if err := SaveStateDict(goFile, map[string]Tensor{
+		"layer1.0.conv1.weight":  FromFloat32(w, 2, 3, 4),
+		"bn.num_batches_tracked": FromInt64([]int64{7}),
+		"mask":                   FromUint8([]uint8{0, 1, 255}, 3),
+		"transposed":             Permute(FromFloat64([]float64{1, 2, 3, 4, 5, 6}, 2, 3), 1, 0),
+	}); err != nil {
+		t.Fatal(err)
+	}
 	pyFile := filepath.Join(dir, "from_py.pt")
 	sdFile := filepath.Join(dir, "state_dict.pt")
-	out, err := exec.Command(py, "-c", script, goFile, pyFile, sdFile).CombinedOutput()
+	out, err := exec.Command(py, "-c", interopScript, goFile, pyFile, sdFile).CombinedOutput()
 	if err != nil {
 		t.Fatalf("python: %v\n%s", err, out)
 	}
+	checkPythonSaw(t, out, len(w))
+	checkGoReadsPython(t, pyFile, sdFile)
+}
+
+// checkPythonSaw checks the JSON interopScript printed about the file Go wrote, whose weight
+// has n values.
+func checkPythonSaw(t *testing.T, out []byte, n int) {
+	t.Helper()
 	var got struct {
 		Keys       []string
 		Shape      []int
@@ -128,12 +139,16 @@ print(json.dumps(out))
 		len(got.Shape) != 3 || got.Shape[2] != 4 {
 		t.Fatalf("python saw %+v", got)
 	}
-	want := make([]float64, len(w))
-	for i := range w {
+	want := make([]float64, n)
+	for i := range want {
 		want[i] = float64(i)*0.25 - 1
 	}
 	assertClose(t, "python values", got.Values, want, 0)
+}
 
+// checkGoReadsPython reads the two files interopScript saved.
+func checkGoReadsPython(t *testing.T, pyFile, sdFile string) {
+	t.Helper()
 	sd, err := LoadStateDict(pyFile)
 	if err != nil {
 		t.Fatal(err)

@@ -219,11 +219,6 @@ func To(t Tensor, device string, dt DType) Tensor {
 	return call1([]Tensor{t}, func(out *C.TxTensor) C.TxErr { return C.tx_to(h(t), d, C.int8_t(dt), out) })
 }
 
-// Clone copies t (recorded by autograd).
-func Clone(t Tensor) Tensor {
-	return call1([]Tensor{t}, func(out *C.TxTensor) C.TxErr { return C.tx_clone(h(t), out) })
-}
-
 // Contiguous returns t in row-major memory order.
 func Contiguous(t Tensor) Tensor {
 	return call1([]Tensor{t}, func(out *C.TxTensor) C.TxErr { return C.tx_contiguous(h(t), out) })
@@ -238,14 +233,6 @@ func Detach(t Tensor) Tensor {
 func SetRequiresGrad(t Tensor, on bool) {
 	check(C.tx_set_requires_grad(h(t), cbool(on)))
 	runtime.KeepAlive(t.T)
-}
-
-// RequiresGrad reports whether autograd tracks t.
-func RequiresGrad(t Tensor) bool {
-	var r C.int
-	check(C.tx_requires_grad(h(t), &r))
-	runtime.KeepAlive(t.T)
-	return r != 0
 }
 
 // Grad is t's accumulated gradient; an undefined Tensor when there is none.

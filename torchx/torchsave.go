@@ -8,6 +8,8 @@ import (
 	"hash/crc32"
 	"io"
 	"unsafe"
+
+	"github.com/sli2vol/sli2vol/internal/torchload"
 )
 
 // The writer below produces exactly what Python's torch.save writes for a dict of tensors:
@@ -15,28 +17,26 @@ import (
 // torch._utils._rebuild_tensor_v2 from a persistent storage id) and one archive/data/N record
 // per tensor. libtorch's own pickle_save tags the dict with torch.jit._pickle.restore_type_tag,
 // which torch.load refuses by default since PyTorch 2.6 (weights_only=True); this format loads
-// under weights_only in every PyTorch from 1.13 on. Reading (in Go as well) is torchload.go.
+// under weights_only in every PyTorch from 1.13 on. Reading (in Go as well) is
+// internal/torchload, with torchload.go.
 
-type storageKind struct {
-	name string
-	size int
-}
-
-var storageKinds = map[DType]storageKind{
-	Uint8: {"ByteStorage", 1}, Int8: {"CharStorage", 1}, Int16: {"ShortStorage", 2},
-	Int32: {"IntStorage", 4}, Int64: {"LongStorage", 8}, Float16: {"HalfStorage", 2},
-	Float32: {"FloatStorage", 4}, Float64: {"DoubleStorage", 8}, Bool: {"BoolStorage", 1},
-	BFloat16: {"BFloat16Storage", 2},
+// storageNames are the torch.<Kind>Storage of each dtype a state dict holds (their element
+// sizes: torchload.ElemSize).
+var storageNames = map[DType]string{
+	Uint8: "ByteStorage", Int8: "CharStorage", Int16: "ShortStorage", Int32: "IntStorage",
+	Int64: "LongStorage", Float16: "HalfStorage", Float32: "FloatStorage",
+	Float64: "DoubleStorage", Bool: "BoolStorage", BFloat16: "BFloat16Storage",
 }
 
 // rawBytes copies t's elements (row-major, CPU, its own dtype) into Go memory.
 func rawBytes(t Tensor) ([]byte, DType) {
 	dt := DTypeOf(t)
-	k, ok := storageKinds[dt]
+	name, ok := storageNames[dt]
 	if !ok {
 		panic(&Error{Msg: fmt.Sprintf("cannot save a tensor of dtype %d", dt)})
 	}
-	b := make([]byte, int(Numel(t))*k.size)
+	size, _ := torchload.ElemSize(name)
+	b := make([]byte, int(Numel(t))*size)
 	var p unsafe.Pointer
 	if len(b) > 0 {
 		p = unsafe.Pointer(&b[0])
@@ -114,7 +114,7 @@ func encodeTorchSave(names []string, ts []Tensor) ([]byte, error) {
 		// persistent id ('storage', torch.<Kind>Storage, key, location, numel)
 		p.op('(')
 		p.str("storage")
-		p.global("torch", storageKinds[dt].name)
+		p.global("torch", storageNames[dt])
 		p.str(fmt.Sprint(i))
 		p.str("cpu")
 		p.int(numel(shape))

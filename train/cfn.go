@@ -1,85 +1,43 @@
 package train
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
+	"iter"
 	"math"
-	"os"
-	"path/filepath"
-	"syscall"
-	"time"
 
 	"github.com/sli2vol/sli2vol/configs"
 	"github.com/sli2vol/sli2vol/data"
 	"github.com/sli2vol/sli2vol/data/tensors"
-	"github.com/sli2vol/sli2vol/internal/progress"
 	"github.com/sli2vol/sli2vol/models"
+	"github.com/sli2vol/sli2vol/runs"
 	"github.com/sli2vol/sli2vol/torchx"
 )
 
-// Options are a training run's inputs beyond the config.
+// Options are a correspondence-flow training run's inputs beyond the config.
 type Options struct {
+	RunOptions
 	Data      *data.Dataset
 	PseudoDir string // pseudo-labels (required in mode sli2vol+)
-	RunDir    string
-	Device    string // resolved ("cpu", "cuda:0")
-	Resume    bool
-	Log       io.Writer
-	// StopAfter ends the run after this many optimizer steps (0: run to the end), for tests
-	// that interrupt a run the way a kill would.
-	StopAfter int
-	// Interrupt: a signal received here ends the run after the current step, with a
-	// checkpoint, as an *Interrupted error.
-	Interrupt <-chan os.Signal
-	// corruptStep (tests) replaces that step's batch with NaNs, as a corrupt input would.
-	corruptStep int
+	// wrapStep (tests) wraps the training step, e.g. to feed it a corrupt batch.
+	wrapStep func(cfnStep) cfnStep
 }
 
-// Interrupted reports a run stopped by a signal; its checkpoint is saved.
-type Interrupted struct {
-	Signal     os.Signal
-	Step       int
-	Checkpoint string
-}
-
-func (e *Interrupted) Error() string {
-	return fmt.Sprintf("interrupted by %v after step %d; checkpoint saved to %s (continue with --resume)", e.Signal, e.Step, e.Checkpoint)
-}
-
-// ExitCode is 128 + the signal number, as shells report a process killed by it
-// (130 for SIGINT, 143 for SIGTERM).
-func (e *Interrupted) ExitCode() int {
-	if s, ok := e.Signal.(syscall.Signal); ok {
-		return 128 + int(s)
-	}
-	return 130
-}
-
-// Result summarises a finished (or stopped) run.
-type Result struct {
-	Steps     int
-	FirstLoss float64
-	LastLoss  float64
-}
-
-// ErrNonFinite reports a NaN or infinite loss; the last good checkpoint is kept.
-var ErrNonFinite = errors.New("non-finite loss")
+// cfnStep is one optimisation step on a batch (Stepper.Step, or a test's wrapper of it).
+type cfnStep func(data.Batch) (loss float64, err error)
 
 // NewOptimizer builds the configured optimizer and learning-rate schedule over params.
 func NewOptimizer(t configs.Train, params []torchx.Tensor, totalSteps int) (*torchx.Optimizer, torchx.Schedule) {
 	var opt *torchx.Optimizer
-	if t.Optimizer == "sgd" {
+	if t.Optimizer == configs.OptimizerSGD {
 		opt = torchx.NewSGD(params, torchx.SGDOpts{LR: t.LR, Momentum: t.Momentum, WeightDecay: t.WeightDecay, Nesterov: t.Nesterov})
 	} else {
 		opt = torchx.NewAdamW(params, torchx.AdamWOpts{LR: t.LR, WeightDecay: t.WeightDecay})
 	}
 	var sch torchx.Schedule = torchx.ConstantLR{Base: t.LR}
 	switch t.Schedule {
-	case "step":
+	case configs.ScheduleStep:
 		sch = torchx.StepLR{Base: t.LR, StepSize: t.StepSize, Gamma: t.Gamma}
-	case "poly":
+	case configs.SchedulePoly:
 		sch = torchx.PolyLR{Base: t.LR, Total: totalSteps, Power: t.PolyPower}
 	}
 	return opt, sch
@@ -87,150 +45,101 @@ func NewOptimizer(t configs.Train, params []torchx.Tensor, totalSteps int) (*tor
 
 // TrainCFN trains Sli2Vol (mode sli2vol) or Sli2Vol+'s OEG-CFN (mode sli2vol+): pairs of
 // slices, the affinity of their features reconstructs slice j+1 from slice j, an L1-type loss
-// against the real slice j+1. One loop, checkpoints every train.checkpoint_every steps and
-// at the end, exact resume from the last checkpoint.
+// against the real slice j+1. Checkpoints every train.checkpoint_every steps and at the end;
+// --resume continues exactly.
 func TrainCFN(c *configs.Config, o Options) (Result, error) {
 	defer torchx.PinThread()()
-	var res Result
-	if c.Model.Mode == "sli2vol+" && o.PseudoDir == "" {
-		return res, fmt.Errorf("train: mode sli2vol+ needs pseudo-labels (--pseudo DIR, from sli2vol pseudo-label)")
+	if c.Model.Mode.UsesPL() && o.PseudoDir == "" {
+		return Result{}, fmt.Errorf("train: mode %s needs pseudo-labels (--pseudo DIR, from sli2vol pseudo-label)", c.Model.Mode)
 	}
 	pseudo := o.PseudoDir
-	if c.Model.Mode == "sli2vol" {
+	if !c.Model.Mode.UsesPL() {
 		pseudo = ""
 	}
-	if err := os.MkdirAll(o.RunDir, 0o755); err != nil {
-		return res, fmt.Errorf("train: %v", err)
-	}
-	ckPath := filepath.Join(o.RunDir, CheckpointFile)
-	if err := checkFreshRun(o.RunDir, o.Resume, "train"); err != nil {
-		return res, err
+	r, err := newRun(o.RunOptions, "train")
+	if err != nil {
+		return Result{}, err
 	}
 	vols, err := LoadTrainVolumes(c, o.Data, pseudo)
 	if err != nil {
-		return res, err
+		return Result{}, err
 	}
-	sampler, err := data.NewPairSampler(vols, data.PairsFrom(c))
+	sampler, err := data.NewPairSampler(vols, c.PairSettings())
 	if err != nil {
-		return res, err
+		return Result{}, err
 	}
-	stepsPerEpoch := sampler.NumBatches(0, c.Train.BatchSize)
-	total := stepsPerEpoch * c.Train.Epochs
+	perEpoch := sampler.NumBatches(0, c.Train.BatchSize)
+	p := plan{Title: "train " + string(c.Model.Mode), Total: perEpoch * c.Train.Epochs, PerEpoch: perEpoch,
+		CheckpointEvery: c.Train.CheckpointEvery}
+	model, opt, sched, err := newCFNTraining(c, o.Device, p.Total)
+	if err != nil {
+		return Result{}, err
+	}
+	defer opt.Close()
+	if err := r.start(c, model, opt, p); err != nil {
+		return Result{}, err
+	}
+	stepper := &Stepper{Cfg: c, Model: model, Opt: opt, Device: o.Device}
+	var step cfnStep = stepper.Step
+	if o.wrapStep != nil {
+		step = o.wrapStep(step)
+	}
+	for pos, batch := range pairBatches(sampler, r.pos, c.Train.Epochs, c.Train.BatchSize) {
+		lr := sched.LR(pos.Step)
+		opt.SetLR(lr)
+		loss, err := step(batch)
+		if !r.record(pos, stepLog{Loss: loss, LR: lr, Samples: batch.Size, Unit: "samples"}, err) {
+			break
+		}
+	}
+	return r.finish()
+}
 
+// newCFNTraining builds the seeded network on device in training mode, its optimizer and
+// its learning-rate schedule.
+func newCFNTraining(c *configs.Config, device string, total int) (*models.CFN, *torchx.Optimizer, torchx.Schedule, error) {
 	var model *models.CFN
 	var opt *torchx.Optimizer
 	var sched torchx.Schedule
-	var prog Progress
-	if err := torchx.Try(func() {
+	var err error
+	tryErr := torchx.Try(func() {
 		torchx.ManualSeed(uint64(c.Seed))
-		model, err = models.NewCFN(c.Model)
-		if err != nil {
+		if model, err = runs.NewCFN(c.Model); err != nil {
 			return
 		}
-		models.To(model, o.Device)
+		models.To(model, device)
 		if c.Train.ChannelsLast {
 			models.ToChannelsLast(model)
 		}
 		torchx.SetCUDNNBenchmark(c.Train.CUDNNBenchmark)
 		models.SetTraining(model, true)
 		opt, sched = NewOptimizer(c.Train, models.Parameters(model), total)
-	}); err != nil {
-		return res, fmt.Errorf("train: building the model on %s: %w", o.Device, err)
+	})
+	if tryErr != nil {
+		return nil, nil, nil, fmt.Errorf("train: building the model on %s: %w", device, tryErr)
 	}
-	if err != nil {
-		return res, err
-	}
-	defer opt.Close()
-	if o.Resume {
-		if _, err := os.Stat(ckPath); err != nil {
-			return res, fmt.Errorf("train: --resume: no checkpoint in %s", o.RunDir)
-		}
-		if prog, err = LoadCheckpoint(ckPath, model, opt); err != nil {
-			return res, fmt.Errorf("train: --resume: %w", err)
-		}
-	}
-	if err := WriteRunConfig(o.RunDir, c); err != nil {
-		return res, err
-	}
-	metrics, err := os.OpenFile(filepath.Join(o.RunDir, MetricsFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return res, fmt.Errorf("train: %v", err)
-	}
-	defer metrics.Close()
-
-	bar := progress.New(o.Log, total, "train "+c.Model.Mode, 10*time.Second)
-	if prog.Step > 0 {
-		bar.Add(prog.Step, fmt.Sprintf("resumed at step %d", prog.Step))
-	}
-	stepper := &Stepper{Cfg: c, Model: model, Opt: opt, Device: o.Device}
-	start := prog
-	var runErr error
-	for epoch := prog.Epoch; epoch < c.Train.Epochs && runErr == nil; epoch++ {
-		from := 0
-		if epoch == start.Epoch {
-			from = start.Batch
-		}
-		sampler.Batches(epoch, c.Train.BatchSize, from, func(b int, batch data.Batch) bool {
-			t0 := time.Now()
-			lr := sched.LR(prog.Step)
-			opt.SetLR(lr)
-			if o.corruptStep == prog.Step+1 {
-				for i := range batch.A {
-					batch.A[i] = float32(math.NaN())
-				}
-			}
-			var loss float64
-			loss, runErr = stepper.Step(batch)
-			torchx.GC()
-			if runErr != nil {
-				runErr = fmt.Errorf("train: step %d: %w", prog.Step+1, runErr)
-				return false
-			}
-			if math.IsNaN(loss) || math.IsInf(loss, 0) {
-				runErr = fmt.Errorf("train: step %d (epoch %d, batch %d): %w %v; stopped, the last good checkpoint %s is kept",
-					prog.Step+1, epoch, b, ErrNonFinite, loss, ckPath)
-				return false
-			}
-			prog.Step++
-			prog.Epoch, prog.Batch = epoch, b+1
-			if prog.Batch >= stepsPerEpoch {
-				prog.Epoch, prog.Batch = epoch+1, 0
-			}
-			if res.Steps == 0 {
-				res.FirstLoss = loss
-			}
-			res.Steps++
-			res.LastLoss = loss
-			sps := float64(batch.Size) / time.Since(t0).Seconds()
-			line, _ := json.Marshal(map[string]any{"step": prog.Step, "epoch": epoch, "batch": b, "loss": loss, "lr": lr,
-				"samples_per_s": math.Round(sps*100) / 100, "time": time.Now().UTC().Format(time.RFC3339)})
-			metrics.Write(append(line, '\n'))
-			bar.Add(1, fmt.Sprintf("loss %.4f, %.1f samples/s", loss, sps))
-			if c.Train.CheckpointEvery > 0 && prog.Step%c.Train.CheckpointEvery == 0 {
-				if runErr = SaveCheckpoint(ckPath, model, opt, prog); runErr != nil {
-					return false
-				}
-			}
-			if o.StopAfter > 0 && res.Steps >= o.StopAfter {
-				runErr = errStopped
-				return false
-			}
-			select {
-			case sig := <-o.Interrupt:
-				if runErr = SaveCheckpoint(ckPath, model, opt, prog); runErr == nil {
-					runErr = &Interrupted{Signal: sig, Step: prog.Step, Checkpoint: ckPath}
-				}
-				return false
-			default:
-			}
-			return true
-		})
-	}
-	bar.Finish()
-	return res, finishRun(runErr, o.RunDir, model, opt, prog)
+	return model, opt, sched, err
 }
 
-var errStopped = errors.New("stopped on request")
+// pairBatches yields the run's remaining batches epoch by epoch from position from, each
+// with the position of the step it feeds.
+func pairBatches(s *data.PairSampler, from runs.Progress, epochs, size int) iter.Seq2[runs.Progress, data.Batch] {
+	return func(yield func(runs.Progress, data.Batch) bool) {
+		step := from.Step
+		for e := from.Epoch; e < epochs; e++ {
+			first := 0
+			if e == from.Epoch {
+				first = from.Batch
+			}
+			for b, batch := range s.Batches(e, size, first) {
+				if !yield(runs.Progress{Epoch: e, Batch: b, Step: step}, batch) {
+					return
+				}
+				step++
+			}
+		}
+	}
+}
 
 // Stepper is one optimisation step of the correspondence flow — the trainer's inner loop,
 // shared with the benchmarks so that they time exactly what training runs.
@@ -275,13 +184,13 @@ func (s *Stepper) step(batch data.Batch) (loss float64) {
 		var l torchx.Tensor
 		forward := func() {
 			recon := s.Model.Reconstruct(a, b, pla, plb)
-			if c.Train.Loss == "l1" {
+			if c.Train.Loss == configs.LossL1 {
 				l = torchx.L1Loss(recon, b, torchx.ReduceMean)
 			} else {
 				l = torchx.SmoothL1Loss(recon, b, torchx.ReduceMean, 1)
 			}
 		}
-		if c.Train.AMP == "bf16" {
+		if c.Train.AMP == configs.AMPBF16 {
 			// Forward and loss in mixed precision; backward outside autocast.
 			torchx.Autocast(s.Device, torchx.BFloat16, forward)
 		} else {

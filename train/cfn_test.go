@@ -13,11 +13,12 @@ import (
 	"github.com/sli2vol/sli2vol/configs"
 	"github.com/sli2vol/sli2vol/data"
 	"github.com/sli2vol/sli2vol/models"
+	"github.com/sli2vol/sli2vol/runs"
 	"github.com/sli2vol/sli2vol/torchx"
 )
 
 // tinyConfig trains in seconds on two cores.
-func tinyConfig(t *testing.T, mode string) *configs.Config {
+func tinyConfig(t *testing.T, mode configs.Mode) *configs.Config {
 	c := configs.Defaults()
 	c.Device = "cpu"
 	c.Model.Mode = mode
@@ -45,7 +46,7 @@ func phantoms(t *testing.T, cases int) *data.Dataset {
 }
 
 func readModel(t *testing.T, dir string) map[string][]float32 {
-	sd, err := torchx.LoadStateDict(filepath.Join(dir, ModelFile))
+	sd, err := torchx.LoadStateDict(runs.Path(dir, runs.ModelFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,10 +62,10 @@ func readModel(t *testing.T, dir string) map[string][]float32 {
 func TestResumeIsExact(t *testing.T) {
 	ds := phantoms(t, 2)
 	pseudo := ds.Root // the phantoms' own labels stand in for pseudo-labels here
-	c := tinyConfig(t, "sli2vol+")
+	c := tinyConfig(t, configs.ModeSli2VolPlus)
 	full := filepath.Join(t.TempDir(), "full")
 	var log bytes.Buffer
-	r, err := TrainCFN(c, Options{Data: ds, PseudoDir: pseudo, RunDir: full, Device: "cpu", Log: &log})
+	r, err := TrainCFN(c, Options{Data: ds, PseudoDir: pseudo, RunOptions: RunOptions{Dir: full, Device: "cpu", Log: &log}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,17 +73,17 @@ func TestResumeIsExact(t *testing.T) {
 		t.Fatalf("%d steps, want 7", r.Steps)
 	}
 	split := filepath.Join(t.TempDir(), "split")
-	if _, err := TrainCFN(c, Options{Data: ds, PseudoDir: pseudo, RunDir: split, Device: "cpu", Log: &log, StopAfter: 4}); err != nil {
+	if _, err := TrainCFN(c, Options{Data: ds, PseudoDir: pseudo, RunOptions: RunOptions{Dir: split, Device: "cpu", Log: &log, StopAfter: 4}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(split, ModelFile)); err == nil {
+	if _, err := os.Stat(runs.Path(split, runs.ModelFile)); err == nil {
 		t.Fatal("a stopped run wrote its final model")
 	}
 	// Without --resume an existing run is refused.
-	if _, err := TrainCFN(c, Options{Data: ds, PseudoDir: pseudo, RunDir: split, Device: "cpu", Log: &log}); err == nil || !strings.Contains(err.Error(), "--resume") {
+	if _, err := TrainCFN(c, Options{Data: ds, PseudoDir: pseudo, RunOptions: RunOptions{Dir: split, Device: "cpu", Log: &log}}); err == nil || !strings.Contains(err.Error(), "--resume") {
 		t.Fatalf("rerun without --resume: %v", err)
 	}
-	r2, err := TrainCFN(c, Options{Data: ds, PseudoDir: pseudo, RunDir: split, Device: "cpu", Log: &log, Resume: true})
+	r2, err := TrainCFN(c, Options{Data: ds, PseudoDir: pseudo, RunOptions: RunOptions{Dir: split, Device: "cpu", Log: &log, Resume: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,47 +98,62 @@ func TestResumeIsExact(t *testing.T) {
 			}
 		}
 	}
-	lines, _ := os.ReadFile(filepath.Join(full, MetricsFile))
+	lines, _ := os.ReadFile(runs.Path(full, runs.MetricsFile))
 	if n := strings.Count(string(lines), "\n"); n != 7 || !strings.Contains(string(lines), `"samples_per_s"`) {
 		t.Fatalf("metrics.jsonl has %d lines:\n%s", n, lines)
 	}
 	// The run folder loads for inference.
-	if _, m, err := LoadRun(full); err != nil || m.Mode != "sli2vol+" {
-		t.Fatalf("LoadRun: %v", err)
+	if r, err := runs.LoadCFN(full, ""); err != nil || !r.Model.UsesPL() {
+		t.Fatalf("runs.LoadCFN: %v", err)
 	}
 }
 
 func TestTrainNeedsPseudoLabels(t *testing.T) {
 	ds := phantoms(t, 1)
-	c := tinyConfig(t, "sli2vol+")
-	_, err := TrainCFN(c, Options{Data: ds, RunDir: t.TempDir(), Device: "cpu"})
+	c := tinyConfig(t, configs.ModeSli2VolPlus)
+	_, err := TrainCFN(c, Options{Data: ds, RunOptions: RunOptions{Dir: t.TempDir(), Device: "cpu"}})
 	if err == nil || !strings.Contains(err.Error(), "--pseudo") {
 		t.Fatalf("sli2vol+ without PLs: %v", err)
 	}
-	_, err = TrainCFN(c, Options{Data: ds, PseudoDir: t.TempDir(), RunDir: t.TempDir(), Device: "cpu"})
+	_, err = TrainCFN(c, Options{Data: ds, PseudoDir: t.TempDir(), RunOptions: RunOptions{Dir: t.TempDir(), Device: "cpu"}})
 	if err == nil || !strings.Contains(err.Error(), "none for case phantom_000") {
 		t.Fatalf("missing PL file: %v", err)
+	}
+}
+
+// corruptStep feeds step n (1-based) a batch of NaNs, as a corrupt input would.
+func corruptStep(n int) func(cfnStep) cfnStep {
+	return func(next cfnStep) cfnStep {
+		calls := 0
+		return func(b data.Batch) (float64, error) {
+			if calls++; calls == n {
+				for i := range b.A {
+					b.A[i] = float32(math.NaN())
+				}
+			}
+			return next(b)
+		}
 	}
 }
 
 // A NaN loss stops the run with a message naming the step; the last good checkpoint stays.
 func TestNaNLossStops(t *testing.T) {
 	ds := phantoms(t, 1)
-	c := tinyConfig(t, "sli2vol")
+	c := tinyConfig(t, configs.ModeSli2Vol)
 	dir := t.TempDir()
-	_, err := TrainCFN(c, Options{Data: ds, RunDir: dir, Device: "cpu", corruptStep: 4})
+	_, err := TrainCFN(c, Options{Data: ds, wrapStep: corruptStep(4), RunOptions: RunOptions{Dir: dir, Device: "cpu"}})
 	if !errors.Is(err, ErrNonFinite) || !strings.Contains(err.Error(), "step 4 ") {
 		t.Fatalf("err = %v", err)
 	}
 	// The step-3 checkpoint is intact and resumable.
-	c2 := tinyConfig(t, "sli2vol")
-	m, _ := models.NewCFN(c2.Model)
+	c2 := tinyConfig(t, configs.ModeSli2Vol)
+	m, _ := runs.NewCFN(c2.Model)
 	opt, _ := NewOptimizer(c2.Train, models.Parameters(m), 10)
-	p, err := LoadCheckpoint(filepath.Join(dir, CheckpointFile), m, opt)
+	p, err := runs.LoadCheckpoint(runs.Path(dir, runs.CheckpointFile), m, opt)
 	if err != nil || p.Step != 3 {
 		t.Fatalf("checkpoint after the NaN: %+v %v", p, err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, ModelFile)); err == nil {
+	if _, err := os.Stat(runs.Path(dir, runs.ModelFile)); err == nil {
 		t.Fatal("a failed run wrote its final model")
 	}
 }
@@ -146,17 +162,17 @@ func TestNaNLossStops(t *testing.T) {
 // 128 + the signal.
 func TestInterruptWritesCheckpoint(t *testing.T) {
 	ds := phantoms(t, 1)
-	c := tinyConfig(t, "sli2vol")
+	c := tinyConfig(t, configs.ModeSli2Vol)
 	c.Train.CheckpointEvery = 0
 	dir := t.TempDir()
 	sig := make(chan os.Signal, 1)
 	sig <- syscall.SIGTERM
-	_, err := TrainCFN(c, Options{Data: ds, RunDir: dir, Device: "cpu", Interrupt: sig})
+	_, err := TrainCFN(c, Options{Data: ds, RunOptions: RunOptions{Dir: dir, Device: "cpu", Interrupt: sig}})
 	var in *Interrupted
 	if !errors.As(err, &in) || in.Step != 1 || in.ExitCode() != 143 {
 		t.Fatalf("err = %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, CheckpointFile)); err != nil {
+	if _, err := os.Stat(runs.Path(dir, runs.CheckpointFile)); err != nil {
 		t.Fatal("no checkpoint after the interrupt")
 	}
 }
@@ -165,13 +181,13 @@ func TestInterruptWritesCheckpoint(t *testing.T) {
 // tolerance of the float32 run (same seed, same batches).
 func TestMixedPrecisionAndChannelsLast(t *testing.T) {
 	ds := phantoms(t, 1)
-	c := tinyConfig(t, "sli2vol")
-	ref, err := TrainCFN(c, Options{Data: ds, RunDir: t.TempDir(), Device: "cpu"})
+	c := tinyConfig(t, configs.ModeSli2Vol)
+	ref, err := TrainCFN(c, Options{Data: ds, RunOptions: RunOptions{Dir: t.TempDir(), Device: "cpu"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Train.AMP, c.Train.ChannelsLast = "bf16", true
-	got, err := TrainCFN(c, Options{Data: ds, RunDir: t.TempDir(), Device: "cpu"})
+	c.Train.AMP, c.Train.ChannelsLast = configs.AMPBF16, true
+	got, err := TrainCFN(c, Options{Data: ds, RunOptions: RunOptions{Dir: t.TempDir(), Device: "cpu"}})
 	if err != nil {
 		t.Fatal(err)
 	}

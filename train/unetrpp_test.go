@@ -15,6 +15,7 @@ import (
 	"github.com/sli2vol/sli2vol/data"
 	"github.com/sli2vol/sli2vol/infer"
 	"github.com/sli2vol/sli2vol/internal/testpy"
+	"github.com/sli2vol/sli2vol/runs"
 	"github.com/sli2vol/sli2vol/torchx"
 )
 
@@ -29,7 +30,7 @@ func tinyUNETRConfig(t *testing.T) *configs.Config {
 	u.Epochs, u.IterationsPerEpoch, u.BatchSize, u.CheckpointEvery = 12, 50, 2, 100
 	// AdamW for the CPU test: the paper's SGD (lr 0.01, momentum 0.99) needs thousands of
 	// steps to get going (600 steps reach a mean Dice of 0.45 here, AdamW 0.95).
-	u.Optimizer, u.LR, u.WeightDecay = "adamw", 1e-3, 0
+	u.Optimizer, u.LR, u.WeightDecay = configs.OptimizerAdamW, 1e-3, 0
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -55,15 +56,16 @@ func TestUNETRPPOverfitsPhantom(t *testing.T) {
 	v, _, _ := phantomSegVolume(t, [3]int{48, 48, 24}, 3)
 	dir := t.TempDir()
 	t0 := time.Now()
-	res, err := TrainUNETRPP(c, SegOptions{Vols: []*data.SegVolume{v}, RunDir: dir, Device: "cpu"})
+	res, err := TrainUNETRPP(c, SegOptions{Vols: []*data.SegVolume{v}, RunOptions: RunOptions{Dir: dir, Device: "cpu"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%d steps in %v: loss %.3f → %.3f", res.Steps, time.Since(t0), res.FirstLoss, res.LastLoss)
-	_, m, classes, err := LoadUNETRRun(dir)
+	loaded, err := runs.LoadUNETR(dir, "")
 	if err != nil {
 		t.Fatal(err)
 	}
+	m, classes := loaded.Model, loaded.Classes
 	net := &infer.SegNet{Cfg: c, Model: m, Classes: classes, Device: "cpu"}
 	pred, err := net.Window().Predict(v.Image, v.Shape, len(classes.IDs), func(x torchx.Tensor) torchx.Tensor { return m.Forward(x, false)[0] })
 	if err != nil {
@@ -86,20 +88,20 @@ func TestUNETRPPOverfitsPhantom(t *testing.T) {
 // volumes (one known slice) train without error.
 func TestUNETRPPResumeExact(t *testing.T) {
 	c := tinyUNETRConfig(t)
-	c.UNETR.Optimizer, c.UNETR.LR = "sgd", 0.01
+	c.UNETR.Optimizer, c.UNETR.LR = configs.OptimizerSGD, 0.01
 	c.UNETR.Epochs, c.UNETR.IterationsPerEpoch, c.UNETR.CheckpointEvery = 3, 2, 3
 	v, _, _ := phantomSegVolume(t, [3]int{48, 48, 24}, 5)
 	full, part := t.TempDir(), t.TempDir()
-	if _, err := TrainUNETRPP(c, SegOptions{Vols: []*data.SegVolume{v}, RunDir: full, Device: "cpu"}); err != nil {
+	if _, err := TrainUNETRPP(c, SegOptions{Vols: []*data.SegVolume{v}, RunOptions: RunOptions{Dir: full, Device: "cpu"}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := TrainUNETRPP(c, SegOptions{Vols: []*data.SegVolume{v}, RunDir: part, Device: "cpu", StopAfter: 3}); err != nil {
+	if _, err := TrainUNETRPP(c, SegOptions{Vols: []*data.SegVolume{v}, RunOptions: RunOptions{Dir: part, Device: "cpu", StopAfter: 3}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := TrainUNETRPP(c, SegOptions{Vols: []*data.SegVolume{v}, RunDir: part, Device: "cpu"}); err == nil {
+	if _, err := TrainUNETRPP(c, SegOptions{Vols: []*data.SegVolume{v}, RunOptions: RunOptions{Dir: part, Device: "cpu"}}); err == nil {
 		t.Fatal("a second run into the same folder without --resume was accepted")
 	}
-	if _, err := TrainUNETRPP(c, SegOptions{Vols: []*data.SegVolume{v}, RunDir: part, Device: "cpu", Resume: true}); err != nil {
+	if _, err := TrainUNETRPP(c, SegOptions{Vols: []*data.SegVolume{v}, RunOptions: RunOptions{Dir: part, Device: "cpu", Resume: true}}); err != nil {
 		t.Fatal(err)
 	}
 	a, b := readModel(t, full), readModel(t, part)
@@ -113,7 +115,7 @@ func TestUNETRPPResumeExact(t *testing.T) {
 	}
 	fsss := *v
 	fsss.Slices = []int{v.Shape[0] / 2}
-	res, err := TrainUNETRPP(c, SegOptions{Vols: []*data.SegVolume{&fsss}, RunDir: t.TempDir(), Device: "cpu"})
+	res, err := TrainUNETRPP(c, SegOptions{Vols: []*data.SegVolume{&fsss}, RunOptions: RunOptions{Dir: t.TempDir(), Device: "cpu"}})
 	if err != nil || res.Steps != 6 {
 		t.Fatalf("FS-SS run: %d steps, %v", res.Steps, err)
 	}
@@ -127,17 +129,18 @@ func TestUNETRPPExportLoadsInPyTorch(t *testing.T) {
 	c.UNETR.Epochs, c.UNETR.IterationsPerEpoch = 1, 2
 	v, _, _ := phantomSegVolume(t, [3]int{48, 48, 24}, 7)
 	run := t.TempDir()
-	if _, err := TrainUNETRPP(c, SegOptions{Vols: []*data.SegVolume{v}, RunDir: run, Device: "cpu"}); err != nil {
+	if _, err := TrainUNETRPP(c, SegOptions{Vols: []*data.SegVolume{v}, RunOptions: RunOptions{Dir: run, Device: "cpu"}}); err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "unetr.pt")
-	if err := ExportStateDict(run, out); err != nil {
+	if err := runs.ExportStateDict(run, out); err != nil {
 		t.Fatal(err)
 	}
-	_, m, _, err := LoadUNETRRun(run)
+	loaded, err := runs.LoadUNETR(run, "")
 	if err != nil {
 		t.Fatal(err)
 	}
+	m := loaded.Model
 	cj, err := os.ReadFile(strings.TrimSuffix(out, ".pt") + ".classes.json")
 	if err != nil || !strings.Contains(string(cj), "\"ids\"") {
 		t.Fatalf("classes file: %v %s", err, cj)
@@ -173,7 +176,7 @@ with torch.no_grad():
 			t.Fatalf("logit %d: PyTorch %v, Go %v", i, y[i], want[i])
 		}
 	}
-	if err := ExportTorchScript(run, filepath.Join(t.TempDir(), "ts.pt")); err == nil || !strings.Contains(err.Error(), "UNETR++ run") {
+	if err := runs.ExportTorchScript(run, filepath.Join(t.TempDir(), "ts.pt")); err == nil || !strings.Contains(err.Error(), "UNETR++ run") {
 		t.Fatalf("TorchScript export of a UNETR++ run: %v", err)
 	}
 }

@@ -30,7 +30,7 @@ func LoadTrainVolumes(c *configs.Config, ds *data.Dataset, pseudoDir string) ([]
 	if len(cases) == 0 {
 		return nil, fmt.Errorf("dataset %s: no training cases", ds.Root)
 	}
-	lim := data.LimitsFrom(c)
+	lim := c.VolumeLimits()
 	var out []data.TrainVolume
 	for _, cs := range cases {
 		img, err := data.LoadImage(cs.Image, lim)
@@ -38,10 +38,10 @@ func LoadTrainVolumes(c *configs.Config, ds *data.Dataset, pseudoDir string) ([]
 			return nil, err
 		}
 		tv := data.TrainVolume{ID: cs.ID, Image: img}
-		if tv.Slicer, err = data.NewSlicer(&img.Geometry, data.SliceAxisFrom(c.Data)); err != nil {
-			return nil, fmt.Errorf("%s: %v", cs.Image, err)
+		if tv.Slicer, err = data.NewSlicer(&img.Geometry, c.Data.Axis()); err != nil {
+			return nil, fmt.Errorf("%s: %w", cs.Image, err)
 		}
-		if tv.Norm, err = data.NewNormalizer(data.IntensityFrom(c.Data), img.Data); err != nil {
+		if tv.Norm, err = data.NewNormalizer(c.Data.IntensitySettings(), img.Data); err != nil {
 			return nil, err
 		}
 		if pseudoDir != "" {
@@ -54,7 +54,7 @@ func LoadTrainVolumes(c *configs.Config, ds *data.Dataset, pseudoDir string) ([]
 				return nil, err
 			}
 			if err := img.SameGrid(&pl.Geometry, 1e-3); err != nil {
-				return nil, fmt.Errorf("%s: does not lie on the grid of %s: %v", p, cs.Image, err)
+				return nil, fmt.Errorf("%s: does not lie on the grid of %s: %w", p, cs.Image, err)
 			}
 			tv.PL = pl
 		}

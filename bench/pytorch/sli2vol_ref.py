@@ -133,14 +133,15 @@ def local_aggregate(a, m, radius):
 class CFN(nn.Module):
     def __init__(self, cfg):
         super().__init__()
-        self.mode, self.radius = cfg["mode"], cfg["radius"]
-        if self.mode == "sli2vol+":
+        # "pl" (Go's models.CFNConfig) or the run config's model.mode: the OEG-CFN has a PL stream.
+        self.pl, self.radius = cfg.get("pl", cfg.get("mode") == "sli2vol+"), cfg["radius"]
+        if self.pl:
             self.input = GEIG(cfg["geig"]["directions"], cfg["geig"]["scales"])
         else:
             self.input = EdgeProfile(cfg["edge_radius"])
         args = (self.input.channels(), cfg["width"], cfg["stages"], cfg["blocks_per_stage"], cfg["feature_dim"])
         self.encoder = Encoder(*args)
-        self.pl_encoder = Encoder(*args) if (cfg.get("separate_pl_encoder") and self.mode == "sli2vol+") else None
+        self.pl_encoder = Encoder(*args) if (cfg.get("separate_pl_encoder") and self.pl) else None
 
     def slice_features(self, s):
         return self.encoder(self.input(s))
@@ -154,7 +155,7 @@ class CFN(nn.Module):
 
     def reconstruct(self, s_j, s_j1, pl_j=None, pl_j1=None):
         b = s_j.shape[0]
-        if self.mode != "sli2vol+":
+        if not self.pl:
             f = self.slice_features(torch.cat([s_j, s_j1], 0))
             key, query = f[:b], f[b:]
         else:

@@ -12,7 +12,7 @@ import (
 	"github.com/sli2vol/sli2vol/data"
 	"github.com/sli2vol/sli2vol/infer"
 	"github.com/sli2vol/sli2vol/models"
-	"github.com/sli2vol/sli2vol/train"
+	"github.com/sli2vol/sli2vol/runs"
 )
 
 func newEvaluateCmd() *cobra.Command {
@@ -39,7 +39,7 @@ func newEvaluateCmd() *cobra.Command {
 }
 
 // runEvaluate scores the runs (propagation models), FS-SS runs and baselines on dataDir.
-func runEvaluate(cmd *cobra.Command, runs, fsss []string, dataDir, out string, baselines, force bool) error {
+func runEvaluate(cmd *cobra.Command, runDirs, fsss []string, dataDir, out string, baselines, force bool) error {
 	if dataDir == "" || out == "" {
 		return fmt.Errorf("evaluate: --data and --out are required")
 	}
@@ -50,74 +50,22 @@ func runEvaluate(cmd *cobra.Command, runs, fsss []string, dataDir, out string, b
 	if err != nil {
 		return err
 	}
-	var methods []infer.Method
-	var base *infer.Job
-	seen := map[string]bool{}
-	// A method is named by its mode ("sli2vol+"), or by its run folder when several runs
-	// share a mode; a number makes a name unique whatever the folders are called.
-	modes := map[string]int{}
-	for _, r := range runs {
-		if c, _, err := train.LoadRun(r); err == nil {
-			modes[c.Model.Mode]++
-		}
+	ms := methodSet{seen: map[string]bool{}}
+	if err := ms.addRuns(cmd, runDirs); err != nil {
+		return err
 	}
-	unique := func(name string) string {
-		for i := 2; seen[name]; i++ {
-			name = fmt.Sprintf("%s (%d)", strings.TrimSuffix(name, fmt.Sprintf(" (%d)", i-1)), i)
-		}
-		seen[name] = true
-		return name
+	if err := ms.addFSSS(fsss); err != nil {
+		return err
 	}
-	for _, r := range runs {
-		j, err := runJob(cmd, r)
-		if err != nil {
-			return err
-		}
-		j.Log = nil // one line per case below, not a bar per structure
-		name := j.Cfg.Model.Mode
-		if modes[name] > 1 {
-			name = filepath.Base(filepath.Clean(r))
-		}
-		methods = append(methods, infer.Method{Name: unique(name), Job: j})
-		if base == nil {
-			base = j
-		}
+	if baselines || len(ms.methods) == 0 {
+		ms.addBaselines()
 	}
-	// Without a propagation model, the command's own config drives the evaluation.
-	var cfg *configs.Config
-	var dev string
-	if base == nil {
-		if cfg, err = loadConfig(cmd, nil); err != nil {
-			return err
-		}
-		if dev, err = applyRuntime(cfg); err != nil {
-			return err
-		}
-		base = &infer.Job{Cfg: cfg, Device: dev}
-	}
-	for _, r := range fsss {
-		net, err := loadSegNet(r, base.Device)
-		if err != nil {
-			return err
-		}
-		name := "fs-ss"
-		if len(fsss) > 1 {
-			name = "fs-ss " + filepath.Base(filepath.Clean(r))
-		}
-		methods = append(methods, infer.Method{Name: unique(name), Seg: net})
-	}
-	if baselines || len(methods) == 0 {
-		c := base.Cfg
-		geig := models.NewGEIG(c.Model.GEIG.Directions, c.Model.GEIG.Scales)
-		aff := &infer.Job{Cfg: c, Device: base.Device, Net: &infer.FeatureAffinity{Input: geig, Radius: c.Model.Radius}}
-		methods = append([]infer.Method{{Name: "copy"}, {Name: "geig-affinity (untrained)", Job: aff}}, methods...)
-	}
-	ev, err := infer.Evaluate(ds, base, methods, base.Cfg.Seed)
+	ev, err := infer.Evaluate(ds, ms.base, ms.methods, ms.base.Cfg.Seed)
 	if err != nil {
 		return err
 	}
-	names := make([]string, len(methods))
-	for i, m := range methods {
+	names := make([]string, len(ms.methods))
+	for i, m := range ms.methods {
 		names[i] = m.Name
 	}
 	if err := ev.Write(out, names, "sli2vol evaluation on "+ds.Name); err != nil {
@@ -126,4 +74,81 @@ func runEvaluate(cmd *cobra.Command, runs, fsss []string, dataDir, out string, b
 	fmt.Fprint(cmd.OutOrStdout(), ev.Table(names))
 	fmt.Fprintf(cmd.OutOrStdout(), "report: %s\n", filepath.Join(out, "report.md"))
 	return nil
+}
+
+// methodSet collects the evaluated methods under unique names.
+type methodSet struct {
+	methods []infer.Method
+	base    *infer.Job // the job whose config drives the evaluation (the first run's)
+	seen    map[string]bool
+}
+
+// unique makes name unique among the methods: a number makes it so whatever the folders
+// are called.
+func (ms *methodSet) unique(name string) string {
+	for i := 2; ms.seen[name]; i++ {
+		name = fmt.Sprintf("%s (%d)", strings.TrimSuffix(name, fmt.Sprintf(" (%d)", i-1)), i)
+	}
+	ms.seen[name] = true
+	return name
+}
+
+// addRuns adds the propagation runs. A method is named by its mode (sli2vol+), or by its
+// run folder when several runs share a mode.
+func (ms *methodSet) addRuns(cmd *cobra.Command, runDirs []string) error {
+	modes := map[configs.Mode]int{}
+	for _, r := range runDirs {
+		if c, err := runs.ReadConfig(r); err == nil {
+			modes[c.Model.Mode]++
+		}
+	}
+	for _, r := range runDirs {
+		j, err := runJob(cmd, r)
+		if err != nil {
+			return err
+		}
+		j.Log = nil // one line per case below, not a bar per structure
+		name := string(j.Cfg.Model.Mode)
+		if modes[j.Cfg.Model.Mode] > 1 {
+			name = filepath.Base(filepath.Clean(r))
+		}
+		ms.methods = append(ms.methods, infer.Method{Name: ms.unique(name), Job: j})
+		if ms.base == nil {
+			ms.base = j
+		}
+	}
+	if ms.base != nil {
+		return nil
+	}
+	// Without a propagation model, the command's own config drives the evaluation.
+	cfg, dev, err := loadRuntime(cmd, nil)
+	if err != nil {
+		return err
+	}
+	ms.base = &infer.Job{Cfg: cfg, Device: dev}
+	return nil
+}
+
+// addFSSS adds the FS-SS baseline runs (UNETR++).
+func (ms *methodSet) addFSSS(fsss []string) error {
+	for _, r := range fsss {
+		net, err := loadSegNet(r, ms.base.Device)
+		if err != nil {
+			return err
+		}
+		name := "fs-ss"
+		if len(fsss) > 1 {
+			name = "fs-ss " + filepath.Base(filepath.Clean(r))
+		}
+		ms.methods = append(ms.methods, infer.Method{Name: ms.unique(name), Seg: net})
+	}
+	return nil
+}
+
+// addBaselines puts the copy and untrained-affinity baselines first.
+func (ms *methodSet) addBaselines() {
+	c := ms.base.Cfg
+	geig := models.NewGEIG(c.Model.GEIG.Directions, c.Model.GEIG.Scales)
+	aff := &infer.Job{Cfg: c, Device: ms.base.Device, Net: &infer.FeatureAffinity{Input: geig, Radius: c.Model.Radius}}
+	ms.methods = append([]infer.Method{{Name: ms.unique("copy")}, {Name: ms.unique("geig-affinity (untrained)"), Job: aff}}, ms.methods...)
 }

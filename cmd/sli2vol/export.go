@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sli2vol/sli2vol/train"
+	"github.com/sli2vol/sli2vol/runs"
 )
 
 func newExportCmd() *cobra.Command {
@@ -20,12 +20,12 @@ func newExportCmd() *cobra.Command {
 			}
 			switch format {
 			case "state-dict":
-				if err := train.ExportStateDict(model, out); err != nil {
+				if err := runs.ExportStateDict(model, out); err != nil {
 					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "wrote %s and its config beside it\n", out)
 			case "torchscript":
-				if err := train.ExportTorchScript(model, out); err != nil {
+				if err := runs.ExportTorchScript(model, out); err != nil {
 					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: forward(slice_a, slice_b, mask_a) -> mask_b, slices in [0,1] after the window\n", out)
@@ -55,7 +55,7 @@ func newImportCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := train.ImportStateDict(c, weights, out); err != nil {
+			if err := runs.ImportStateDict(c, weights, out); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "imported %s into %s\n", weights, out)

@@ -14,8 +14,8 @@ import (
 	"github.com/sli2vol/sli2vol/data"
 	"github.com/sli2vol/sli2vol/internal/testpy"
 	"github.com/sli2vol/sli2vol/models"
+	"github.com/sli2vol/sli2vol/runs"
 	"github.com/sli2vol/sli2vol/torchx"
-	"github.com/sli2vol/sli2vol/train"
 )
 
 // export → PyTorch (the repo's reference loads it, changes one bias, saves
@@ -42,7 +42,7 @@ with torch.no_grad():
     m.encoder.conv_out.bias.add_(1.0)
 torch.save(m.state_dict(), sys.argv[4])
 print(json.dumps(m.encoder.conv_out.bias.tolist()))`
-	cfgJSON := `{"mode": "sli2vol+", "radius": 2, "width": 4, "stages": 1, "blocks_per_stage": 1, "feature_dim": 8,
+	cfgJSON := `{"pl": true, "radius": 2, "width": 4, "stages": 1, "blocks_per_stage": 1, "feature_dim": 8,
 		"edge_radius": 3, "separate_pl_encoder": false, "geig": {"directions": 4, "scales": [1, 2, 3]}}`
 	out, err := exec.Command(py, "-c", script, ref, cfgJSON, p("m.pt"), p("changed.pt")).CombinedOutput()
 	if err != nil {
@@ -113,10 +113,11 @@ func TestTorchScriptExportOnRealSlices(t *testing.T) {
 			mask[i] = 1
 		}
 	}
-	_, m, err := train.LoadRun(p("run"))
+	run, err := runs.LoadCFN(p("run"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
+	m := run.Model
 	at := torchx.FromFloat32(a, 1, 1, int64(h), int64(w))
 	bt := torchx.FromFloat32(b, 1, 1, int64(h), int64(w))
 	mt := torchx.FromFloat32(mask, 1, 2, int64(h), int64(w))

@@ -91,6 +91,16 @@ func loadConfig(cmd *cobra.Command, extra map[string]string) (*configs.Config, e
 	return l.Load(path)
 }
 
+// loadRuntime is loadConfig, then applyRuntime: the effective config and the device.
+func loadRuntime(cmd *cobra.Command, extra map[string]string) (*configs.Config, string, error) {
+	c, err := loadConfig(cmd, extra)
+	if err != nil {
+		return nil, "", err
+	}
+	dev, err := applyRuntime(c)
+	return c, dev, err
+}
+
 // applyRuntime sets libtorch's threads and seed from the config and resolves the device.
 func applyRuntime(c *configs.Config) (string, error) {
 	dev, err := torchx.ResolveDevice(c.Device)

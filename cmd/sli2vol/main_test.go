@@ -10,8 +10,12 @@ import (
 
 	"github.com/sli2vol/sli2vol/configs"
 	"github.com/sli2vol/sli2vol/models"
+	"github.com/sli2vol/sli2vol/runs"
 	"github.com/sli2vol/sli2vol/torchx"
 )
+
+// plus is Sli2Vol+'s mode as the command line and the reports spell it.
+var plus = string(configs.ModeSli2VolPlus)
 
 func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
@@ -83,7 +87,7 @@ func TestModelSummary(t *testing.T) {
 	}
 	// Paper config: GEIG 4×3+1 = 13 input channels, 13×13 window; the total is the sum of
 	// the encoder's layers (checked against a hand count in models' tests).
-	for _, want := range []string{"model sli2vol+: input 13 channels", "window 13×13", "encoder.layer4", "total"} {
+	for _, want := range []string{"model OEG-CFN (Sli2Vol+): input 13 channels", "window 13×13", "encoder.layer4", "total"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("summary lacks %q:\n%s", want, out)
 		}
@@ -93,7 +97,7 @@ func TestModelSummary(t *testing.T) {
 	// and stage 1 has 64/2 × 128/4 × 128/4 tokens.
 	code, out, errOut = runCLI(t, "model", "summary", "--config", "../../configs/paper.yaml", "--network", "unetr", "--classes", "14")
 	c, _ := configs.Load("../../configs/paper.yaml")
-	m, err := models.NewUNETRPP(models.UNETRPPConfigFrom(c.UNETR, 1, 14))
+	m, err := models.NewUNETRPP(runs.UNETRConfig(c.UNETR, 1, 14))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sli2vol/sli2vol/models"
+	"github.com/sli2vol/sli2vol/runs"
 )
 
 func newModelCmd() *cobra.Command {
@@ -23,13 +24,13 @@ func newModelCmd() *cobra.Command {
 			}
 			switch network {
 			case "cfn":
-				m, err := models.NewCFN(c.Model)
+				m, err := runs.NewCFN(c.Model)
 				if err != nil {
 					return err
 				}
 				m.WriteSummary(cmd.OutOrStdout())
 			case "unetr":
-				m, err := models.NewUNETRPP(models.UNETRPPConfigFrom(c.UNETR, 1, classes))
+				m, err := models.NewUNETRPP(runs.UNETRConfig(c.UNETR, 1, classes))
 				if err != nil {
 					return err
 				}

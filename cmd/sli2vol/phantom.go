@@ -49,7 +49,7 @@ func newPhantomCmd() *cobra.Command {
 				return err
 			}
 			if err := os.MkdirAll(out, 0o755); err != nil {
-				return fmt.Errorf("phantom: %v", err)
+				return fmt.Errorf("phantom: %w", err)
 			}
 			start := time.Now()
 			if err := data.WritePhantomDataset(out, cases, c.Seed, shape, data.WriteOptions{Overwrite: force}); err != nil {

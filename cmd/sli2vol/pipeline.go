@@ -7,22 +7,23 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sli2vol/sli2vol/configs"
 	"github.com/sli2vol/sli2vol/data"
+	"github.com/sli2vol/sli2vol/runs"
 	"github.com/sli2vol/sli2vol/train"
 )
 
 // The pipeline's folders under --out, in the order they are made.
 const (
-	stepSli2Vol = "sli2vol"  // Sli2Vol, trained self-supervised on the training volumes
-	stepPseudo  = "pseudo"   // its propagation of each annotated slice: the PLs
-	stepRefined = "refined"  // UNETR++'s re-prediction of them (and refined/unetr, the network)
-	stepPlus    = "sli2vol+" // the OEG-CFN trained on the refined PLs
-	stepReport  = "report"   // evaluation on --test
+	stepSli2Vol = string(configs.ModeSli2Vol)     // Sli2Vol, trained self-supervised on the training volumes
+	stepPseudo  = "pseudo"                        // its propagation of each annotated slice: the PLs
+	stepRefined = "refined"                       // UNETR++'s re-prediction of them (and refined/unetr, the network)
+	stepPlus    = string(configs.ModeSli2VolPlus) // the OEG-CFN trained on the refined PLs
+	stepReport  = "report"                        // evaluation on --test
 )
 
 func newPipelineCmd() *cobra.Command {
-	var dataDir, testDir, out string
-	var noRefine bool
+	var pl pipeline
 	cmd := &cobra.Command{
 		Use:   "pipeline --config F --data DIR --out WORK [--test DIR]",
 		Short: "Run the whole method: train Sli2Vol → pseudo-label → refine → train Sli2Vol+ → evaluate",
@@ -32,93 +33,125 @@ func newPipelineCmd() *cobra.Command {
 			"--no-refine trains Sli2Vol+ on the raw pseudo-labels (the paper's ablation row (g)).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if dataDir == "" || out == "" {
+			if pl.dataDir == "" || pl.out == "" {
 				return fmt.Errorf("pipeline: --data and --out are required")
 			}
-			c, err := loadConfig(cmd, nil)
-			if err != nil {
-				return err
-			}
-			dev, err := applyRuntime(c)
-			if err != nil {
-				return err
-			}
-			ds, err := data.OpenDataset(dataDir)
-			if err != nil {
-				return err
-			}
-			p := func(s string) string { return filepath.Join(out, s) }
-			say := func(f string, a ...any) { fmt.Fprintf(cmd.OutOrStdout(), "pipeline: "+f+"\n", a...) }
-			if err := os.MkdirAll(out, 0o755); err != nil {
-				return fmt.Errorf("pipeline: %v", err)
-			}
-			done := func(path string) bool { _, err := os.Stat(path); return err == nil }
-
-			// 1. Sli2Vol, then 4. Sli2Vol+: the same trainer in two modes.
-			trainCFN := func(mode, dir, pseudo string) error {
-				if done(filepath.Join(dir, train.ModelFile)) {
-					say("%s: trained already (%s)", mode, dir)
-					return nil
-				}
-				cc := *c
-				cc.Model.Mode = mode
-				sig, stop := interrupts()
-				defer stop()
-				r, err := train.TrainCFN(&cc, train.Options{Data: ds, PseudoDir: pseudo, RunDir: dir, Device: dev,
-					Resume: done(filepath.Join(dir, train.CheckpointFile)), Log: cmd.ErrOrStderr(), Interrupt: sig})
-				if err != nil {
-					return err
-				}
-				say("%s: %d steps, loss %.4f → %.4f (%s)", mode, r.Steps, r.FirstLoss, r.LastLoss, dir)
-				return nil
-			}
-			if err := trainCFN("sli2vol", p(stepSli2Vol), ""); err != nil {
-				return err
-			}
-			// 2. Pseudo-labels (annotations.json is written last: its presence marks a full set).
-			if done(p(stepPseudo + "/annotations.json")) {
-				say("pseudo-labels: made already (%s)", p(stepPseudo))
-			} else {
-				j, err := runJob(cmd, p(stepSli2Vol))
-				if err != nil {
-					return err
-				}
-				if err := j.PseudoLabels(ds, p(stepPseudo), data.WriteOptions{Overwrite: true}); err != nil {
-					return err
-				}
-				say("pseudo-labels: %s", p(stepPseudo))
-			}
-			// 3. Refinement.
-			pls := p(stepRefined)
-			switch {
-			case noRefine:
-				pls = p(stepPseudo)
-			case done(p(stepRefined + "/annotations.json")):
-				say("refined pseudo-labels: made already (%s)", pls)
-			default:
-				run := p(stepRefined + "/unetr")
-				resume := done(filepath.Join(run, train.CheckpointFile)) && !done(filepath.Join(run, train.ModelFile))
-				if err := refine(cmd, c, dev, dataDir, p(stepPseudo), pls, run, resume, true); err != nil {
-					return err
-				}
-			}
-			// 4. Sli2Vol+.
-			if err := trainCFN("sli2vol+", p(stepPlus), pls); err != nil {
-				return err
-			}
-			// 5. Evaluation.
-			if testDir == "" {
-				say("done; no --test data, so no evaluation (sli2vol evaluate --model %s ...)", p(stepPlus))
-				return nil
-			}
-			return runEvaluate(cmd, []string{p(stepSli2Vol), p(stepPlus)}, nil, testDir, p(stepReport), true, true)
+			pl.cmd = cmd
+			return pl.run()
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&dataDir, "data", "", "training dataset (one annotated slice per volume, or labels)")
-	f.StringVar(&testDir, "test", "", "labelled test dataset to evaluate on (optional)")
-	f.StringVar(&out, "out", "", "work folder for every step's output")
-	f.BoolVar(&noRefine, "no-refine", false, "train Sli2Vol+ on the raw pseudo-labels (ablation)")
+	f.StringVar(&pl.dataDir, "data", "", "training dataset (one annotated slice per volume, or labels)")
+	f.StringVar(&pl.testDir, "test", "", "labelled test dataset to evaluate on (optional)")
+	f.StringVar(&pl.out, "out", "", "work folder for every step's output")
+	f.BoolVar(&pl.noRefine, "no-refine", false, "train Sli2Vol+ on the raw pseudo-labels (ablation)")
 	addInferFlags(cmd)
 	return cmd
+}
+
+// pipeline is one run of the pipeline command: its flags, then what the steps share.
+type pipeline struct {
+	dataDir, testDir, out string
+	noRefine              bool
+
+	cmd *cobra.Command
+	cfg *configs.Config
+	dev string
+	ds  *data.Dataset
+}
+
+// run takes the steps in order; each skips itself when its output is complete.
+func (pl *pipeline) run() error {
+	var err error
+	if pl.cfg, pl.dev, err = loadRuntime(pl.cmd, nil); err != nil {
+		return err
+	}
+	if pl.ds, err = data.OpenDataset(pl.dataDir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(pl.out, 0o755); err != nil {
+		return fmt.Errorf("pipeline: %w", err)
+	}
+	// 1. Sli2Vol, 2. its pseudo-labels, 3. their refinement, 4. Sli2Vol+, 5. evaluation.
+	if err := pl.trainCFN(configs.ModeSli2Vol, pl.path(stepSli2Vol), ""); err != nil {
+		return err
+	}
+	if err := pl.pseudoLabels(); err != nil {
+		return err
+	}
+	pls, err := pl.refine()
+	if err != nil {
+		return err
+	}
+	if err := pl.trainCFN(configs.ModeSli2VolPlus, pl.path(stepPlus), pls); err != nil {
+		return err
+	}
+	if pl.testDir == "" {
+		pl.say("done; no --test data, so no evaluation (sli2vol evaluate --model %s ...)", pl.path(stepPlus))
+		return nil
+	}
+	return runEvaluate(pl.cmd, []string{pl.path(stepSli2Vol), pl.path(stepPlus)}, nil, pl.testDir, pl.path(stepReport), true, true)
+}
+
+func (pl *pipeline) path(step string) string { return filepath.Join(pl.out, step) }
+
+func (pl *pipeline) say(f string, a ...any) {
+	fmt.Fprintf(pl.cmd.OutOrStdout(), "pipeline: "+f+"\n", a...)
+}
+
+// trainCFN is steps 1 and 4: the same trainer in two modes, resumed from a checkpoint.
+func (pl *pipeline) trainCFN(mode configs.Mode, dir, pseudo string) error {
+	if runs.Has(dir, runs.ModelFile) {
+		pl.say("%s: trained already (%s)", mode, dir)
+		return nil
+	}
+	c := *pl.cfg
+	c.Model.Mode = mode
+	sig, stop := interrupts()
+	defer stop()
+	r, err := train.TrainCFN(&c, train.Options{Data: pl.ds, PseudoDir: pseudo, RunOptions: train.RunOptions{Dir: dir,
+		Device: pl.dev, Resume: runs.Has(dir, runs.CheckpointFile), Log: pl.cmd.ErrOrStderr(), Interrupt: sig}})
+	if err != nil {
+		return err
+	}
+	pl.say("%s: %d steps, loss %.4f → %.4f (%s)", mode, r.Steps, r.FirstLoss, r.LastLoss, dir)
+	return nil
+}
+
+// pseudoLabels is step 2 (annotations.json is written last: its presence marks a full set).
+func (pl *pipeline) pseudoLabels() error {
+	out := pl.path(stepPseudo)
+	if exists(filepath.Join(out, "annotations.json")) {
+		pl.say("pseudo-labels: made already (%s)", out)
+		return nil
+	}
+	j, err := runJob(pl.cmd, pl.path(stepSli2Vol))
+	if err != nil {
+		return err
+	}
+	if err := j.PseudoLabels(pl.ds, out, data.WriteOptions{Overwrite: true}); err != nil {
+		return err
+	}
+	pl.say("pseudo-labels: %s", out)
+	return nil
+}
+
+// refine is step 3; it returns the pseudo-labels Sli2Vol+ trains on.
+func (pl *pipeline) refine() (string, error) {
+	if pl.noRefine {
+		return pl.path(stepPseudo), nil
+	}
+	out := pl.path(stepRefined)
+	if exists(filepath.Join(out, "annotations.json")) {
+		pl.say("refined pseudo-labels: made already (%s)", out)
+		return out, nil
+	}
+	run := filepath.Join(out, "unetr")
+	resume := runs.Has(run, runs.CheckpointFile) && !runs.Has(run, runs.ModelFile)
+	return out, refine(pl.cmd, pl.cfg, pl.dev, pl.dataDir, pl.path(stepPseudo), out, run, resume, true)
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

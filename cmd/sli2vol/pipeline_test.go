@@ -47,7 +47,7 @@ func TestPipelineOnPhantoms(t *testing.T) {
 		{"phantom", "--out", p("test"), "--cases", "1", "--seed", "2", "--size", "64,64,32"},
 		{"train", "--config", cfg, "--mode", "sli2vol", "--data", p("train"), "--out", p("s2v"), "--epochs", "2"},
 		{"pseudo-label", "--config", cfg, "--model", p("s2v"), "--data", p("train"), "--out", p("pl")},
-		{"train", "--config", cfg, "--mode", "sli2vol+", "--data", p("train"), "--pseudo", p("pl"), "--out", p("s2vp"), "--epochs", "2"},
+		{"train", "--config", cfg, "--mode", plus, "--data", p("train"), "--pseudo", p("pl"), "--out", p("s2vp"), "--epochs", "2"},
 		{"evaluate", "--config", cfg, "--model", p("s2v"), "--model", p("s2vp"), "--data", p("test"), "--out", p("report")},
 	}
 	for _, args := range steps {
@@ -57,9 +57,9 @@ func TestPipelineOnPhantoms(t *testing.T) {
 	}
 	m := meanDiceByMethod(t, p("report/results.csv"))
 	t.Logf("mean Dice: %v", m)
-	plus := m["sli2vol+"]
-	if !(plus > m["copy"]+0.1) || !(plus > m["geig-affinity (untrained)"]+0.1) {
-		t.Fatalf("Sli2Vol+ %.3f does not beat copy %.3f and untrained affinity %.3f", plus, m["copy"], m["geig-affinity (untrained)"])
+	s2vp := m[plus]
+	if !(s2vp > m["copy"]+0.1) || !(s2vp > m["geig-affinity (untrained)"]+0.1) {
+		t.Fatalf("Sli2Vol+ %.3f does not beat copy %.3f and untrained affinity %.3f", s2vp, m["copy"], m["geig-affinity (untrained)"])
 	}
 	if code, _, _ := runCLI(t, "evaluate", "--config", cfg, "--data", p("test"), "--out", p("report")); code != 2 {
 		t.Fatal("an existing report was overwritten without --force")
@@ -70,22 +70,27 @@ func TestPipelineOnPhantoms(t *testing.T) {
 		}
 	}
 
-	// segment: annotate one slice of the test phantom's liver (id 1), propagate, check the
-	// output's grid and ids.
-	img := p("test/imagesTr/phantom_000.nii.gz")
-	lab, err := data.LoadLabels(p("test/labelsTr/phantom_000.nii.gz"), data.DefaultLimits)
+	checkSegmentCommand(t, p("test"), p("s2vp"), dir)
+}
+
+// checkSegmentCommand annotates one slice of the test phantom (all its structures there),
+// segments with model, and checks the output's grid and ids and that nothing a user gave is
+// overwritten.
+func checkSegmentCommand(t *testing.T, test, model, dir string) {
+	img := filepath.Join(test, "imagesTr/phantom_000.nii.gz")
+	lab, err := data.LoadLabels(filepath.Join(test, "labelsTr/phantom_000.nii.gz"), data.DefaultLimits)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s, _ := data.NewSlicer(&lab.Geometry, -1)
 	ann := make([]int32, len(lab.Data))
 	data.SetSlice(s, ann, 16, data.Slice(s, lab.Data, 16))
-	annPath := p("annotation.nii.gz")
+	annPath := filepath.Join(dir, "annotation.nii.gz")
 	if err := data.WriteLabels(annPath, ann, &lab.Geometry, data.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	out := p("mask.nii.gz")
-	if code, o, e := runCLI(t, "segment", "--model", p("s2vp"), "--image", img, "--annotation", annPath, "--out", out); code != 0 {
+	out := filepath.Join(dir, "mask.nii.gz")
+	if code, o, e := runCLI(t, "segment", "--model", model, "--image", img, "--annotation", annPath, "--out", out); code != 0 {
 		t.Fatalf("segment: %s %s", o, e)
 	}
 	mask, err := data.LoadLabels(out, data.DefaultLimits)
@@ -109,13 +114,13 @@ func TestPipelineOnPhantoms(t *testing.T) {
 		}
 	}
 	// Running again without --force does not overwrite; the input is never the output.
-	if code, _, _ := runCLI(t, "segment", "--model", p("s2vp"), "--image", img, "--annotation", annPath, "--out", out); code != 2 {
+	if code, _, _ := runCLI(t, "segment", "--model", model, "--image", img, "--annotation", annPath, "--out", out); code != 2 {
 		t.Fatal("existing output overwritten without --force")
 	}
-	if code, _, _ := runCLI(t, "segment", "--model", p("s2vp"), "--image", img, "--annotation", annPath, "--out", img, "--force"); code != 2 {
+	if code, _, _ := runCLI(t, "segment", "--model", model, "--image", img, "--annotation", annPath, "--out", img, "--force"); code != 2 {
 		t.Fatal("output over the input image accepted")
 	}
-	if code, _, _ := runCLI(t, "segment", "--model", p("s2vp"), "--image", img, "--annotation", annPath, "--out", annPath, "--force"); code != 2 {
+	if code, _, _ := runCLI(t, "segment", "--model", model, "--image", img, "--annotation", annPath, "--out", annPath, "--force"); code != 2 {
 		t.Fatal("output over the annotation accepted")
 	}
 }

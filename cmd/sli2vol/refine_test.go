@@ -71,7 +71,7 @@ func TestPipelineRefinesPseudoLabels(t *testing.T) {
 		t.Errorf("refined pseudo-labels (%.3f) are not closer to the truth than raw ones (%.3f)", refined, raw)
 	}
 	m := meanDiceByMethod(t, p("work/report/results.csv"))
-	if _, ok := m["sli2vol+"]; !ok {
+	if _, ok := m[plus]; !ok {
 		t.Fatalf("the pipeline's report lacks sli2vol+: %v", m)
 	}
 
@@ -91,7 +91,7 @@ func TestPipelineRefinesPseudoLabels(t *testing.T) {
 	m2, m3 := meanDiceByMethod(t, p("report2/results.csv")), meanDiceByMethod(t, p("report3/results.csv"))
 	t.Logf("mean Dice: pipeline %v; FS-SS report %v; estimate model %v", m, m2, m3)
 	// Two runs of one mode in folders of one name get distinct columns.
-	if len(m2) != 3 || m2["sli2vol+"] != m2["sli2vol+ (2)"] {
+	if len(m2) != 3 || m2[plus] != m2[plus+" (2)"] {
 		t.Fatalf("want columns sli2vol+, sli2vol+ (2) (equal) and fs-ss: %v", m2)
 	}
 	if _, ok := m2["fs-ss"]; !ok {

@@ -15,11 +15,7 @@ func newSelftestCmd() *cobra.Command {
 		Short: "Train a tiny conv net for a few steps on --device: forward, backward, optimizer",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := loadConfig(cmd, nil)
-			if err != nil {
-				return err
-			}
-			dev, err := applyRuntime(c)
+			c, dev, err := loadRuntime(cmd, nil)
 			if err != nil {
 				return err
 			}

@@ -2,12 +2,14 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"github.com/sli2vol/sli2vol/configs"
 	"github.com/sli2vol/sli2vol/data"
 	"github.com/sli2vol/sli2vol/train"
 )
@@ -18,6 +20,20 @@ func interrupts() (<-chan os.Signal, func()) {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	return sig, func() { signal.Stop(sig) }
+}
+
+// trainSeg runs a UNETR++ training with SIGINT/SIGTERM ending it at a checkpoint.
+func trainSeg(c *configs.Config, o train.SegOptions, stdout io.Writer) error {
+	sig, stop := interrupts()
+	defer stop()
+	o.Interrupt = sig
+	r, err := train.TrainUNETRPP(c, o)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "trained UNETR++ (%s) on %s: %d steps, loss %.4f → %.4f; model in %s\n",
+		o.Title, o.Device, r.Steps, r.FirstLoss, r.LastLoss, o.Dir)
+	return nil
 }
 
 func newTrainCmd() *cobra.Command {
@@ -31,11 +47,7 @@ func newTrainCmd() *cobra.Command {
 			if dataDir == "" || out == "" {
 				return fmt.Errorf("train: --data and --out are required")
 			}
-			c, err := loadConfig(cmd, map[string]string{"mode": "model.mode", "epochs": "train.epochs", "batch-size": "train.batch_size"})
-			if err != nil {
-				return err
-			}
-			dev, err := applyRuntime(c)
+			c, dev, err := loadRuntime(cmd, map[string]string{"mode": "model.mode", "epochs": "train.epochs", "batch-size": "train.batch_size"})
 			if err != nil {
 				return err
 			}
@@ -45,8 +57,8 @@ func newTrainCmd() *cobra.Command {
 			}
 			sig, stop := interrupts()
 			defer stop()
-			r, err := train.TrainCFN(c, train.Options{Data: ds, PseudoDir: pseudo, RunDir: out, Device: dev,
-				Resume: resume, Log: cmd.ErrOrStderr(), Interrupt: sig})
+			r, err := train.TrainCFN(c, train.Options{Data: ds, PseudoDir: pseudo,
+				RunOptions: train.RunOptions{Dir: out, Device: dev, Resume: resume, Log: cmd.ErrOrStderr(), Interrupt: sig}})
 			if err != nil {
 				return err
 			}
@@ -60,7 +72,7 @@ func newTrainCmd() *cobra.Command {
 	f.StringVar(&out, "out", "", "run folder for config, checkpoints, metrics and the model")
 	f.StringVar(&pseudo, "pseudo", "", "pseudo-labels (sli2vol pseudo-label output), for mode sli2vol+")
 	f.BoolVar(&resume, "resume", false, "continue from the run folder's last checkpoint")
-	f.String("mode", "sli2vol+", "sli2vol or sli2vol+ (config: model.mode)")
+	f.String("mode", string(configs.Defaults().Model.Mode), "sli2vol or sli2vol+ (config: model.mode)")
 	f.Int("epochs", 0, "epochs (config: train.epochs)")
 	f.Int("batch-size", 0, "batch size (config: train.batch_size)")
 	return cmd

@@ -104,12 +104,13 @@ at::Tensor aggregate_forward(const at::Tensor &A, const at::Tensor &m, int64_t R
 // CPU rows are ~9× slower (strided reductions). So auto takes rows on CUDA for maps of up to
 // 2^23 elements (B·C·H·W; the crossover lies between 4.7 M and 33.5 M and was not measured
 // closer) and shifts otherwise.
-std::atomic<int> g_strategy{0};  // 0: auto; 1: rows; 2: shifts; 3: unfold
+std::atomic<TxAffinityStrategy> g_strategy{TX_AFFINITY_AUTO};
 constexpr int64_t kRowsMaxElements = int64_t(1) << 23;
 
 bool use_rows(const at::Tensor &t) {
-  int s = g_strategy.load();
-  return s == 1 || (s == 0 && t.is_cuda() && t.numel() <= kRowsMaxElements);
+  TxAffinityStrategy s = g_strategy.load();
+  return s == TX_AFFINITY_ROWS ||
+         (s == TX_AFFINITY_AUTO && t.is_cuda() && t.numel() <= kRowsMaxElements);
 }
 
 // The padded map's window row dy (0..S-1) as a B×C×H×W×S view: [.., y, x, j] = m[y+dy-R, x+j-R].
@@ -207,7 +208,7 @@ at::Tensor aggregate_unfold(const at::Tensor &A, const at::Tensor &m, int64_t R)
   return at::sum(A.unsqueeze(1) * windows(m, R), {2});
 }
 
-bool use_unfold() { return g_strategy.load() == 3; }
+bool use_unfold() { return g_strategy.load() == TX_AFFINITY_UNFOLD; }
 
 struct Correlation : public torch::autograd::Function<Correlation> {
   static at::Tensor forward(AutogradContext *ctx, const at::Tensor &q, const at::Tensor &k,
@@ -253,7 +254,7 @@ struct Aggregate : public torch::autograd::Function<Aggregate> {
 
 extern "C" {
 
-void tx_set_affinity_strategy(int s) { g_strategy.store(s); }
+void tx_set_affinity_strategy(TxAffinityStrategy s) { g_strategy.store(s); }
 
 TxErr tx_correlation(TxTensor q, TxTensor k, int64_t radius, TxTensor *out) {
   TX_TRY

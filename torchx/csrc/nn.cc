@@ -1,9 +1,17 @@
 // Neural-network ops: convolution, normalisation, resampling, patches, dropout, losses.
+#include <ATen/core/Reduction.h>
+
 #include "common.h"
 
 using torchx::opt;
 using torchx::T;
 using torchx::wrap;
+
+// TxReduction is passed to ATen's losses as it is: the two numberings must agree.
+static_assert(static_cast<int>(TX_REDUCTION_NONE) == static_cast<int>(at::Reduction::None) &&
+                  static_cast<int>(TX_REDUCTION_MEAN) == static_cast<int>(at::Reduction::Mean) &&
+                  static_cast<int>(TX_REDUCTION_SUM) == static_cast<int>(at::Reduction::Sum),
+              "TxReduction must number as at::Reduction");
 
 extern "C" {
 
@@ -60,8 +68,8 @@ TxErr tx_layer_norm(TxTensor x, const int64_t *shape, int nshape, TxTensor w, Tx
   TX_CATCH
 }
 
-TxErr tx_interpolate(TxTensor x, const int64_t *size, int nsize, int mode, int align_corners,
-                     TxTensor *out) {
+TxErr tx_interpolate(TxTensor x, const int64_t *size, int nsize, TxInterpMode mode,
+                     int align_corners, TxTensor *out) {
   TX_TRY
   at::Tensor &in = T(x);
   at::IntArrayRef s = torchx::ints(size, nsize);
@@ -86,7 +94,7 @@ TxErr tx_interpolate(TxTensor x, const int64_t *size, int nsize, int mode, int a
     r = at::upsample_trilinear3d(in, s, align_corners != 0, {}, {},
                                  {});
   } else {
-    throw std::invalid_argument("torchx: interpolate: unknown mode " + std::to_string(mode));
+    throw std::invalid_argument("torchx: interpolate: unknown mode " + std::to_string(static_cast<int>(mode)));
   }
   *out = wrap(r);
   TX_CATCH
@@ -112,26 +120,28 @@ TxErr tx_dropout(TxTensor t, double p, int train, TxTensor *out) {
   TX_CATCH
 }
 
-TxErr tx_l1_loss(TxTensor a, TxTensor b, int reduction, TxTensor *out) {
+TxErr tx_l1_loss(TxTensor a, TxTensor b, TxReduction reduction, TxTensor *out) {
   TX_TRY
   *out = wrap(at::l1_loss(T(a), T(b), reduction));
   TX_CATCH
 }
 
-TxErr tx_mse_loss(TxTensor a, TxTensor b, int reduction, TxTensor *out) {
+TxErr tx_mse_loss(TxTensor a, TxTensor b, TxReduction reduction, TxTensor *out) {
   TX_TRY
   *out = wrap(at::mse_loss(T(a), T(b), reduction));
   TX_CATCH
 }
 
-TxErr tx_smooth_l1_loss(TxTensor a, TxTensor b, int reduction, double beta, TxTensor *out) {
+TxErr tx_smooth_l1_loss(TxTensor a, TxTensor b, TxReduction reduction, double beta,
+                        TxTensor *out) {
   TX_TRY
   *out = wrap(at::smooth_l1_loss(T(a), T(b), reduction, beta));
   TX_CATCH
 }
 
-TxErr tx_cross_entropy(TxTensor logits, TxTensor target, TxTensor weight, int reduction,
-                       int64_t ignore_index, double label_smoothing, TxTensor *out) {
+TxErr tx_cross_entropy(TxTensor logits, TxTensor target, TxTensor weight,
+                       TxReduction reduction, int64_t ignore_index, double label_smoothing,
+                       TxTensor *out) {
   TX_TRY
   *out = wrap(at::cross_entropy_loss(T(logits), T(target), opt(weight), reduction, ignore_index,
                                      label_smoothing));

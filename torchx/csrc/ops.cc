@@ -6,7 +6,7 @@ using torchx::wrap;
 
 namespace {
 
-at::Tensor binary(const at::Tensor &a, const at::Tensor &b, int op) {
+at::Tensor binary(const at::Tensor &a, const at::Tensor &b, TxBinaryOp op) {
   switch (op) {
     case TX_ADD: return at::add(a, b);
     case TX_SUB: return at::sub(a, b);
@@ -18,10 +18,10 @@ at::Tensor binary(const at::Tensor &a, const at::Tensor &b, int op) {
     case TX_GT: return at::gt(a, b);
     case TX_LT: return at::lt(a, b);
   }
-  throw std::invalid_argument("torchx: unknown binary op " + std::to_string(op));
+  throw std::invalid_argument("torchx: unknown binary op " + std::to_string(static_cast<int>(op)));
 }
 
-at::Tensor scalar(const at::Tensor &a, double s, int op) {
+at::Tensor scalar(const at::Tensor &a, double s, TxBinaryOp op) {
   switch (op) {
     case TX_ADD: return at::add(a, s);
     case TX_SUB: return at::sub(a, s);
@@ -33,7 +33,7 @@ at::Tensor scalar(const at::Tensor &a, double s, int op) {
     case TX_GT: return at::gt(a, s);
     case TX_LT: return at::lt(a, s);
   }
-  throw std::invalid_argument("torchx: unknown scalar op " + std::to_string(op));
+  throw std::invalid_argument("torchx: unknown scalar op " + std::to_string(static_cast<int>(op)));
 }
 
 }  // namespace
@@ -95,12 +95,12 @@ TxErr tx_flip(TxTensor t, const int64_t *dims, int ndims, TxTensor *out) {
   TX_CATCH
 }
 
-TxErr tx_pad(TxTensor t, const int64_t *pads, int npads, int mode, double value,
+TxErr tx_pad(TxTensor t, const int64_t *pads, int npads, TxPadMode mode, double value,
              TxTensor *out) {
   TX_TRY
   at::Tensor &x = T(t);
   at::IntArrayRef p = torchx::ints(pads, npads);
-  if (mode == 0) {
+  if (mode == TX_PAD_CONSTANT) {
     *out = wrap(at::constant_pad_nd(x, p, value));
     return nullptr;
   }
@@ -115,22 +115,22 @@ TxErr tx_pad(TxTensor t, const int64_t *pads, int npads, int mode, double value,
   bool unbatched = x.dim() == nsp + 1;
   at::Tensor in = unbatched ? x.unsqueeze(0) : x;
   at::Tensor r;
-  if (mode == 1) {
+  if (mode == TX_PAD_REPLICATE) {
     r = nsp == 1 ? at::replication_pad1d(in, p)
         : nsp == 2 ? at::replication_pad2d(in, p)
                    : at::replication_pad3d(in, p);
-  } else if (mode == 2) {
+  } else if (mode == TX_PAD_REFLECT) {
     r = nsp == 1 ? at::reflection_pad1d(in, p)
         : nsp == 2 ? at::reflection_pad2d(in, p)
                    : at::reflection_pad3d(in, p);
   } else {
-    throw std::invalid_argument("torchx: pad: unknown mode " + std::to_string(mode));
+    throw std::invalid_argument("torchx: pad: unknown mode " + std::to_string(static_cast<int>(mode)));
   }
   *out = wrap(unbatched ? r.squeeze(0) : r);
   TX_CATCH
 }
 
-TxErr tx_unary(TxTensor t, int op, TxTensor *out) {
+TxErr tx_unary(TxTensor t, TxUnaryOp op, TxTensor *out) {
   TX_TRY
   at::Tensor &x = T(t);
   at::Tensor r;
@@ -148,19 +148,19 @@ TxErr tx_unary(TxTensor t, int op, TxTensor *out) {
     case TX_SIGN: r = at::sign(x); break;
     case TX_FLOOR: r = at::floor(x); break;
     case TX_ROUND: r = at::round(x); break;
-    default: throw std::invalid_argument("torchx: unknown unary op " + std::to_string(op));
+    default: throw std::invalid_argument("torchx: unknown unary op " + std::to_string(static_cast<int>(op)));
   }
   *out = wrap(r);
   TX_CATCH
 }
 
-TxErr tx_binary(TxTensor a, TxTensor b, int op, TxTensor *out) {
+TxErr tx_binary(TxTensor a, TxTensor b, TxBinaryOp op, TxTensor *out) {
   TX_TRY
   *out = wrap(binary(T(a), T(b), op));
   TX_CATCH
 }
 
-TxErr tx_scalar(TxTensor a, double s, int op, TxTensor *out) {
+TxErr tx_scalar(TxTensor a, double s, TxBinaryOp op, TxTensor *out) {
   TX_TRY
   *out = wrap(scalar(T(a), s, op));
   TX_CATCH
@@ -199,7 +199,7 @@ TxErr tx_where(TxTensor cond, TxTensor a, TxTensor b, TxTensor *out) {
   TX_CATCH
 }
 
-TxErr tx_reduce(TxTensor t, int op, const int64_t *dims, int ndims, int keepdim,
+TxErr tx_reduce(TxTensor t, TxReduceOp op, const int64_t *dims, int ndims, int keepdim,
                 TxTensor *out) {
   TX_TRY
   at::Tensor &x = T(t);
@@ -213,7 +213,7 @@ TxErr tx_reduce(TxTensor t, int op, const int64_t *dims, int ndims, int keepdim,
     case TX_MEAN: r = at::mean(x, d, keepdim != 0); break;
     case TX_AMAX: r = at::amax(x, d, keepdim != 0); break;
     case TX_AMIN: r = at::amin(x, d, keepdim != 0); break;
-    default: throw std::invalid_argument("torchx: unknown reduction " + std::to_string(op));
+    default: throw std::invalid_argument("torchx: unknown reduction " + std::to_string(static_cast<int>(op)));
   }
   *out = wrap(r);
   TX_CATCH

@@ -30,7 +30,7 @@ torch::optim::Optimizer &O(TxOptim o) {
 // libtorch's optimizer, under its keys, so checkpoints and a mix of both paths stay exact.
 // Where anything is unusual (a parameter without state yet — the first step —, step counts
 // that differ, amsgrad, state keys not where expected) libtorch's own step runs instead.
-std::atomic<int> g_foreach{0};  // 0: foreach when every parameter is on CUDA; 1: always; 2: never
+std::atomic<TxForeachMode> g_foreach{TX_FOREACH_AUTO};
 std::atomic<int64_t> g_foreach_steps{0};  // how many steps took the foreach path (tests)
 
 // How libtorch keys a parameter's state: its TensorImpl's address, as text in 1.13 (the
@@ -57,11 +57,11 @@ struct Group {
   std::vector<torch::optim::OptimizerParamState *> states;
 };
 
-// Whether the foreach path is wanted: mode 1, or mode 0 with every parameter that has a
+// Whether the foreach path is wanted: mode on, or auto with every parameter that has a
 // gradient on CUDA (and at least one).
 bool foreach_wanted(torch::optim::Optimizer &o) {
-  int mode = g_foreach.load();
-  if (mode != 0) return mode == 1;
+  TxForeachMode mode = g_foreach.load();
+  if (mode != TX_FOREACH_AUTO) return mode == TX_FOREACH_ON;
   bool any = false;
   for (auto &g : o.param_groups()) {
     for (auto &p : g.params()) {
@@ -179,7 +179,7 @@ void step(torch::optim::Optimizer &o) {
 
 extern "C" {
 
-TxErr tx_optim_new(int kind, TxTensor *params, int n, double lr, double beta1, double beta2,
+TxErr tx_optim_new(TxOptimKind kind, TxTensor *params, int n, double lr, double beta1, double beta2,
                    double eps, double weight_decay, double momentum, double dampening,
                    int nesterov, TxOptim *out) {
   TX_TRY
@@ -196,7 +196,8 @@ TxErr tx_optim_new(int kind, TxTensor *params, int n, double lr, double beta1, d
                  .nesterov(nesterov != 0);
     *out = new torch::optim::SGD(ps, o);
   } else {
-    throw std::invalid_argument("torchx: unknown optimizer kind " + std::to_string(kind));
+    throw std::invalid_argument("torchx: unknown optimizer kind " +
+                                std::to_string(static_cast<int>(kind)));
   }
   TX_CATCH
 }
@@ -207,7 +208,7 @@ TxErr tx_optim_step(TxOptim o) {
   TX_CATCH
 }
 
-void tx_set_optim_foreach(int mode) { g_foreach.store(mode); }
+void tx_set_optim_foreach(TxForeachMode mode) { g_foreach.store(mode); }
 
 int64_t tx_optim_foreach_steps(void) { return g_foreach_steps.load(); }
 
@@ -226,10 +227,10 @@ TxErr tx_optim_zero_grad(TxOptim o) {
       }
     }
   }
-  int mode = g_foreach.load();
+  TxForeachMode mode = g_foreach.load();
   if (grads.empty()) {
     // nothing to zero (and ATen's foreach ops refuse empty lists)
-  } else if (mode == 1 || (mode == 0 && all_cuda)) {
+  } else if (mode == TX_FOREACH_ON || (mode == TX_FOREACH_AUTO && all_cuda)) {
     at::_foreach_zero_(grads);
   } else {
     for (auto &g : grads) g.zero_();
@@ -253,8 +254,8 @@ TxErr tx_clip_grad_norm(TxTensor *params, int n, double max_norm, double *norm) 
   }
   if (norm) *norm = 0.0;
   if (ps.empty()) return nullptr;
-  int mode = g_foreach.load();
-  if (mode == 2 || (mode == 0 && !all_cuda)) {
+  TxForeachMode mode = g_foreach.load();
+  if (mode == TX_FOREACH_OFF || (mode == TX_FOREACH_AUTO && !all_cuda)) {
     double v = torch::nn::utils::clip_grad_norm_(ps, max_norm);
     if (norm) *norm = v;
     return nullptr;
@@ -267,11 +268,17 @@ TxErr tx_clip_grad_norm(TxTensor *params, int n, double max_norm, double *norm) 
   TX_CATCH
 }
 
-void tx_optim_set_lr(TxOptim o, double lr) {
+TxErr tx_optim_set_lr(TxOptim o, double lr) {
+  TX_TRY
   for (auto &g : O(o).param_groups()) g.options().set_lr(lr);
+  TX_CATCH
 }
 
-double tx_optim_get_lr(TxOptim o) { return O(o).param_groups().at(0).options().get_lr(); }
+TxErr tx_optim_get_lr(TxOptim o, double *out) {
+  TX_TRY
+  *out = O(o).param_groups().at(0).options().get_lr();
+  TX_CATCH
+}
 
 TxErr tx_optim_save(TxOptim o, char **buf, int64_t *len) {
   TX_TRY

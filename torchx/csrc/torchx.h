@@ -18,6 +18,35 @@ typedef void *TxTensor;
 typedef void *TxOptim;
 typedef char *TxErr;
 
+/* Every option code Go passes to the shim is one of these enums (Go defines its typed
+   constants from them, so the numbering lives here only). */
+
+/* tx_pad, as in torch.nn.functional.pad */
+typedef enum { TX_PAD_CONSTANT, TX_PAD_REPLICATE, TX_PAD_REFLECT } TxPadMode;
+/* tx_unary */
+typedef enum {
+  TX_EXP, TX_LOG, TX_SQRT, TX_ABS, TX_NEG, TX_SIGMOID, TX_TANH, TX_RELU, TX_GELU,
+  TX_RSQRT, TX_SIGN, TX_FLOOR, TX_ROUND
+} TxUnaryOp;
+/* tx_binary and tx_scalar */
+typedef enum {
+  TX_ADD, TX_SUB, TX_MUL, TX_DIV, TX_MAXIMUM, TX_MINIMUM, TX_EQ, TX_GT, TX_LT
+} TxBinaryOp;
+/* tx_reduce */
+typedef enum { TX_SUM, TX_MEAN, TX_AMAX, TX_AMIN } TxReduceOp;
+/* tx_interpolate */
+typedef enum { TX_NEAREST, TX_BILINEAR, TX_TRILINEAR } TxInterpMode;
+/* Loss reductions: the numbering of at::Reduction (checked in nn.cc). */
+typedef enum { TX_REDUCTION_NONE, TX_REDUCTION_MEAN, TX_REDUCTION_SUM } TxReduction;
+/* tx_set_affinity_strategy (see affinity.cc and Go's AffinityStrategy) */
+typedef enum {
+  TX_AFFINITY_AUTO, TX_AFFINITY_ROWS, TX_AFFINITY_SHIFTS, TX_AFFINITY_UNFOLD
+} TxAffinityStrategy;
+/* tx_optim_new */
+typedef enum { TX_ADAMW, TX_SGD } TxOptimKind;
+/* tx_set_optim_foreach: multi-tensor updates when every parameter is on CUDA, always, never */
+typedef enum { TX_FOREACH_AUTO, TX_FOREACH_ON, TX_FOREACH_OFF } TxForeachMode;
+
 /* ---- runtime ------------------------------------------------------------------------- */
 const char *tx_libtorch_version(void);
 int tx_cuda_available(void);
@@ -80,29 +109,23 @@ TxErr tx_reshape(TxTensor t, const int64_t *shape, int ndim, TxTensor *out);
 TxErr tx_permute(TxTensor t, const int64_t *dims, int ndim, TxTensor *out);
 TxErr tx_unsqueeze(TxTensor t, int64_t dim, TxTensor *out);
 TxErr tx_squeeze(TxTensor t, int64_t dim, TxTensor *out);
-/* mode: 0 constant, 1 replicate, 2 reflect; pads as in torch.nn.functional.pad */
-TxErr tx_pad(TxTensor t, const int64_t *pads, int npads, int mode, double value,
+/* pads as in torch.nn.functional.pad */
+TxErr tx_pad(TxTensor t, const int64_t *pads, int npads, TxPadMode mode, double value,
              TxTensor *out);
 TxErr tx_flip(TxTensor t, const int64_t *dims, int ndims, TxTensor *out);
 
 /* ---- elementwise ---------------------------------------------------------------------- */
-enum {
-  TX_EXP, TX_LOG, TX_SQRT, TX_ABS, TX_NEG, TX_SIGMOID, TX_TANH, TX_RELU, TX_GELU,
-  TX_RSQRT, TX_SIGN, TX_FLOOR, TX_ROUND
-};
-TxErr tx_unary(TxTensor t, int op, TxTensor *out);
-enum { TX_ADD, TX_SUB, TX_MUL, TX_DIV, TX_MAXIMUM, TX_MINIMUM, TX_EQ, TX_GT, TX_LT };
-TxErr tx_binary(TxTensor a, TxTensor b, int op, TxTensor *out);
-TxErr tx_scalar(TxTensor a, double s, int op, TxTensor *out); /* same op codes */
+TxErr tx_unary(TxTensor t, TxUnaryOp op, TxTensor *out);
+TxErr tx_binary(TxTensor a, TxTensor b, TxBinaryOp op, TxTensor *out);
+TxErr tx_scalar(TxTensor a, double s, TxBinaryOp op, TxTensor *out);
 TxErr tx_pow(TxTensor t, double exponent, TxTensor *out);
 TxErr tx_clamp(TxTensor t, double lo, double hi, int has_lo, int has_hi, TxTensor *out);
 TxErr tx_leaky_relu(TxTensor t, double slope, TxTensor *out);
 TxErr tx_where(TxTensor cond, TxTensor a, TxTensor b, TxTensor *out);
 
 /* ---- reductions and normalisations over a dim ----------------------------------------- */
-enum { TX_SUM, TX_MEAN, TX_AMAX, TX_AMIN };
 /* ndims 0 means all dims */
-TxErr tx_reduce(TxTensor t, int op, const int64_t *dims, int ndims, int keepdim,
+TxErr tx_reduce(TxTensor t, TxReduceOp op, const int64_t *dims, int ndims, int keepdim,
                 TxTensor *out);
 TxErr tx_max_dim(TxTensor t, int64_t dim, int keepdim, TxTensor *values, TxTensor *indices);
 TxErr tx_argmax(TxTensor t, int64_t dim, int keepdim, TxTensor *out);
@@ -127,26 +150,27 @@ TxErr tx_layer_norm(TxTensor x, const int64_t *shape, int nshape, TxTensor w, Tx
                     double eps, TxTensor *out);
 
 /* ---- resampling and patches ----------------------------------------------------------- */
-enum { TX_NEAREST, TX_BILINEAR, TX_TRILINEAR };
-TxErr tx_interpolate(TxTensor x, const int64_t *size, int nsize, int mode, int align_corners,
-                     TxTensor *out);
+TxErr tx_interpolate(TxTensor x, const int64_t *size, int nsize, TxInterpMode mode,
+                     int align_corners, TxTensor *out);
 TxErr tx_unfold2d(TxTensor x, const int64_t *kernel, const int64_t *dilation,
                   const int64_t *padding, const int64_t *stride, TxTensor *out);
 TxErr tx_one_hot(TxTensor t, int64_t num_classes, TxTensor *out);
 TxErr tx_dropout(TxTensor t, double p, int train, TxTensor *out);
 
-/* ---- losses (reduction: 0 none, 1 mean, 2 sum) ---------------------------------------- */
-TxErr tx_l1_loss(TxTensor a, TxTensor b, int reduction, TxTensor *out);
-TxErr tx_mse_loss(TxTensor a, TxTensor b, int reduction, TxTensor *out);
-TxErr tx_smooth_l1_loss(TxTensor a, TxTensor b, int reduction, double beta, TxTensor *out);
-TxErr tx_cross_entropy(TxTensor logits, TxTensor target, TxTensor weight, int reduction,
-                       int64_t ignore_index, double label_smoothing, TxTensor *out);
+/* ---- losses ---------------------------------------------------------------------------- */
+TxErr tx_l1_loss(TxTensor a, TxTensor b, TxReduction reduction, TxTensor *out);
+TxErr tx_mse_loss(TxTensor a, TxTensor b, TxReduction reduction, TxTensor *out);
+TxErr tx_smooth_l1_loss(TxTensor a, TxTensor b, TxReduction reduction, double beta,
+                        TxTensor *out);
+TxErr tx_cross_entropy(TxTensor logits, TxTensor target, TxTensor weight,
+                       TxReduction reduction, int64_t ignore_index, double label_smoothing,
+                       TxTensor *out);
 
 /* ---- fused local affinity (autograd; CPU and CUDA) ------------------------------------ */
 /* q, k: B×C×H×W → B×(2R+1)²×H×W;  a: B×(2R+1)²×H×W, m: B×C×H×W → B×C×H×W */
 TxErr tx_correlation(TxTensor q, TxTensor k, int64_t radius, TxTensor *out);
 TxErr tx_aggregate(TxTensor a, TxTensor m, int64_t radius, TxTensor *out);
-void tx_set_affinity_strategy(int s);
+void tx_set_affinity_strategy(TxAffinityStrategy s);
 
 /* ---- operator counts (profiling) ---- */
 TxErr tx_opcount_start(int timed);
@@ -160,19 +184,18 @@ int tx_host_alloc_policy(int64_t mmap_threshold, int64_t trim_threshold);
 int64_t tx_host_free_bytes(void);
 
 /* ---- optimizers ----------------------------------------------------------------------- */
-enum { TX_ADAMW, TX_SGD };
-TxErr tx_optim_new(int kind, TxTensor *params, int n, double lr, double beta1, double beta2,
+TxErr tx_optim_new(TxOptimKind kind, TxTensor *params, int n, double lr, double beta1, double beta2,
                    double eps, double weight_decay, double momentum, double dampening,
                    int nesterov, TxOptim *out);
 TxErr tx_optim_step(TxOptim o);
-void tx_set_optim_foreach(int mode);
+void tx_set_optim_foreach(TxForeachMode mode);
 int64_t tx_optim_foreach_steps(void);
 TxErr tx_optim_zero_grad(TxOptim o);
 /* Scales the gradients of params so that their joint L2 norm is at most max_norm, as
    torch.nn.utils.clip_grad_norm_ does; *norm receives the norm before clipping. */
 TxErr tx_clip_grad_norm(TxTensor *params, int n, double max_norm, double *norm);
-void tx_optim_set_lr(TxOptim o, double lr);
-double tx_optim_get_lr(TxOptim o);
+TxErr tx_optim_set_lr(TxOptim o, double lr);
+TxErr tx_optim_get_lr(TxOptim o, double *out);
 /* State (moments, momentum buffers, step counts) as bytes in libtorch's archive format. */
 TxErr tx_optim_save(TxOptim o, char **buf, int64_t *len);
 TxErr tx_optim_load(TxOptim o, const char *buf, int64_t len);

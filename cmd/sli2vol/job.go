@@ -1,0 +1,67 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sli2vol/sli2vol/configs"
+	"github.com/sli2vol/sli2vol/infer"
+	"github.com/sli2vol/sli2vol/runs"
+)
+
+// inferFlags bind the inference settings a command may override (flag → config key).
+var inferFlags = map[string]string{"min-area": "infer.min_area", "estimate": "infer.object_estimate", "resize": "infer.resize"}
+
+func addInferFlags(cmd *cobra.Command) {
+	d := configs.Defaults().Infer
+	cmd.Flags().Int("min-area", d.MinArea, "stop a direction when the mask has fewer pixels (config: infer.min_area)")
+	cmd.Flags().String("estimate", string(d.ObjectEstimate), "test-time object estimate: none, propagated or model (config: infer.object_estimate)")
+	cmd.Flags().Int("resize", d.Resize, "propagate on slices resampled to N×N, 0 = native size (config: infer.resize)")
+	cmd.Flags().String("estimate-model", "", "UNETR++ run whose prediction is the estimate with --estimate model")
+}
+
+// runJob loads a trained run for inference, with the command's runtime settings (device,
+// threads) and, when given on the command line, its inference settings (min area, object
+// estimate, resize) over the run's own config.
+func runJob(cmd *cobra.Command, runDir string) (*infer.Job, error) {
+	flagsCfg, err := loadConfig(cmd, inferFlags)
+	if err != nil {
+		return nil, err
+	}
+	run, err := runs.LoadCFN(runDir, "")
+	if err != nil {
+		return nil, err
+	}
+	inferSet := false
+	for name := range inferFlags {
+		inferSet = inferSet || cmd.Flags().Changed(name)
+	}
+	c := run.Config.ForInference(flagsCfg, inferSet)
+	dev, err := applyRuntime(c)
+	if err != nil {
+		return nil, err
+	}
+	if err := run.To(dev); err != nil {
+		return nil, err
+	}
+	j := &infer.Job{Cfg: c, Net: run.Model, Device: dev, Log: cmd.ErrOrStderr()}
+	if est, _ := cmd.Flags().GetString("estimate-model"); est != "" {
+		if j.Estimator, err = loadSegNet(est, dev); err != nil {
+			return nil, err
+		}
+	}
+	if c.Infer.ObjectEstimate == configs.EstimateModel && j.Estimator == nil {
+		return nil, fmt.Errorf("--estimate model needs --estimate-model RUN (a UNETR++ run, e.g. refine's)")
+	}
+	return j, nil
+}
+
+// loadSegNet loads a UNETR++ run for prediction on dev.
+func loadSegNet(runDir, dev string) (*infer.SegNet, error) {
+	r, err := runs.LoadUNETR(runDir, dev)
+	if err != nil {
+		return nil, err
+	}
+	return &infer.SegNet{Cfg: r.Config, Model: r.Model, Classes: r.Classes, Device: dev}, nil
+}

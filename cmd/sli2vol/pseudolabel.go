@@ -1,0 +1,44 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sli2vol/sli2vol/data"
+)
+
+func newPseudoLabelCmd() *cobra.Command {
+	var model, dataDir, out string
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "pseudo-label --model RUN --data DIR --out PLDIR",
+		Short: "Propagate each training volume's annotated slice into pseudo-labels (§3.2)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if model == "" || dataDir == "" || out == "" {
+				return fmt.Errorf("pseudo-label: --model, --data and --out are required")
+			}
+			j, err := runJob(cmd, model)
+			if err != nil {
+				return err
+			}
+			ds, err := data.OpenDataset(dataDir)
+			if err != nil {
+				return err
+			}
+			if err := j.PseudoLabels(ds, out, data.WriteOptions{Overwrite: force}); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "pseudo-labels for %d cases in %s\n", len(ds.Split("train")), out)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&model, "model", "", "trained run folder")
+	f.StringVar(&dataDir, "data", "", "training dataset")
+	f.StringVar(&out, "out", "", "output folder (labelsTr/ID.nii.gz, annotations.json)")
+	f.BoolVar(&force, "force", false, "overwrite existing pseudo-labels")
+	addInferFlags(cmd)
+	return cmd
+}

@@ -1,0 +1,87 @@
+package configs
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// The config's closed choices are named types: a value is checked once, in Validate, and code
+// compares against the constants below instead of spelling the strings again.
+
+// Mode is the correspondence-flow method (model.mode).
+type Mode string
+
+const (
+	ModeSli2Vol     Mode = "sli2vol"  // Sli2Vol: edge-profile inputs, slice features only
+	ModeSli2VolPlus Mode = "sli2vol+" // Sli2Vol+: GEIG inputs, the OEG-CFN fed with pseudo-labels
+)
+
+// UsesPL reports whether the method trains on pseudo-labels (and so can take an object
+// estimate at test time).
+func (m Mode) UsesPL() bool { return m == ModeSli2VolPlus }
+
+// Estimate is the test-time object estimate fed where training fed pseudo-labels
+// (infer.object_estimate).
+type Estimate string
+
+const (
+	EstimateNone       Estimate = "none"       // the paper: slice features only
+	EstimatePropagated Estimate = "propagated" // the mask being carried stands in for the PL
+	EstimateModel      Estimate = "model"      // a UNETR++ run's prediction of the volume
+)
+
+// Optimizer is train.optimizer and unetr.optimizer.
+type Optimizer string
+
+const (
+	OptimizerAdamW Optimizer = "adamw"
+	OptimizerSGD   Optimizer = "sgd"
+)
+
+// Loss is the reconstruction loss of the correspondence flow (train.loss).
+type Loss string
+
+const (
+	LossL1       Loss = "l1"
+	LossSmoothL1 Loss = "smooth_l1"
+)
+
+// Schedule is the correspondence flow's learning-rate schedule (train.schedule).
+type Schedule string
+
+const (
+	ScheduleConstant Schedule = "constant"
+	ScheduleStep     Schedule = "step"
+	SchedulePoly     Schedule = "poly"
+)
+
+// AMP is the mixed-precision mode of the correspondence-flow trainer (train.amp).
+type AMP string
+
+const (
+	AMPNone AMP = "none"
+	AMPBF16 AMP = "bf16"
+)
+
+// The allowed values of each choice, in the order error messages list them.
+var (
+	Modes      = []Mode{ModeSli2Vol, ModeSli2VolPlus}
+	Estimates  = []Estimate{EstimateNone, EstimatePropagated, EstimateModel}
+	Optimizers = []Optimizer{OptimizerAdamW, OptimizerSGD}
+	Losses     = []Loss{LossL1, LossSmoothL1}
+	Schedules  = []Schedule{ScheduleConstant, ScheduleStep, SchedulePoly}
+	AMPs       = []AMP{AMPNone, AMPBF16}
+)
+
+// oneOf checks that the value of key is one of allowed.
+func oneOf[T ~string](key string, v T, allowed ...T) error {
+	if slices.Contains(allowed, v) {
+		return nil
+	}
+	names := make([]string, len(allowed))
+	for i, a := range allowed {
+		names[i] = string(a)
+	}
+	return fmt.Errorf("%s is %q, want one of %s", key, v, strings.Join(names, ", "))
+}
