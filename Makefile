@@ -26,7 +26,9 @@ ABS_LIBDIR := $(abspath $(LIBDIR))
 TORCH_CXXFLAGS := $(shell third_party/libtorch-flags.sh --cxxflags $(LIBTORCH))
 TORCH_LDFLAGS := $(shell third_party/libtorch-flags.sh --ldflags $(LIBTORCH))
 CXXSTD ?= -std=c++17
-CXXFLAGS_ALL := $(CXXSTD) -fPIC -O2 -Wno-deprecated-declarations $(TORCH_CXXFLAGS)
+# third_party/compat: declarations a libtorch's headers need but Debian's package lacks; last
+# in the search order, so a libtorch that ships them (a PyTorch wheel) uses its own.
+CXXFLAGS_ALL := $(CXXSTD) -fPIC -O2 -Wno-deprecated-declarations $(TORCH_CXXFLAGS) -idirafter third_party/compat
 
 # The Go side: find our two libraries at link time and at run time (absolute path for tests
 # and this checkout, $ORIGIN-relative for a bin/ moved together with its lib/).

@@ -3,6 +3,7 @@ package bench
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/sli2vol/sli2vol/dist"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -198,6 +199,26 @@ func loadModel(dir, device string) (*configs.Config, *models.CFN, error) {
 // TrainSteps times steps optimizer steps of the trainer's Stepper on the prepared batch,
 // after one untimed step whose loss (the same weights and batch as PyTorch's) is FirstLoss;
 // steps −1 times that first step alone.
+// joinDataParallel makes st a data-parallel step when this process was launched as one of
+// several (dist.Launch, torchrun): the world size, and what to call when done.
+func joinDataParallel(st *train.Stepper) (int, func(), error) {
+	e, ok, err := dist.FromEnviron(os.Getenv)
+	if err != nil || !ok {
+		return 1, func() {}, err
+	}
+	g, err := dist.Init(e, dist.Gloo, time.Minute)
+	if err != nil {
+		return 0, nil, err
+	}
+	ddp, err := dist.NewDDP(g, models.Parameters(st.Model), models.Buffers(st.Model), dist.DefaultBucketCapMB)
+	if err != nil {
+		g.Close()
+		return 0, nil, err
+	}
+	st.Sync = ddp
+	return g.Size(), func() { ddp.Close(); g.Close() }, nil
+}
+
 func TrainSteps(dir, device string, steps int) (*Result, error) {
 	c, m, err := loadModel(dir, device)
 	if err != nil {
@@ -214,6 +235,13 @@ func TrainSteps(dir, device string, steps int) (*Result, error) {
 	opt, _ := train.NewOptimizer(c.Train, models.Parameters(m), 1)
 	defer opt.Close()
 	st := &train.Stepper{Cfg: c, Model: m, Opt: opt, Device: device}
+	// Under a distributed launch (the data-parallel row), every rank steps its batch with
+	// DDP's gradient averaging; samples per second count every rank's.
+	world, leave, err := joinDataParallel(st)
+	if err != nil {
+		return nil, err
+	}
+	defer leave()
 	// On one OS thread, as train.CFN runs its loop: unpinned, steps could move between OS
 	// threads, and libtorch's OpenMP thread teams belong to the thread that starts them.
 	defer torchx.PinThread()()
@@ -260,7 +288,7 @@ func TrainSteps(dir, device string, steps int) (*Result, error) {
 		}
 	}
 	if steps > 0 {
-		res.SamplesPerS = float64(steps*b.Size) / time.Since(t0).Seconds()
+		res.SamplesPerS = float64(steps*b.Size*world) / time.Since(t0).Seconds()
 	}
 	stopProfile()
 	res.RSSAtEnd = rssMiB("VmRSS")

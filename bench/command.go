@@ -1,11 +1,15 @@
 package bench
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 
 	"github.com/sli2vol/sli2vol/configs"
+	"github.com/sli2vol/sli2vol/dist"
 	"github.com/sli2vol/sli2vol/torchx"
 )
 
@@ -46,6 +50,8 @@ func Command(a []string) (*Result, error) {
 				break
 			}
 			_, err = Prepare(a[1], c, atoi(a[3]), atoi(a[4]), atoi(a[5]))
+		case len(a) == 7 && a[0] == "launch" && a[2] == "train":
+			r, err = launchTrain(atoi(a[1]), a[2:])
 		case len(a) == 5 && a[0] == "train":
 			torchx.SetNumThreads(atoi(a[4]))
 			r, err = TrainSteps(a[1], a[2], atoi(a[3]))
@@ -92,4 +98,24 @@ func ParseAffinity(s string) (torchx.AffinityStrategy, error) {
 		return torchx.AffinityUnfold, nil
 	}
 	return 0, fmt.Errorf("affinity %q: want auto, rows, shifts or unfold", s)
+}
+
+// launchTrain runs `train` as n data-parallel processes of this binary (dist.Launch) and
+// returns rank 0's result.
+func launchTrain(n int, args []string) (*Result, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	code, err := dist.Launch(dist.LaunchOptions{Exe: exe, Args: args, NProc: n, NNodes: 1, Stdout: &out, Stderr: os.Stderr})
+	if err != nil || code != 0 {
+		return nil, fmt.Errorf("launch of %d processes: exit %d (%v)", n, code, err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	var r Result
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
+		return nil, fmt.Errorf("launch: rank 0's output %q: %w", out.String(), err)
+	}
+	return &r, nil
 }

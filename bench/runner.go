@@ -35,6 +35,7 @@ type RunOptions struct {
 	Threads, Rounds        int
 	Rows                   []Row
 	MemorySteps            int // the long Go-only run for RSS growth (0: skip)
+	DataParallelSteps      int // the 2-process × T/2-thread CFN row against 1 × T (0: skip)
 	MemoryConfig           string
 	Out                    string // BENCHMARKS.md
 	Recorded               string // appended unchanged (recorded GPU runs)
@@ -120,6 +121,9 @@ func Run(o RunOptions) error {
 	if err := memoryCheck(o, &md); err != nil {
 		return err
 	}
+	if err := dataParallelRow(o, &md); err != nil {
+		return err
+	}
 	if o.Recorded != "" {
 		if b, err := os.ReadFile(o.Recorded); err == nil {
 			md.WriteString("\n")
@@ -191,6 +195,40 @@ func memoryCheck(o RunOptions, md *strings.Builder) error {
 	if math.Abs(growth) >= 5 {
 		return fmt.Errorf("memory: RSS grew %.1f %% between step 100 and %d", growth, o.MemorySteps)
 	}
+	return nil
+}
+
+// dataParallelRow times the CFN training step (cpu-small network, 48² batch 4 per process)
+// on one process with all Threads against two processes with half each, data-parallel over
+// Gloo with DDP's gradient averaging: global samples/s and their ratio (the scaling
+// efficiency of the same cores), in interleaved rounds.
+func dataParallelRow(o RunOptions, md *strings.Builder) error {
+	if o.DataParallelSteps <= 0 {
+		return nil
+	}
+	dir := filepath.Join(o.Work, "data-parallel")
+	if _, err := runJSONOrNil(o.Self, "prepare", dir, o.MemoryConfig, "48", "4", "12"); err != nil {
+		return err
+	}
+	steps, half := fmt.Sprint(o.DataParallelSteps), fmt.Sprint(max(1, o.Threads/2))
+	var one, two []float64
+	for i := 0; i < o.Rounds; i++ {
+		a, err := runJSON(o.Self, "train", dir, "cpu", steps, fmt.Sprint(o.Threads))
+		if err != nil {
+			return err
+		}
+		b, err := runJSON(o.Self, "launch", "2", "train", dir, "cpu", steps, half)
+		if err != nil {
+			return err
+		}
+		one, two = append(one, a.SamplesPerS), append(two, b.SamplesPerS)
+		o.Log("data-parallel round %d: 1×%d threads %.3g, 2×%s threads %.3g samples/s", i+1, o.Threads, a.SamplesPerS, half, b.SamplesPerS)
+	}
+	A, B := summarize(one), summarize(two)
+	fmt.Fprintf(md, "\nData-parallel training on the CPU (Gloo, DDP's bucketed all-reduce during backward; %s network, 48² batch 4 "+
+		"per process, %s steps per round, global samples/s):\n\n| setting | samples/s | vs one process |\n|---|---|---|\n"+
+		"| 1 process × %d threads | %s | 1 |\n| 2 processes × %s threads | %s | **%.2f** |\n",
+		filepath.Base(o.MemoryConfig), steps, o.Threads, A, half, B, B.med/A.med)
 	return nil
 }
 

@@ -28,7 +28,16 @@ type Config struct {
 	Train   Train  `mapstructure:"train" yaml:"train"`
 	Infer   Infer  `mapstructure:"infer" yaml:"infer"`
 	UNETR   UNETR  `mapstructure:"unetr" yaml:"unetr"`
+	Dist    Dist   `mapstructure:"dist" yaml:"dist"`
 	Limits  Limits `mapstructure:"limits" yaml:"limits"`
+}
+
+// Dist configures data-parallel training (several processes: torchrun, srun, --nproc).
+type Dist struct {
+	Backend     DistBackend `mapstructure:"backend" yaml:"backend"`
+	TimeoutS    int         `mapstructure:"timeout_s" yaml:"timeout_s"`
+	BucketCapMB int         `mapstructure:"bucket_cap_mb" yaml:"bucket_cap_mb"`
+	DropLast    bool        `mapstructure:"drop_last" yaml:"drop_last"`
 }
 
 // Data configures volume reading, intensities and training-pair sampling.
@@ -373,6 +382,7 @@ func (c *Config) validateChoices() error {
 		oneOf("train.amp", c.Train.AMP, AMPs...),
 		oneOf("infer.object_estimate", c.Infer.ObjectEstimate, Estimates...),
 		oneOf("unetr.optimizer", c.UNETR.Optimizer, Optimizers...),
+		oneOf("dist.backend", c.Dist.Backend, DistBackends...),
 	)
 }
 
@@ -399,6 +409,8 @@ func (c *Config) validatePositive() error {
 		positive("unetr.batch_size", c.UNETR.BatchSize),
 		positive("unetr.window_batch", c.UNETR.WindowBatch),
 		positive("unetr.checkpoint_every", c.UNETR.CheckpointEvery),
+		positive("dist.timeout_s", c.Dist.TimeoutS),
+		positive("dist.bucket_cap_mb", c.Dist.BucketCapMB),
 	)
 }
 

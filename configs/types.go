@@ -64,14 +64,24 @@ const (
 	AMPBF16 AMP = "bf16"
 )
 
+// DistBackend is the process group's transport (dist.backend).
+type DistBackend string
+
+const (
+	DistAuto DistBackend = "auto" // NCCL on CUDA when the build has it, Gloo otherwise
+	DistGloo DistBackend = "gloo"
+	DistNCCL DistBackend = "nccl"
+)
+
 // The allowed values of each choice, in the order error messages list them.
 var (
-	Modes      = []Mode{ModeSli2Vol, ModeSli2VolPlus}
-	Estimates  = []Estimate{EstimateNone, EstimatePropagated, EstimateModel}
-	Optimizers = []Optimizer{OptimizerAdamW, OptimizerSGD}
-	Losses     = []Loss{LossL1, LossSmoothL1}
-	Schedules  = []Schedule{ScheduleConstant, ScheduleStep, SchedulePoly}
-	AMPs       = []AMP{AMPNone, AMPBF16}
+	Modes        = []Mode{ModeSli2Vol, ModeSli2VolPlus}
+	Estimates    = []Estimate{EstimateNone, EstimatePropagated, EstimateModel}
+	Optimizers   = []Optimizer{OptimizerAdamW, OptimizerSGD}
+	Losses       = []Loss{LossL1, LossSmoothL1}
+	Schedules    = []Schedule{ScheduleConstant, ScheduleStep, SchedulePoly}
+	AMPs         = []AMP{AMPNone, AMPBF16}
+	DistBackends = []DistBackend{DistAuto, DistGloo, DistNCCL}
 )
 
 // oneOf checks that the value of key is one of allowed.

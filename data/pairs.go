@@ -187,23 +187,53 @@ type Batch struct {
 	Size, Crop     int
 }
 
-// Batches cuts epoch e into batches of size (the last may be smaller) and yields each with
-// its index; from is the first batch to produce (for resuming mid-epoch).
-func (p *PairSampler) Batches(e, size, from int) iter.Seq2[int, Batch] {
+// Shard is one rank's share of every epoch in data-parallel training, cut as torch's
+// DistributedSampler cuts one: the epoch's seeded order, padded by wrapping around to a
+// multiple of World (or, with DropLast, cut down to one), then every World-th pair from
+// Rank. The zero Shard (and World 1) is the whole epoch.
+type Shard struct {
+	Rank, World int
+	DropLast    bool
+}
+
+// positions are the shard's positions in an epoch order of n pairs.
+func (sh Shard) positions(n int) []int {
+	world := max(sh.World, 1)
+	total := n
+	if world > 1 {
+		if sh.DropLast {
+			total = n / world * world
+		} else {
+			total = (n + world - 1) / world * world
+		}
+	}
+	var pos []int
+	for i := sh.Rank; i < total; i += world {
+		pos = append(pos, i%n)
+	}
+	return pos
+}
+
+// Batches cuts the shard of epoch e into batches of size (the last may be smaller) and
+// yields each with its index; from is the first batch to produce (for resuming mid-epoch).
+// A pair's augmentation is drawn from its position in the whole epoch, so the pairs of a
+// step are the same whatever the number of ranks.
+func (p *PairSampler) Batches(e, size, from int, sh Shard) iter.Seq2[int, Batch] {
 	return func(yield func(int, Batch) bool) {
 		refs := p.Epoch(e)
-		for b := from; b*size < len(refs); b++ {
-			if !yield(b, p.batch(e, refs, b*size, min((b+1)*size, len(refs)))) {
+		pos := sh.positions(len(refs))
+		for b := from; b*size < len(pos); b++ {
+			if !yield(b, p.batch(e, refs, pos[b*size:min((b+1)*size, len(pos))])) {
 				return
 			}
 		}
 	}
 }
 
-// batch stacks the pairs refs[lo:hi] of epoch e.
-func (p *PairSampler) batch(e int, refs []PairRef, lo, hi int) Batch {
-	batch := Batch{Size: hi - lo, Crop: p.Cfg.Crop}
-	for i := lo; i < hi; i++ {
+// batch stacks the pairs of epoch e at positions pos.
+func (p *PairSampler) batch(e int, refs []PairRef, pos []int) Batch {
+	batch := Batch{Size: len(pos), Crop: p.Cfg.Crop}
+	for _, i := range pos {
 		s := p.Sample(e, i, refs[i])
 		batch.Refs = append(batch.Refs, refs[i])
 		batch.A = append(batch.A, s.A...)
@@ -216,5 +246,7 @@ func (p *PairSampler) batch(e int, refs []PairRef, lo, hi int) Batch {
 	return batch
 }
 
-// NumBatches is the number of batches of an epoch.
-func (p *PairSampler) NumBatches(e, size int) int { return (len(p.Epoch(e)) + size - 1) / size }
+// NumBatches is the number of batches of a shard of an epoch.
+func (p *PairSampler) NumBatches(e, size int, sh Shard) int {
+	return (len(sh.positions(len(p.Epoch(e)))) + size - 1) / size
+}

@@ -1,6 +1,7 @@
 package data
 
 import (
+	"fmt"
 	"math"
 	"testing"
 )
@@ -161,19 +162,19 @@ func TestBatchesResume(t *testing.T) {
 	v := trainVol(t, [3]int{20, 20, 12})
 	p, _ := NewPairSampler([]TrainVolume{v}, PairConfig{Strides: []int{1}, SwapProb: 0.5, ResizeRange: [2]int{20, 24}, Crop: 16, Seed: 1})
 	var all []Batch
-	for _, batch := range p.Batches(2, 4, 0) {
+	for _, batch := range p.Batches(2, 4, 0, Shard{}) {
 		all = append(all, batch)
 	}
 	if len(all) != 3 || all[2].Size != 3 || len(all[0].A) != 4*16*16 || len(all[0].PLB) != 4*16*16 {
 		t.Fatalf("batches: %d, last size %d", len(all), all[len(all)-1].Size)
 	}
-	if p.NumBatches(2, 4) != 3 {
+	if p.NumBatches(2, 4, Shard{}) != 3 {
 		t.Fatal("NumBatches")
 	}
 	// Resuming at batch 1 yields exactly batches 1 and 2.
 	var resumed []Batch
 	var index []int
-	for b, batch := range p.Batches(2, 4, 1) {
+	for b, batch := range p.Batches(2, 4, 1, Shard{}) {
 		resumed = append(resumed, batch)
 		index = append(index, b)
 	}
@@ -182,7 +183,7 @@ func TestBatchesResume(t *testing.T) {
 	}
 	// Breaking out of the loop ends the sequence (range-over-func's yield contract).
 	n := 0
-	for range p.Batches(2, 4, 0) {
+	for range p.Batches(2, 4, 0, Shard{}) {
 		if n++; n == 2 {
 			break
 		}
@@ -190,6 +191,55 @@ func TestBatchesResume(t *testing.T) {
 	for k := range resumed[0].B {
 		if resumed[0].B[k] != all[1].B[k] {
 			t.Fatal("resumed batch differs")
+		}
+	}
+}
+
+// Shards cut an epoch as torch's DistributedSampler does: wrap-around padding (or a dropped
+// tail) and every World-th position from Rank; no pair is missing or taken twice beyond the
+// padding.
+func TestShardPositions(t *testing.T) {
+	for _, tc := range []struct {
+		n    int
+		sh   Shard
+		want []int
+	}{
+		{5, Shard{}, []int{0, 1, 2, 3, 4}},
+		{5, Shard{Rank: 0, World: 2}, []int{0, 2, 4}},
+		{5, Shard{Rank: 1, World: 2}, []int{1, 3, 0}}, // padded with the first pair
+		{5, Shard{Rank: 1, World: 2, DropLast: true}, []int{1, 3}},
+		{7, Shard{Rank: 2, World: 3}, []int{2, 5, 1}},
+	} {
+		got := tc.sh.positions(tc.n)
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("%d pairs, %+v: %v, want %v", tc.n, tc.sh, got, tc.want)
+		}
+	}
+	// Two ranks' batches of a step together are the single-process batch of twice the size:
+	// the same pairs, augmented alike.
+	v := trainVol(t, [3]int{20, 20, 12})
+	p, _ := NewPairSampler([]TrainVolume{v}, PairConfig{Strides: []int{1}, SwapProb: 0.5, ResizeRange: [2]int{20, 24}, Crop: 16, Seed: 1})
+	var whole Batch
+	for _, b := range p.Batches(1, 4, 0, Shard{}) {
+		whole = b
+		break
+	}
+	seen := map[PairRef][]float32{}
+	for i, ref := range whole.Refs {
+		seen[ref] = whole.A[i*16*16 : (i+1)*16*16]
+	}
+	for r := 0; r < 2; r++ {
+		for _, b := range p.Batches(1, 2, 0, Shard{Rank: r, World: 2}) {
+			for i, ref := range b.Refs {
+				want, ok := seen[ref]
+				if !ok {
+					t.Fatalf("rank %d's first batch has %+v, not in the single-process batch", r, ref)
+				}
+				if fmt.Sprint(want) != fmt.Sprint(b.A[i*16*16:(i+1)*16*16]) {
+					t.Fatalf("rank %d: %+v augmented differently", r, ref)
+				}
+			}
+			break
 		}
 	}
 }

@@ -323,3 +323,15 @@ func SegShape(s Slicer) [3]int {
 	h, w := s.Size()
 	return [3]int{s.Len(), h, w}
 }
+
+// Part is the k-th of n equal parts of the batch (B divisible by n): one rank's share of a
+// global batch in data-parallel training.
+func (b *PatchBatch) Part(k, n int) *PatchBatch {
+	if n <= 1 {
+		return b
+	}
+	per := b.B / n
+	v := b.Patch[0] * b.Patch[1] * b.Patch[2]
+	lo, hi := k*per*v, (k+1)*per*v
+	return &PatchBatch{B: per, Patch: b.Patch, Image: b.Image[lo:hi], Labels: b.Labels[lo:hi], Known: b.Known[lo:hi]}
+}

@@ -173,3 +173,25 @@ func TestPatchBatchDownsampleKeepsKnownSlice(t *testing.T) {
 		}
 	}
 }
+
+// A rank's part of a global batch is its patches, voxel for voxel.
+func TestPatchBatchPart(t *testing.T) {
+	v := indexVolume([3]int{6, 10, 10}, nil)
+	s, _ := NewPatchSampler([]*SegVolume{v}, [3]int{4, 8, 8}, 0.5, false, rand.New(rand.NewSource(3)))
+	b := s.Sample(4, rand.New(rand.NewSource(4)))
+	n := 4 * 8 * 8
+	for k := 0; k < 2; k++ {
+		p := b.Part(k, 2)
+		if p.B != 2 || len(p.Image) != 2*n || len(p.Labels) != 2*n || len(p.Known) != 2*n {
+			t.Fatalf("part %d: B %d, %d voxels", k, p.B, len(p.Image))
+		}
+		for i := range p.Image {
+			if p.Image[i] != b.Image[k*2*n+i] || p.Labels[i] != b.Labels[k*2*n+i] || p.Known[i] != b.Known[k*2*n+i] {
+				t.Fatalf("part %d voxel %d differs from the batch's", k, i)
+			}
+		}
+	}
+	if b.Part(0, 1) != b {
+		t.Fatal("the only part is the batch")
+	}
+}

@@ -81,6 +81,27 @@ func Parameters(m Module) []Tensor {
 	return out
 }
 
+// Buffers lists m's non-trainable state (batch-norm running statistics and counters), sorted
+// by name: what data-parallel training keeps equal on every rank.
+func Buffers(m Module) []Tensor {
+	type named struct {
+		name string
+		t    Tensor
+	}
+	var all []named
+	m.Visit("", &Visitor{Tensor: func(name string, t *Tensor, buffer bool) {
+		if buffer {
+			all = append(all, named{name, *t})
+		}
+	}})
+	sort.Slice(all, func(i, j int) bool { return all[i].name < all[j].name })
+	out := make([]Tensor, len(all))
+	for i, b := range all {
+		out[i] = b.t
+	}
+	return out
+}
+
 type namedParam struct {
 	name string
 	t    *Tensor

@@ -13,8 +13,10 @@ import (
 // Progress is where a run stands; a checkpoint stores it so --resume continues exactly.
 type Progress struct {
 	Epoch int `json:"epoch"` // current epoch
-	Batch int `json:"batch"` // next batch of that epoch
+	Batch int `json:"batch"` // next batch of that epoch (of each rank's shard)
 	Step  int `json:"step"`  // optimizer steps taken
+	// World is the number of data-parallel processes the run trained with (0: one).
+	World int `json:"world_size,omitempty"`
 }
 
 // Next is the position after the step taken at p, with perEpoch batches to an epoch.

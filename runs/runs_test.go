@@ -15,9 +15,9 @@ import (
 
 func TestProgressNext(t *testing.T) {
 	for _, tc := range []struct{ from, want Progress }{
-		{Progress{0, 0, 0}, Progress{0, 1, 1}},
-		{Progress{0, 2, 2}, Progress{1, 0, 3}}, // the last batch of an epoch of 3
-		{Progress{4, 1, 13}, Progress{4, 2, 14}},
+		{Progress{Epoch: 0, Batch: 0, Step: 0}, Progress{Epoch: 0, Batch: 1, Step: 1}},
+		{Progress{Epoch: 0, Batch: 2, Step: 2}, Progress{Epoch: 1, Batch: 0, Step: 3}}, // the last batch of an epoch of 3
+		{Progress{Epoch: 4, Batch: 1, Step: 13, World: 2}, Progress{Epoch: 4, Batch: 2, Step: 14, World: 2}},
 	} {
 		if got := tc.from.Next(3); got != tc.want {
 			t.Errorf("%+v.Next(3) = %+v, want %+v", tc.from, got, tc.want)

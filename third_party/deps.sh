@@ -6,7 +6,9 @@ set -euo pipefail
 libtorch=${1:-}
 # libopenjp2-7-dev: JPEG 2000 DICOM frames (linked statically into sli2vol).
 want=(g++ make libopenjp2-7-dev)
-[ -z "$libtorch" ] && want+=(libtorch-dev)
+# libgloo-dev: the headers of Gloo, the CPU backend of libtorch's torch.distributed, which
+# Debian's libtorch-dev includes but does not ship.
+[ -z "$libtorch" ] && want+=(libtorch-dev libgloo-dev)
 # Interop tests and the PyTorch comparison only; never used by the product.
 want+=(python3-torch python3-nibabel)
 if [ -n "$libtorch" ]; then

@@ -60,31 +60,29 @@ func TrainCFN(c *configs.Config, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	vols, err := LoadTrainVolumes(c, o.Data, pseudo)
-	if err != nil {
+	sampler, err := newPairSampler(c, o.Data, pseudo)
+	if err = r.agree(err); err != nil {
 		return Result{}, err
 	}
-	sampler, err := data.NewPairSampler(vols, c.PairSettings())
-	if err != nil {
-		return Result{}, err
-	}
-	perEpoch := sampler.NumBatches(0, c.Train.BatchSize)
+	shard := r.shard(c.Dist.DropLast)
+	perEpoch := sampler.NumBatches(0, c.Train.BatchSize, shard)
 	p := plan{Title: "train " + string(c.Model.Mode), Total: perEpoch * c.Train.Epochs, PerEpoch: perEpoch,
 		CheckpointEvery: c.Train.CheckpointEvery}
 	model, opt, sched, err := newCFNTraining(c, o.Device, p.Total)
-	if err != nil {
+	if err = r.agree(err); err != nil {
 		return Result{}, err
 	}
 	defer opt.Close()
+	defer r.close()
 	if err := r.start(c, model, opt, p); err != nil {
 		return Result{}, err
 	}
-	stepper := &Stepper{Cfg: c, Model: model, Opt: opt, Device: o.Device}
+	stepper := &Stepper{Cfg: c, Model: model, Opt: opt, Device: o.Device, Sync: r.sync()}
 	var step cfnStep = stepper.Step
 	if o.wrapStep != nil {
 		step = o.wrapStep(step)
 	}
-	for pos, batch := range pairBatches(sampler, r.pos, c.Train.Epochs, c.Train.BatchSize) {
+	for pos, batch := range pairBatches(sampler, shard, r.pos, c.Train.Epochs, c.Train.BatchSize) {
 		lr := sched.LR(pos.Step)
 		opt.SetLR(lr)
 		loss, err := step(batch)
@@ -121,9 +119,18 @@ func newCFNTraining(c *configs.Config, device string, total int) (*models.CFN, *
 	return model, opt, sched, err
 }
 
-// pairBatches yields the run's remaining batches epoch by epoch from position from, each
-// with the position of the step it feeds.
-func pairBatches(s *data.PairSampler, from runs.Progress, epochs, size int) iter.Seq2[runs.Progress, data.Batch] {
+// newPairSampler reads the training volumes (and pseudo-labels) and samples their pairs.
+func newPairSampler(c *configs.Config, ds *data.Dataset, pseudo string) (*data.PairSampler, error) {
+	vols, err := LoadTrainVolumes(c, ds, pseudo)
+	if err != nil {
+		return nil, err
+	}
+	return data.NewPairSampler(vols, c.PairSettings())
+}
+
+// pairBatches yields the run's remaining batches (this rank's shard) epoch by epoch from
+// position from, each with the position of the step it feeds.
+func pairBatches(s *data.PairSampler, sh data.Shard, from runs.Progress, epochs, size int) iter.Seq2[runs.Progress, data.Batch] {
 	return func(yield func(runs.Progress, data.Batch) bool) {
 		step := from.Step
 		for e := from.Epoch; e < epochs; e++ {
@@ -131,7 +138,7 @@ func pairBatches(s *data.PairSampler, from runs.Progress, epochs, size int) iter
 			if e == from.Epoch {
 				first = from.Batch
 			}
-			for b, batch := range s.Batches(e, size, first) {
+			for b, batch := range s.Batches(e, size, first, sh) {
 				if !yield(runs.Progress{Epoch: e, Batch: b, Step: step}, batch) {
 					return
 				}
@@ -148,6 +155,17 @@ type Stepper struct {
 	Model  *models.CFN
 	Opt    *torchx.Optimizer
 	Device string
+	Sync   Sync // data-parallel training (dist.DDP); nil in one process
+}
+
+// Sync is data-parallel training's part in a step, as DistributedDataParallel does it
+// (dist.DDP): rank 0's buffers before the forward pass, gradients averaged over the ranks
+// during the backward pass, and the loss averaged so that every rank takes the same
+// decision on a non-finite one.
+type Sync interface {
+	BeforeForward()
+	BeforeBackward()
+	AverageLoss(loss float64) float64
 }
 
 // Step trains on one batch: slices scaled by data.intensity_scale (and pseudo-labels in mode
@@ -167,6 +185,9 @@ func (s *Stepper) step(batch data.Batch) (loss float64) {
 	// about half a millisecond to destroy) go while the GPU still runs the backward pass. A
 	// GPU idles from the loss read until the host queues the next kernel, so host work after
 	// that read is time lost.
+	if s.Sync != nil {
+		s.Sync.BeforeForward()
+	}
 	l := torchx.Tidy(func() torchx.Tensor {
 		p := tensors.FromBatch(batch, s.Device)
 		in := func(t torchx.Tensor) torchx.Tensor {
@@ -198,10 +219,16 @@ func (s *Stepper) step(batch data.Batch) (loss float64) {
 		}
 		// Backward is queued before the loss is read: on a GPU, reading a value waits for the
 		// work before it, and the backward pass should already be in the queue by then.
+		if s.Sync != nil {
+			s.Sync.BeforeBackward()
+		}
 		torchx.Backward(l)
 		return torchx.Detach(l)
 	})
 	loss = torchx.Item(l)
+	if s.Sync != nil {
+		loss = s.Sync.AverageLoss(loss)
+	}
 	if math.IsNaN(loss) || math.IsInf(loss, 0) {
 		return // no update; the next ZeroGrad clears these gradients
 	}

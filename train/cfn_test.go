@@ -19,6 +19,14 @@ import (
 
 // tinyConfig trains in seconds on two cores.
 func tinyConfig(t *testing.T, mode configs.Mode) *configs.Config {
+	c := tinyConfigOf(mode)
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func tinyConfigOf(mode configs.Mode) *configs.Config {
 	c := configs.Defaults()
 	c.Device = "cpu"
 	c.Model.Mode = mode
@@ -27,9 +35,6 @@ func tinyConfig(t *testing.T, mode configs.Mode) *configs.Config {
 	c.Data.ResizeRange, c.Data.Crop = [2]int{32, 36}, 32
 	c.Train.BatchSize, c.Train.Epochs, c.Train.LR = 2, 1, 1e-3
 	c.Train.CheckpointEvery = 3
-	if err := c.Validate(); err != nil {
-		t.Fatal(err)
-	}
 	return c
 }
 

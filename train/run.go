@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/sli2vol/sli2vol/configs"
+	"github.com/sli2vol/sli2vol/data"
+	"github.com/sli2vol/sli2vol/dist"
 	"github.com/sli2vol/sli2vol/internal/progress"
 	"github.com/sli2vol/sli2vol/models"
 	"github.com/sli2vol/sli2vol/runs"
@@ -28,8 +30,32 @@ type RunOptions struct {
 	// final files, as a kill would: for tests that interrupt a run.
 	StopAfter int
 	// Interrupt: a signal received here ends the run after the current step, with a
-	// checkpoint, as an *Interrupted error.
+	// checkpoint, as an *Interrupted error. In data-parallel training a signal to any rank
+	// stops every rank at the same step.
 	Interrupt <-chan os.Signal
+	// Group is the process group of data-parallel training (nil: one process). Every rank
+	// trains on its shard of each epoch with gradients averaged over the ranks; rank 0 alone
+	// writes the run folder (config, metrics, checkpoints, model) and shows progress.
+	Group *dist.Group
+}
+
+// rank0 reports whether this process writes the run folder.
+func (o RunOptions) rank0() bool { return o.Group == nil || o.Group.Rank() == 0 }
+
+// rank is this process's rank (0 without a group).
+func (o RunOptions) rank() int {
+	if o.Group == nil {
+		return 0
+	}
+	return o.Group.Rank()
+}
+
+// world is the number of ranks (1 without a group).
+func (o RunOptions) world() int {
+	if o.Group == nil {
+		return 1
+	}
+	return o.Group.Size()
 }
 
 // Result summarises a finished (or stopped) run.
@@ -94,33 +120,158 @@ type run struct {
 	bar     *progress.Reporter
 	err     error
 	t0      time.Time // when the current step began
+	ddp     *dist.DDP // data-parallel gradient averaging (nil: one process)
 }
 
 // newRun makes (or, resuming, reuses) the run folder o.Dir, refusing to start over a run.
 func newRun(o RunOptions, what string) (*run, error) {
-	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
+	r := &run{RunOptions: o, what: what}
+	var err error
+	if o.rank0() {
+		if err = os.MkdirAll(o.Dir, 0o755); err != nil {
+			err = fmt.Errorf("%s: %w", what, err)
+		} else {
+			err = runs.CheckFresh(o.Dir, o.Resume, what)
+		}
 	}
-	if err := runs.CheckFresh(o.Dir, o.Resume, what); err != nil {
-		return nil, err
-	}
-	return &run{RunOptions: o, what: what}, nil
+	return r, r.agree(err)
 }
 
-// start restores the checkpoint when resuming, writes the config and opens the metrics log
-// and the progress bar. Call close when the loop ends.
+// agree makes every rank see a failure of any rank (a collective; a no-op in one process):
+// this rank's own error, or one saying that another rank failed.
+func (r *run) agree(err error) error {
+	if r.Group == nil {
+		return err
+	}
+	failed := 0.0
+	if err != nil {
+		failed = float64(r.Group.Rank() + 1)
+	}
+	v, cerr := r.Group.AllReduceScalars(true, failed)
+	switch {
+	case err != nil:
+		return err
+	case cerr != nil:
+		return fmt.Errorf("%s: %w", r.what, cerr)
+	case v[0] > 0:
+		return fmt.Errorf("%s: rank %d failed (its message is above); rank %d stops too", r.what, int(v[0])-1, r.Group.Rank())
+	}
+	return nil
+}
+
+// shard is this rank's share of each epoch.
+func (r *run) shard(dropLast bool) data.Shard {
+	if r.Group == nil {
+		return data.Shard{}
+	}
+	return data.Shard{Rank: r.Group.Rank(), World: r.Group.Size(), DropLast: dropLast}
+}
+
+// sync is the stepper's part of data-parallel training (nil in one process).
+func (r *run) sync() Sync {
+	if r.ddp == nil {
+		return nil
+	}
+	return r.ddp
+}
+
+// start restores the checkpoint when resuming, makes every rank's model and optimizer rank
+// 0's in data-parallel training, writes the config and opens the metrics log and the progress
+// bar. Call finish (or close) when the loop ends.
 func (r *run) start(c *configs.Config, m models.Module, opt *torchx.Optimizer, p plan) error {
 	r.model, r.opt, r.plan = m, opt, p
-	if r.Resume {
-		ck := runs.Path(r.Dir, runs.CheckpointFile)
-		if !runs.Has(r.Dir, runs.CheckpointFile) {
-			return fmt.Errorf("%s: --resume: no checkpoint in %s", r.what, r.Dir)
-		}
-		var err error
-		if r.pos, err = runs.LoadCheckpoint(ck, m, opt); err != nil {
-			return fmt.Errorf("%s: --resume: %w", r.what, err)
+	var err error
+	if r.Resume && r.rank0() {
+		err = r.resume()
+	}
+	if err = r.agree(err); err != nil {
+		return err
+	}
+	if r.Group != nil {
+		if err := r.replicate(m, opt, c.Dist.BucketCapMB); err != nil {
+			return fmt.Errorf("%s: %w", r.what, err)
 		}
 	}
+	r.rescale()
+	if r.rank0() {
+		err = r.openLog(c)
+	}
+	if err = r.agree(err); err != nil {
+		return err
+	}
+	r.t0 = time.Now()
+	return nil
+}
+
+// resume loads the checkpoint into the model and optimizer (rank 0).
+func (r *run) resume() error {
+	if !runs.Has(r.Dir, runs.CheckpointFile) {
+		return fmt.Errorf("%s: --resume: no checkpoint in %s", r.what, r.Dir)
+	}
+	var err error
+	if r.pos, err = runs.LoadCheckpoint(runs.Path(r.Dir, runs.CheckpointFile), r.model, r.opt); err != nil {
+		return fmt.Errorf("%s: --resume: %w", r.what, err)
+	}
+	return nil
+}
+
+// replicate gives every rank rank 0's weights and buffers (DDP's start) and, resuming, rank
+// 0's optimizer state and progress, so that the ranks start as one.
+func (r *run) replicate(m models.Module, opt *torchx.Optimizer, bucketCapMB int) error {
+	var err error
+	if r.ddp, err = dist.NewDDP(r.Group, models.Parameters(m), models.Buffers(m), bucketCapMB); err != nil {
+		return err
+	}
+	if !r.Resume {
+		return nil
+	}
+	var state, pos []byte
+	if r.rank0() {
+		state = opt.State()
+		pos, _ = json.Marshal(r.pos)
+	}
+	if state, err = r.Group.BroadcastBytes(state, 0); err != nil {
+		return err
+	}
+	if pos, err = r.Group.BroadcastBytes(pos, 0); err != nil {
+		return err
+	}
+	if !r.rank0() {
+		if err := opt.LoadState(state); err != nil {
+			return fmt.Errorf("rank 0's optimizer state: %w", err)
+		}
+		return json.Unmarshal(pos, &r.pos)
+	}
+	return nil
+}
+
+// rescale carries a resumed position over to another number of processes: the same step and
+// epoch, and the same fraction of the epoch done. The samples from there on are not those the
+// old world size would have drawn, and the log says so.
+func (r *run) rescale() {
+	old, now := max(r.pos.World, 1), r.world()
+	r.pos.World = r.savedWorld()
+	if !r.Resume || old == now {
+		return
+	}
+	r.pos.Batch = r.pos.Batch * old / now
+	if r.rank0() && r.Log != nil {
+		fmt.Fprintf(r.Log, "%s: resuming a run of %d process(es) with %d: the order of the samples changes from step %d on\n",
+			r.what, old, now, r.pos.Step)
+	}
+}
+
+// savedWorld is the world size a checkpoint records: 0 for one process, as before data-
+// parallel training existed.
+func (r *run) savedWorld() int {
+	if r.Group == nil {
+		return 0
+	}
+	return r.world()
+}
+
+// openLog writes the config and opens metrics.jsonl and the progress bar (rank 0).
+func (r *run) openLog(c *configs.Config) error {
 	if err := runs.WriteConfig(r.Dir, c); err != nil {
 		return err
 	}
@@ -129,11 +280,10 @@ func (r *run) start(c *configs.Config, m models.Module, opt *torchx.Optimizer, p
 		return fmt.Errorf("%s: %w", r.what, err)
 	}
 	r.metrics = f
-	r.bar = progress.New(r.Log, p.Total, p.Title, 10*time.Second)
+	r.bar = progress.New(r.Log, r.plan.Total, r.plan.Title, 10*time.Second)
 	if r.pos.Step > 0 {
 		r.bar.Add(r.pos.Step, fmt.Sprintf("resumed at step %d", r.pos.Step))
 	}
-	r.t0 = time.Now()
 	return nil
 }
 
@@ -144,6 +294,10 @@ func (r *run) record(pos runs.Progress, s stepLog, err error) bool {
 	torchx.GC()
 	if err != nil {
 		r.err = fmt.Errorf("%s: step %d: %w", r.what, pos.Step+1, err)
+		if r.Group != nil {
+			r.err = fmt.Errorf("%s: rank %d of %d: step %d failed (if %s stopped, its message or the launcher's says why): %w",
+				r.what, r.Group.Rank(), r.Group.Size(), pos.Step+1, r.Group.Others(), err)
+		}
 		return false
 	}
 	if math.IsNaN(s.Loss) || math.IsInf(s.Loss, 0) {
@@ -152,6 +306,7 @@ func (r *run) record(pos runs.Progress, s stepLog, err error) bool {
 		return false
 	}
 	r.pos = pos.Next(r.plan.PerEpoch)
+	r.pos.World = r.savedWorld()
 	if r.res.Steps == 0 {
 		r.res.FirstLoss = s.Loss
 	}
@@ -164,12 +319,17 @@ func (r *run) record(pos runs.Progress, s stepLog, err error) bool {
 	return r.err == nil
 }
 
-// log appends the step to metrics.jsonl and the progress bar.
+// log appends the step to metrics.jsonl and the progress bar (rank 0). Samples per second
+// count every rank's samples.
 func (r *run) log(pos runs.Progress, s stepLog) error {
-	sps := float64(s.Samples) / time.Since(r.t0).Seconds()
+	sps := float64(s.Samples*r.world()) / time.Since(r.t0).Seconds()
 	r.t0 = time.Now()
+	if !r.rank0() {
+		return nil
+	}
 	line, _ := json.Marshal(map[string]any{"step": r.pos.Step, "epoch": pos.Epoch, "batch": pos.Batch, "loss": s.Loss,
-		"lr": s.LR, "samples_per_s": math.Round(sps*100) / 100, "time": time.Now().UTC().Format(time.RFC3339)})
+		"lr": s.LR, "samples_per_s": math.Round(sps*100) / 100, "world_size": r.world(),
+		"time": time.Now().UTC().Format(time.RFC3339)})
 	if _, err := r.metrics.Write(append(line, '\n')); err != nil {
 		return fmt.Errorf("%s: writing %s: %w", r.what, r.metrics.Name(), err)
 	}
@@ -177,11 +337,11 @@ func (r *run) log(pos runs.Progress, s stepLog) error {
 	return nil
 }
 
-// checkpointOrStop writes the periodic checkpoint (the last step's is written by finish) and
-// ends the run on StopAfter or a signal.
+// checkpointOrStop writes the periodic checkpoint (rank 0; the last step's is written by
+// finish) and ends the run on StopAfter or a signal.
 func (r *run) checkpointOrStop() error {
 	ck := runs.Path(r.Dir, runs.CheckpointFile)
-	if every := r.plan.CheckpointEvery; every > 0 && r.pos.Step%every == 0 && r.pos.Step < r.plan.Total {
+	if every := r.plan.CheckpointEvery; every > 0 && r.pos.Step%every == 0 && r.pos.Step < r.plan.Total && r.rank0() {
 		if err := runs.SaveCheckpoint(ck, r.model, r.opt, r.pos); err != nil {
 			return err
 		}
@@ -189,15 +349,43 @@ func (r *run) checkpointOrStop() error {
 	if r.StopAfter > 0 && r.res.Steps >= r.StopAfter {
 		return errStopped
 	}
-	select {
-	case sig := <-r.Interrupt:
+	sig, err := r.signalled()
+	if err != nil || sig == nil {
+		return err
+	}
+	if r.rank0() {
 		if err := runs.SaveCheckpoint(ck, r.model, r.opt, r.pos); err != nil {
 			return err
 		}
-		return &Interrupted{Signal: sig, Step: r.pos.Step, Checkpoint: ck}
-	default:
-		return nil
 	}
+	return &Interrupted{Signal: sig, Step: r.pos.Step, Checkpoint: ck}
+}
+
+// signalled is the signal that ends the run at this step, if any: this process's, or in
+// data-parallel training any rank's (the highest signal number), so that all stop together.
+func (r *run) signalled() (os.Signal, error) {
+	var sig os.Signal
+	select {
+	case sig = <-r.Interrupt:
+	default:
+	}
+	if r.Group == nil {
+		return sig, nil
+	}
+	n := 0.0
+	if s, ok := sig.(syscall.Signal); ok {
+		n = float64(s)
+	} else if sig != nil {
+		n = float64(syscall.SIGINT)
+	}
+	v, err := r.Group.AllReduceScalars(true, n)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", r.what, err)
+	}
+	if v[0] == 0 {
+		return nil, nil
+	}
+	return syscall.Signal(int(v[0])), nil
 }
 
 // steps yields the positions of the run's remaining steps (the UNETR++ trainer samples
@@ -221,12 +409,17 @@ func (r *run) finish() (Result, error) {
 		return r.res, nil
 	case r.err != nil:
 		return r.res, r.err
+	case !r.rank0():
+		return r.res, nil
 	}
 	return r.res, runs.SaveFinal(r.Dir, r.model, r.opt, r.pos)
 }
 
-// close ends the progress bar and the metrics log (finish calls it; idempotent).
+// close ends the progress bar, the metrics log and the gradient reducer (finish calls it;
+// idempotent).
 func (r *run) close() {
+	r.ddp.Close()
+	r.ddp = nil
 	if r.bar != nil {
 		r.bar.Finish()
 		r.bar = nil

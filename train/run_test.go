@@ -45,9 +45,9 @@ func TestPairBatchesResume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	perEpoch := s.NumBatches(0, c.Train.BatchSize) // 7 pairs of 8 slices, batch 2: 4
+	perEpoch := s.NumBatches(0, c.Train.BatchSize, data.Shard{}) // 7 pairs of 8 slices, batch 2: 4
 	var all []runs.Progress
-	for pos := range pairBatches(s, runs.Progress{}, c.Train.Epochs, c.Train.BatchSize) {
+	for pos := range pairBatches(s, data.Shard{}, runs.Progress{}, c.Train.Epochs, c.Train.BatchSize) {
 		all = append(all, pos)
 	}
 	if len(all) != 2*perEpoch || perEpoch != 4 {
@@ -62,7 +62,7 @@ func TestPairBatchesResume(t *testing.T) {
 		}
 	}
 	var resumed []runs.Progress
-	for pos, batch := range pairBatches(s, all[5], c.Train.Epochs, c.Train.BatchSize) {
+	for pos, batch := range pairBatches(s, data.Shard{}, all[5], c.Train.Epochs, c.Train.BatchSize) {
 		if batch.Size == 0 {
 			t.Fatal("empty batch")
 		}

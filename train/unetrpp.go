@@ -49,32 +49,33 @@ func TrainUNETRPP(c *configs.Config, o SegOptions) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	vols, classes, err := classVolumes(o.Vols, o.Dir, o.Resume)
-	if err != nil {
+	sampler, classes, err := newPatchSampler(c, o.Vols, o.Dir, o.Resume)
+	if err = r.agree(err); err != nil {
 		return Result{}, err
 	}
-	sampler, err := data.NewPatchSampler(vols, u.PatchSize, u.ForegroundFraction, u.Mirror, rand.New(rand.NewSource(c.Seed)))
-	if err != nil {
-		return Result{}, fmt.Errorf("unetr: %w", err)
-	}
 	model, opt, err := newUNETRTraining(c, o.Device, len(classes.IDs))
-	if err != nil {
+	if err = r.agree(err); err != nil {
 		return Result{}, err
 	}
 	defer opt.Close()
+	defer r.close()
 	p := plan{Title: cmp.Or(o.Title, "unetr++"), Total: u.Epochs * u.IterationsPerEpoch, PerEpoch: u.IterationsPerEpoch,
 		CheckpointEvery: u.CheckpointEvery}
 	if err := r.start(c, model, opt, p); err != nil {
 		return Result{}, err
 	}
-	if err := runs.WriteClasses(runs.Path(o.Dir, runs.ClassesFile), classes); err != nil {
-		return Result{}, err
+	if r.rank0() {
+		if err := runs.WriteClasses(runs.Path(o.Dir, runs.ClassesFile), classes); err != nil {
+			return Result{}, err
+		}
 	}
-	step := &SegStepper{Cfg: c, Model: model, Opt: opt, Device: o.Device}
+	step := &SegStepper{Cfg: c, Model: model, Opt: opt, Device: o.Device, Sync: r.sync()}
 	for pos := range r.steps() {
 		lr := u.LR * math.Pow(1-float64(pos.Epoch)/float64(u.Epochs), u.PolyPower)
 		opt.SetLR(lr)
-		batch := sampler.Sample(u.BatchSize, stepRNG(c.Seed, pos.Step))
+		// Every rank draws the step's global batch and trains on its part of it.
+		global := sampler.Sample(u.BatchSize*r.world(), stepRNG(c.Seed, pos.Step))
+		batch := global.Part(r.rank(), r.world())
 		loss, err := step.Step(batch)
 		if !r.record(pos, stepLog{Loss: loss, LR: lr, Samples: u.BatchSize, Unit: "patches"}, err) {
 			break
@@ -89,6 +90,20 @@ func TrainUNETRPP(c *configs.Config, o SegOptions) (Result, error) {
 func stepRNG(seed int64, step int) *rand.Rand {
 	torchx.ManualSeed(uint64(seed)*1_000_003 + uint64(step))
 	return rand.New(rand.NewSource(seed*1_000_003 + int64(step)))
+}
+
+// newPatchSampler maps the volumes' labels to classes and samples patches of them.
+func newPatchSampler(c *configs.Config, in []*data.SegVolume, dir string, resume bool) (*data.PatchSampler, data.ClassMap, error) {
+	vols, classes, err := classVolumes(in, dir, resume)
+	if err != nil {
+		return nil, classes, err
+	}
+	u := c.UNETR
+	s, err := data.NewPatchSampler(vols, u.PatchSize, u.ForegroundFraction, u.Mirror, rand.New(rand.NewSource(c.Seed)))
+	if err != nil {
+		return nil, classes, fmt.Errorf("unetr: %w", err)
+	}
+	return s, classes, nil
 }
 
 // classVolumes maps the volumes' label ids to classes (background first); a resumed run
@@ -157,6 +172,7 @@ type SegStepper struct {
 	Model  *models.UNETRPP
 	Opt    *torchx.Optimizer
 	Device string
+	Sync   Sync            // data-parallel training (dist.DDP); nil in one process
 	params []torchx.Tensor // for clipping, listed once
 }
 
@@ -197,6 +213,9 @@ func (s *SegStepper) Step(b *data.PatchBatch) (loss float64, err error) {
 func (s *SegStepper) step(b *data.PatchBatch, targets []*data.PatchBatch) (loss float64) {
 	u := s.Cfg.UNETR
 	s.Opt.ZeroGrad()
+	if s.Sync != nil {
+		s.Sync.BeforeForward()
+	}
 	// Forward, loss and the queued backward in their own scope, which keeps only the loss's
 	// value: temporaries and graph go while the GPU still runs the backward (Stepper.step).
 	total := torchx.Tidy(func() torchx.Tensor {
@@ -206,13 +225,21 @@ func (s *SegStepper) step(b *data.PatchBatch, targets []*data.PatchBatch) (loss 
 		var total torchx.Tensor
 		for i, out := range outs {
 			t := p
+			var l torchx.Tensor
 			if i > 0 {
 				t = tensors.FromPatchBatch(targets[i], s.Device)
-				if !anyKnown(targets[i]) {
-					continue // FS-SS: this scale dropped every known voxel
-				}
 			}
-			l := torchx.MulScalar(DiceCELoss(out, t.Labels, t.Known), w[i])
+			switch {
+			case i == 0 || anyKnown(targets[i]):
+				l = torchx.MulScalar(DiceCELoss(out, t.Labels, t.Known), w[i])
+			case s.Sync != nil:
+				// FS-SS: this scale dropped every known voxel. Data-parallel training still
+				// needs a (zero) gradient for its head on every rank: the Reducer averages
+				// every parameter's gradient.
+				l = torchx.MulScalar(torchx.Sum(out, false), 0)
+			default:
+				continue // FS-SS: this scale dropped every known voxel
+			}
 			if total.T == nil {
 				total = l
 			} else {
@@ -220,10 +247,16 @@ func (s *SegStepper) step(b *data.PatchBatch, targets []*data.PatchBatch) (loss 
 			}
 		}
 		// The backward pass is queued before the loss is read.
+		if s.Sync != nil {
+			s.Sync.BeforeBackward()
+		}
 		torchx.Backward(total)
 		return torchx.Detach(total)
 	})
 	loss = torchx.Item(total)
+	if s.Sync != nil {
+		loss = s.Sync.AverageLoss(loss)
+	}
 	if math.IsNaN(loss) || math.IsInf(loss, 0) {
 		return // no update; the next ZeroGrad clears these gradients
 	}

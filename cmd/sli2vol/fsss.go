@@ -24,10 +24,18 @@ func newTrainFSSSCmd() *cobra.Command {
 			if dataDir == "" || out == "" {
 				return fmt.Errorf("train-fsss: --data and --out are required")
 			}
+			if launched, err := launchIfAsked(cmd); launched {
+				return err
+			}
 			c, dev, err := loadRuntime(cmd, map[string]string{"epochs": "unetr.epochs"})
 			if err != nil {
 				return err
 			}
+			g, err := joinGroup(c, dev)
+			if err != nil {
+				return err
+			}
+			defer g.Close()
 			ds, err := data.OpenDataset(dataDir)
 			if err != nil {
 				return err
@@ -37,7 +45,7 @@ func newTrainFSSSCmd() *cobra.Command {
 				return err
 			}
 			o := train.SegOptions{Vols: vols, Title: "fs-ss",
-				RunOptions: train.RunOptions{Dir: out, Device: dev, Resume: resume, Log: cmd.ErrOrStderr()}}
+				RunOptions: train.RunOptions{Dir: out, Device: dev, Resume: resume, Log: cmd.ErrOrStderr(), Group: g}}
 			return trainSeg(c, o, cmd.OutOrStdout())
 		},
 	}
@@ -46,5 +54,6 @@ func newTrainFSSSCmd() *cobra.Command {
 	f.StringVar(&out, "out", "", "run folder")
 	f.BoolVar(&resume, "resume", false, "continue from the run folder's last checkpoint")
 	f.Int("epochs", 0, "UNETR++ epochs (config: unetr.epochs)")
+	addLaunchFlags(cmd)
 	return cmd
 }

@@ -17,6 +17,9 @@ import (
 // version is set at build time (-X main.version=...).
 var version = "dev"
 
+// cliArgs is the command line being run (what a --nproc launch gives its workers).
+var cliArgs []string
+
 // exitUsage is the exit status for bad input, bad flags and failed commands.
 const exitUsage = 2
 
@@ -29,6 +32,7 @@ func init() { runtime.LockOSThread() }
 // run executes one command line and returns the process exit status: 0, or exitUsage with
 // one line on stderr.
 func run(args []string, stdout, stderr io.Writer) int {
+	cliArgs = args
 	root := newRoot()
 	root.SetArgs(args)
 	root.SetOut(stdout)
@@ -101,15 +105,20 @@ func loadRuntime(cmd *cobra.Command, extra map[string]string) (*configs.Config, 
 	return c, dev, err
 }
 
-// applyRuntime sets libtorch's threads and seed from the config and resolves the device.
+// applyRuntime sets libtorch's threads and seed from the config and resolves the device. In
+// a distributed launch, rank r of a node uses CUDA device LOCAL_RANK.
 func applyRuntime(c *configs.Config) (string, error) {
-	dev, err := torchx.ResolveDevice(c.Device)
+	d := c.Device
+	if e := launchEnv(); e.WorldSize > 1 && (d == "cuda" || d == "auto" && torchx.CUDAAvailable()) {
+		d = fmt.Sprintf("cuda:%d", e.LocalRank)
+	}
+	dev, err := torchx.ResolveDevice(d)
 	if err != nil {
 		return "", err
 	}
 	threads := c.Threads
 	if threads <= 0 {
-		threads = runtime.NumCPU()
+		threads = defaultThreads()
 	}
 	torchx.SetNumThreads(threads)
 	torchx.ManualSeed(uint64(c.Seed))

@@ -36,6 +36,9 @@ func newPipelineCmd() *cobra.Command {
 			if pl.dataDir == "" || pl.out == "" {
 				return fmt.Errorf("pipeline: --data and --out are required")
 			}
+			if launchEnv().WorldSize > 1 {
+				return fmt.Errorf("pipeline: not yet under a distributed launch (its pseudo-label and refinement steps run in one process); launch its training steps (train, refine, train-fsss) with torchrun or --nproc instead")
+			}
 			pl.cmd = cmd
 			return pl.run()
 		},
@@ -148,7 +151,7 @@ func (pl *pipeline) refine() (string, error) {
 	}
 	run := filepath.Join(out, "unetr")
 	resume := runs.Has(run, runs.CheckpointFile) && !runs.Has(run, runs.ModelFile)
-	return out, refine(pl.cmd, pl.cfg, pl.dev, pl.dataDir, pl.path(stepPseudo), out, run, resume, true)
+	return out, refine(pl.cmd, pl.cfg, pl.dev, nil, pl.dataDir, pl.path(stepPseudo), out, run, resume, true)
 }
 
 func exists(path string) bool {

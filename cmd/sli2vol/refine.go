@@ -9,6 +9,7 @@ import (
 
 	"github.com/sli2vol/sli2vol/configs"
 	"github.com/sli2vol/sli2vol/data"
+	"github.com/sli2vol/sli2vol/dist"
 	"github.com/sli2vol/sli2vol/internal/atomicfile"
 	"github.com/sli2vol/sli2vol/runs"
 	"github.com/sli2vol/sli2vol/train"
@@ -16,7 +17,8 @@ import (
 
 // refine is §3.2's "PLs refinement": UNETR++ trained on the pseudo-labels of every training
 // volume, then each training volume re-predicted.
-func refine(cmd *cobra.Command, c *configs.Config, dev, dataDir, pseudo, out, runDir string, resume, force bool) error {
+// In a distributed launch every rank trains; rank 0 alone predicts.
+func refine(cmd *cobra.Command, c *configs.Config, dev string, g *dist.Group, dataDir, pseudo, out, runDir string, resume, force bool) error {
 	ds, err := data.OpenDataset(dataDir)
 	if err != nil {
 		return err
@@ -30,8 +32,8 @@ func refine(cmd *cobra.Command, c *configs.Config, dev, dataDir, pseudo, out, ru
 			return err
 		}
 		o := train.SegOptions{Vols: vols, Title: "refine",
-			RunOptions: train.RunOptions{Dir: runDir, Device: dev, Resume: resume, Log: cmd.ErrOrStderr()}}
-		if err := trainSeg(c, o, cmd.OutOrStdout()); err != nil {
+			RunOptions: train.RunOptions{Dir: runDir, Device: dev, Resume: resume, Log: cmd.ErrOrStderr(), Group: g}}
+		if err := trainSeg(c, o, cmd.OutOrStdout()); err != nil || !isRank0(g) {
 			return err
 		}
 	} else {
@@ -73,11 +75,19 @@ func newRefineCmd() *cobra.Command {
 			if filepath.Clean(out) == filepath.Clean(pseudo) {
 				return fmt.Errorf("refine: --out %s is the --pseudo folder; refined labels never overwrite their input", out)
 			}
+			if launched, err := launchIfAsked(cmd); launched {
+				return err
+			}
 			c, dev, err := loadRuntime(cmd, map[string]string{"epochs": "unetr.epochs"})
 			if err != nil {
 				return err
 			}
-			return refine(cmd, c, dev, dataDir, pseudo, out, runDir, resume, force)
+			g, err := joinGroup(c, dev)
+			if err != nil {
+				return err
+			}
+			defer g.Close()
+			return refine(cmd, c, dev, g, dataDir, pseudo, out, runDir, resume, force)
 		},
 	}
 	f := cmd.Flags()
@@ -88,5 +98,6 @@ func newRefineCmd() *cobra.Command {
 	f.BoolVar(&resume, "resume", false, "continue the UNETR++ run from its last checkpoint")
 	f.BoolVar(&force, "force", false, "overwrite existing refined pseudo-labels")
 	f.Int("epochs", 0, "UNETR++ epochs (config: unetr.epochs)")
+	addLaunchFlags(cmd)
 	return cmd
 }

@@ -28,7 +28,7 @@ func trainSeg(c *configs.Config, o train.SegOptions, stdout io.Writer) error {
 	defer stop()
 	o.Interrupt = sig
 	r, err := train.TrainUNETRPP(c, o)
-	if err != nil {
+	if err != nil || !isRank0(o.Group) {
 		return err
 	}
 	fmt.Fprintf(stdout, "trained UNETR++ (%s) on %s: %d steps, loss %.4f → %.4f; model in %s\n",
@@ -47,6 +47,9 @@ func newTrainCmd() *cobra.Command {
 			if dataDir == "" || out == "" {
 				return fmt.Errorf("train: --data and --out are required")
 			}
+			if launched, err := launchIfAsked(cmd); launched {
+				return err
+			}
 			c, dev, err := loadRuntime(cmd, map[string]string{"mode": "model.mode", "epochs": "train.epochs", "batch-size": "train.batch_size"})
 			if err != nil {
 				return err
@@ -55,11 +58,16 @@ func newTrainCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			g, err := joinGroup(c, dev)
+			if err != nil {
+				return err
+			}
+			defer g.Close()
 			sig, stop := interrupts()
 			defer stop()
-			r, err := train.TrainCFN(c, train.Options{Data: ds, PseudoDir: pseudo,
-				RunOptions: train.RunOptions{Dir: out, Device: dev, Resume: resume, Log: cmd.ErrOrStderr(), Interrupt: sig}})
-			if err != nil {
+			r, err := train.TrainCFN(c, train.Options{Data: ds, PseudoDir: pseudo, RunOptions: train.RunOptions{
+				Dir: out, Device: dev, Resume: resume, Log: cmd.ErrOrStderr(), Interrupt: sig, Group: g}})
+			if err != nil || !isRank0(g) {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "trained %s on %s: %d steps, loss %.4f → %.4f; model in %s\n",
@@ -74,6 +82,7 @@ func newTrainCmd() *cobra.Command {
 	f.BoolVar(&resume, "resume", false, "continue from the run folder's last checkpoint")
 	f.String("mode", string(configs.Defaults().Model.Mode), "sli2vol or sli2vol+ (config: model.mode)")
 	f.Int("epochs", 0, "epochs (config: train.epochs)")
-	f.Int("batch-size", 0, "batch size (config: train.batch_size)")
+	f.Int("batch-size", 0, "batch size per process (config: train.batch_size)")
+	addLaunchFlags(cmd)
 	return cmd
 }

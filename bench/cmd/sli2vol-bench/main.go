@@ -2,6 +2,7 @@
 //
 //	sli2vol-bench prepare  DIR CONFIG HW BATCH SLICES
 //	sli2vol-bench train    DIR DEVICE STEPS THREADS
+//	sli2vol-bench launch N train DIR DEVICE STEPS THREADS   (N data-parallel processes)
 //	sli2vol-bench propagate DIR DEVICE THREADS
 //	sli2vol-bench run [--device D] [--rounds N] [--threads T] [--paper] [--out BENCHMARKS.md]
 //
@@ -43,7 +44,8 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
-	if r != nil {
+	// In a data-parallel launch rank 0 alone reports (for every rank).
+	if r != nil && (os.Getenv("RANK") == "" || os.Getenv("RANK") == "0") {
 		bench.Print(r)
 	}
 }
@@ -55,7 +57,7 @@ func run(args []string) error {
 	threads := fs.Int("threads", runtime.NumCPU(), "intra-op threads, both sides")
 	paper := fs.Bool("paper", false, "also the paper-size UNETR++ row, 64×128×128 (always on CUDA)")
 	out := fs.String("out", "BENCHMARKS.md", "report")
-	only := fs.String("only", "", "comma-separated row names to run (train-96, train-256, propagate, 16×32×32, 64×128×128; memory); all when empty")
+	only := fs.String("only", "", "comma-separated row names to run (train-96, train-256, propagate, 16×32×32, 64×128×128; memory, data-parallel); all when empty")
 	cpp := fs.String("cpp", "", "bench/cpp/cfn_step built (make bench does): the CFN rows also in plain C++ libtorch")
 	affinity := fs.String("affinity", "auto", "the Go side's affinity strategy: auto, rows, shifts or unfold (torchx.AffinityStrategy)")
 	if err := fs.Parse(args); err != nil {
@@ -92,7 +94,10 @@ func run(args []string) error {
 	if *paper {
 		rows = append(rows, bench.Row{Name: "64×128×128", Config: paperCfg, Batch: 2, Steps: steps, UNETR: true})
 	}
-	memSteps := 1000
+	memSteps, dpSteps := 1000, 40
+	if *device != "cpu" || *threads < 2 {
+		dpSteps = 0 // the data-parallel row splits the CPU's threads between two processes
+	}
 	if *only != "" {
 		want := map[string]bool{}
 		for _, n := range strings.Split(*only, ",") {
@@ -110,6 +115,9 @@ func run(args []string) error {
 		if !want["memory"] {
 			memSteps = 0
 		}
+		if !want["data-parallel"] {
+			dpSteps = 0
+		}
 	}
 	for i := range rows {
 		rows[i].Config = filepath.Clean(rows[i].Config)
@@ -121,7 +129,7 @@ func run(args []string) error {
 	return bench.Run(bench.RunOptions{
 		Self: self, Python: py, PyScript: filepath.Join(root, "bench", "pytorch", "bench.py"),
 		Work: filepath.Join(root, "build", "bench", "work"), Device: *device, Threads: *threads, Rounds: *rounds,
-		Rows: rows, MemorySteps: memSteps, Affinity: *affinity, Cpp: *cpp, MemoryConfig: filepath.Join(root, "configs", "cpu-small.yaml"),
+		Rows: rows, MemorySteps: memSteps, DataParallelSteps: dpSteps, Affinity: *affinity, Cpp: *cpp, MemoryConfig: filepath.Join(root, "configs", "cpu-small.yaml"),
 		Out: *out, GPUMemoryCmd: gpuMem, Recorded: filepath.Join(root, "bench", "recorded.md"),
 		Log: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...) },
 	})

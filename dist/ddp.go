@@ -1,0 +1,84 @@
+package dist
+
+// #include <stdlib.h>
+// #include "dist.h"
+import "C"
+
+import (
+	"errors"
+
+	"github.com/sli2vol/sli2vol/torchx"
+)
+
+// DefaultBucketCapMB is DistributedDataParallel's bucket_cap_mb.
+const DefaultBucketCapMB = 25
+
+// DDP is DistributedDataParallel's part in the training of one model: at start, rank 0's
+// parameters and buffers on every rank; in each step, rank 0's buffers again (DDP's
+// broadcast_buffers) and the gradients averaged over the ranks by libtorch's Reducer, in
+// buckets all-reduced while the backward pass still runs.
+type DDP struct {
+	g       *Group
+	r       C.TxReducer
+	buffers []torchx.Tensor
+}
+
+// NewDDP makes every rank's params and buffers rank 0's and registers the Reducer's hooks on
+// params' gradients. Every rank must call it with the same model (checked).
+func NewDDP(g *Group, params, buffers []torchx.Tensor, bucketCapMB int) (*DDP, error) {
+	if err := g.Broadcast(append(append([]torchx.Tensor(nil), params...), buffers...), 0); err != nil {
+		return nil, err
+	}
+	if bucketCapMB <= 0 {
+		bucketCapMB = DefaultBucketCapMB
+	}
+	d := &DDP{g: g, buffers: buffers}
+	h := handles(params)
+	if err := cerr(C.tx_reducer_new(g.pg, &h[0], C.int(len(h)), C.int64_t(bucketCapMB)<<20, &d.r)); err != nil {
+		return nil, g.wrap("setting up gradient reduction", err)
+	}
+	return d, nil
+}
+
+// BeforeForward readies a training step: the Reducer's per-step state (its buckets rebuilt
+// in gradient order after the first step, as DDP does) and rank 0's buffers (batch-norm
+// statistics) on every rank. It panics with *torchx.Error on failure, as torchx ops do.
+func (d *DDP) BeforeForward() {
+	check(cerr(C.tx_reducer_prepare_forward(d.r)))
+	if len(d.buffers) > 0 {
+		check(d.g.Broadcast(d.buffers, 0))
+	}
+}
+
+// BeforeBackward arms the Reducer for this step's backward pass: when it returns, every
+// parameter's gradient is the average over the ranks.
+func (d *DDP) BeforeBackward() { check(cerr(C.tx_reducer_prepare_backward(d.r))) }
+
+// AverageLoss is the mean of a step's loss over the ranks: what metrics report, and what the
+// non-finite-loss check sees, so that every rank takes the same decision.
+func (d *DDP) AverageLoss(loss float64) float64 {
+	v, err := d.g.AllReduceScalars(false, loss)
+	check(err)
+	return v[0] / float64(d.g.size)
+}
+
+// Close removes the Reducer.
+func (d *DDP) Close() {
+	if d != nil && d.r != nil {
+		C.tx_reducer_free(d.r)
+		d.r = nil
+	}
+}
+
+// check panics as torchx ops do, with a *torchx.Error that torchx.Try turns back into an
+// error at the API boundary.
+func check(err error) {
+	if err == nil {
+		return
+	}
+	var te *torchx.Error
+	if errors.As(err, &te) && te == err {
+		panic(te)
+	}
+	panic(&torchx.Error{Msg: err.Error()})
+}

@@ -1,0 +1,241 @@
+package dist
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sli2vol/sli2vol/torchx"
+)
+
+func TestFromEnviron(t *testing.T) {
+	env := func(kv ...string) func(string) string {
+		m := map[string]string{}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return func(k string) string { return m[k] }
+	}
+	for _, tc := range []struct {
+		name string
+		get  func(string) string
+		ok   bool
+		want Env
+		err  string
+	}{
+		{"single process", env(), false, Env{}, ""},
+		{"world of one", env("WORLD_SIZE", "1"), false, Env{}, ""},
+		{"torchrun", env("RANK", "3", "WORLD_SIZE", "4", "LOCAL_RANK", "1", "LOCAL_WORLD_SIZE", "2", "MASTER_ADDR", "n0", "MASTER_PORT", "29400"),
+			true, Env{Rank: 3, WorldSize: 4, LocalRank: 1, LocalWorldSize: 2, MasterAddr: "n0", MasterPort: 29400}, ""},
+		{"kubeflow (no local rank)", env("RANK", "1", "WORLD_SIZE", "2", "MASTER_ADDR", "job-master-0", "MASTER_PORT", "23456"),
+			true, Env{Rank: 1, WorldSize: 2, LocalRank: 0, LocalWorldSize: 1, MasterAddr: "job-master-0", MasterPort: 23456}, ""},
+		{"slurm", env("SLURM_PROCID", "5", "SLURM_NTASKS", "6", "SLURM_LOCALID", "2", "SLURM_NTASKS_PER_NODE", "3(x2)", "MASTER_ADDR", "gpu01"),
+			true, Env{Rank: 5, WorldSize: 6, LocalRank: 2, LocalWorldSize: 3, MasterAddr: "gpu01", MasterPort: 29500}, ""},
+		{"no master", env("RANK", "0", "WORLD_SIZE", "2"), true, Env{}, "MASTER_ADDR is not set"},
+		{"rank too large", env("RANK", "2", "WORLD_SIZE", "2", "MASTER_ADDR", "h"), true, Env{}, "RANK 2 is outside 0..1"},
+		{"not a number", env("RANK", "x", "WORLD_SIZE", "2", "MASTER_ADDR", "h"), false, Env{}, `RANK="x" is not a count`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, ok, err := FromEnviron(tc.get)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || ok != tc.ok || (ok && e != tc.want) {
+				t.Fatalf("got %+v %v %v, want %+v %v", e, ok, err, tc.want, tc.ok)
+			}
+		})
+	}
+}
+
+// The workers of these tests are this test binary, started by Launch with
+// SLI2VOL_DIST_TEST naming what to do.
+func TestMain(m *testing.M) {
+	if w := os.Getenv("SLI2VOL_DIST_TEST"); w != "" {
+		if err := worker(w); err != nil {
+			fmt.Fprintf(os.Stderr, "worker %s: %v\n", os.Getenv("RANK"), err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func launch(t *testing.T, what string, n int, grace time.Duration) (int, string) {
+	t.Helper()
+	if !Available(Gloo) {
+		t.Skip("this libtorch build has no Gloo process group")
+	}
+	var out syncBuffer
+	t.Setenv("SLI2VOL_DIST_TEST", what)
+	code, err := Launch(LaunchOptions{Exe: os.Args[0], NProc: n, NNodes: 1, Stdout: &out, Stderr: &out, Grace: grace})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code, out.String()
+}
+
+// syncBuffer collects the output of several processes and the launcher.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Two real processes: sums, maxima, broadcasts of tensors and bytes, and DDP's gradient
+// average, each against values computed by hand.
+func TestCollectivesAndDDP(t *testing.T) {
+	if code, out := launch(t, "collectives", 2, 0); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+}
+
+// A rank killed with SIGKILL ends the other with an error naming the failed collective
+// within the group's timeout, never a hang; the launcher reports the killed rank.
+func TestLostRank(t *testing.T) {
+	start := time.Now()
+	code, out := launch(t, "lost", 2, 30*time.Second)
+	if code == 0 || !strings.Contains(out, "rank 1 exited with status 137") ||
+		!strings.Contains(out, "rank 0 of 2: all-reduce failed") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	if d := time.Since(start); d > 25*time.Second {
+		t.Fatalf("rank 0 noticed after %v", d)
+	}
+}
+
+func worker(what string) error {
+	e, ok, err := FromEnviron(os.Getenv)
+	if err != nil || !ok {
+		return fmt.Errorf("environment: %v %v", ok, err)
+	}
+	g, err := Init(e, Gloo, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	switch what {
+	case "collectives":
+		return collectives(g)
+	case "lost":
+		if g.Rank() == 1 {
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		}
+		time.Sleep(500 * time.Millisecond)
+		_, err := g.AllReduceScalars(false, 1)
+		if err == nil {
+			return fmt.Errorf("all-reduce without rank 1 succeeded")
+		}
+		return err
+	}
+	return fmt.Errorf("unknown worker %q", what)
+}
+
+func collectives(g *Group) error {
+	r := float64(g.Rank())
+	sum, err := g.AllReduceScalars(false, r+1, 10*r)
+	if err != nil || sum[0] != 3 || sum[1] != 10 {
+		return fmt.Errorf("sum %v %v, want [3 10]", sum, err)
+	}
+	mx, err := g.AllReduceScalars(true, r+1)
+	if err != nil || mx[0] != 2 {
+		return fmt.Errorf("max %v %v, want [2]", mx, err)
+	}
+	b, err := g.BroadcastBytes([]byte(fmt.Sprintf("from rank %d", g.Rank())), 1)
+	if err != nil || string(b) != "from rank 1" {
+		return fmt.Errorf("bytes %q %v", b, err)
+	}
+	// DDP: rank-dependent initial weights become rank 0's; the gradient of
+	// sum(w ⊙ x_rank) is x_rank, averaged over the ranks: ((1,2,3) + (3,4,5)) / 2.
+	var terr error
+	terr = torchx.Try(func() {
+		w := torchx.FromFloat32([]float32{float32(r), 7, 7}, 3)
+		torchx.SetRequiresGrad(w, true)
+		buf := torchx.FromFloat32([]float32{float32(r + 5)}, 1)
+		ddp, err := NewDDP(g, []torchx.Tensor{w}, []torchx.Tensor{buf}, 0)
+		if err != nil {
+			terr = err
+			return
+		}
+		defer ddp.Close()
+		opt := torchx.NewSGD([]torchx.Tensor{w}, torchx.SGDOpts{LR: 0})
+		defer opt.Close()
+		if v := torchx.Float32s(w); v[0] != 0 {
+			terr = fmt.Errorf("weights after NewDDP %v, want rank 0's", v)
+			return
+		}
+		for step := 0; step < 2; step++ {
+			ddp.BeforeForward()
+			x := torchx.FromFloat32([]float32{float32(1 + 2*r), float32(2 + 2*r), float32(3 + 2*r)}, 3)
+			loss := torchx.Sum(torchx.Mul(w, x), false)
+			ddp.BeforeBackward()
+			torchx.Backward(loss)
+			gr := torchx.Float32s(torchx.Grad(w))
+			if gr[0] != 2 || gr[1] != 3 || gr[2] != 4 {
+				terr = fmt.Errorf("step %d: averaged gradient %v, want [2 3 4]", step, gr)
+				return
+			}
+			opt.ZeroGrad()
+		}
+		if v := torchx.Float32s(buf); v[0] != 5 {
+			terr = fmt.Errorf("buffer %v, want rank 0's 5", v)
+		}
+		if l := ddp.AverageLoss(float64(g.Rank()) * 4); l != 2 {
+			terr = fmt.Errorf("average loss %v, want 2", l)
+		}
+	})
+	if terr != nil {
+		return terr
+	}
+	return nil
+}
+
+// A busy port on rank 0 and a master nobody serves end Init with one line naming the
+// address, within the timeout.
+func TestRendezvousErrors(t *testing.T) {
+	if !Available(Gloo) {
+		t.Skip("this libtorch build has no Gloo process group")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	busy := l.Addr().(*net.TCPAddr).Port
+	_, err = Init(Env{Rank: 0, WorldSize: 2, LocalWorldSize: 1, MasterAddr: "127.0.0.1", MasterPort: busy}, Gloo, 3*time.Second)
+	want := fmt.Sprintf("rank 0: serving the rendezvous on 127.0.0.1:%d", busy)
+	if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "\n") {
+		t.Errorf("busy port: %v", err)
+	}
+	free, _ := net.Listen("tcp", "127.0.0.1:0")
+	port := free.Addr().(*net.TCPAddr).Port
+	free.Close()
+	start := time.Now()
+	_, err = Init(Env{Rank: 1, WorldSize: 2, LocalWorldSize: 1, MasterAddr: "127.0.0.1", MasterPort: port}, Gloo, 2*time.Second)
+	want = fmt.Sprintf("rank 1: reaching the rendezvous at 127.0.0.1:%d", port)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("no master: %v", err)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("no master: the error came after %v (timeout 2 s)", d)
+	}
+}

@@ -1,0 +1,218 @@
+package dist
+
+// #cgo CFLAGS: -I${SRCDIR}/../torchx/csrc
+// #cgo LDFLAGS: -L${SRCDIR}/../build/lib -Wl,-rpath,${SRCDIR}/../build/lib -ltorchx
+// #include <stdlib.h>
+// #include "dist.h"
+import "C"
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+	"unsafe"
+
+	"github.com/sli2vol/sli2vol/torchx"
+)
+
+// Backend is a process group's transport.
+type Backend int
+
+const (
+	Gloo Backend = C.TX_BACKEND_GLOO // CPU tensors (and CUDA ones, through host copies)
+	NCCL Backend = C.TX_BACKEND_NCCL // CUDA tensors, GPU to GPU
+)
+
+func (b Backend) String() string {
+	if b == NCCL {
+		return "nccl"
+	}
+	return "gloo"
+}
+
+// ParseBackend reads dist.backend: "gloo", "nccl", or "auto" (NCCL on CUDA, Gloo otherwise).
+func ParseBackend(name, device string) (Backend, error) {
+	switch name {
+	case "gloo":
+		return Gloo, nil
+	case "nccl":
+		return NCCL, nil
+	case "auto", "":
+		if len(device) >= 4 && device[:4] == "cuda" && Available(NCCL) {
+			return NCCL, nil
+		}
+		return Gloo, nil
+	}
+	return Gloo, fmt.Errorf("dist.backend is %q, want auto, gloo or nccl", name)
+}
+
+// Available reports whether this libtorch build has the backend.
+func Available(b Backend) bool { return C.tx_dist_has_backend(C.TxBackend(b)) != 0 }
+
+// Group is a process group: every rank of a launch, joined through a TCPStore that rank 0
+// serves at MASTER_ADDR:MASTER_PORT.
+type Group struct {
+	store C.TxStore
+	pg    C.TxGroup
+	rank  int
+	size  int
+	dev   string // where the group's own small tensors live: NCCL reduces only CUDA tensors
+}
+
+// Init joins the process group e describes; it waits up to timeout for every rank, and
+// collectives later fail after timeout instead of hanging.
+func Init(e Env, b Backend, timeout time.Duration) (*Group, error) {
+	if err := e.Validate(); err != nil {
+		return nil, err
+	}
+	addr := net.JoinHostPort(e.MasterAddr, strconv.Itoa(e.MasterPort))
+	host := C.CString(e.MasterAddr)
+	defer C.free(unsafe.Pointer(host))
+	g := &Group{rank: e.Rank, size: e.WorldSize, dev: "cpu"}
+	if b == NCCL {
+		g.dev = "cuda:" + strconv.Itoa(e.LocalRank)
+	}
+	ms := C.int64_t(timeout.Milliseconds())
+	if err := cerr(C.tx_store_new(host, C.int(e.MasterPort), cbool(e.Rank == 0), C.int(e.WorldSize), ms, &g.store)); err != nil {
+		if e.Rank == 0 {
+			return nil, fmt.Errorf("rank 0: serving the rendezvous on %s: %w", addr, err)
+		}
+		return nil, fmt.Errorf("rank %d: reaching the rendezvous at %s (MASTER_ADDR:MASTER_PORT): %w", e.Rank, addr, err)
+	}
+	if err := cerr(C.tx_group_new(g.store, C.TxBackend(b), C.int(e.Rank), C.int(e.WorldSize), ms, &g.pg)); err != nil {
+		C.tx_store_free(g.store)
+		return nil, fmt.Errorf("rank %d: %s process group of %d: %w", e.Rank, b, e.WorldSize, err)
+	}
+	return g, nil
+}
+
+// Rank is this process's rank; Size the number of ranks.
+func (g *Group) Rank() int { return g.rank }
+func (g *Group) Size() int { return g.size }
+
+// Close leaves the group (the store last).
+func (g *Group) Close() {
+	if g == nil || g.pg == nil {
+		return
+	}
+	C.tx_group_free(g.pg)
+	C.tx_store_free(g.store)
+	g.pg, g.store = nil, nil
+}
+
+// Broadcast overwrites ts on every rank with root's (in place; one coalesced transfer).
+func (g *Group) Broadcast(ts []torchx.Tensor, root int) error {
+	if len(ts) == 0 {
+		return nil
+	}
+	h := handles(ts)
+	return g.wrap("broadcast", cerr(C.tx_group_broadcast(g.pg, &h[0], C.int(len(h)), C.int(root))))
+}
+
+// AllReduceSum replaces each tensor by its sum over the ranks (in place).
+func (g *Group) AllReduceSum(ts ...torchx.Tensor) error {
+	h := handles(ts)
+	return g.wrap("all-reduce", cerr(C.tx_group_allreduce_sum(g.pg, &h[0], C.int(len(h)))))
+}
+
+// AllReduceMax replaces each tensor by its maximum over the ranks (in place).
+func (g *Group) AllReduceMax(ts ...torchx.Tensor) error {
+	h := handles(ts)
+	return g.wrap("all-reduce", cerr(C.tx_group_allreduce_max(g.pg, &h[0], C.int(len(h)))))
+}
+
+// Barrier returns when every rank has reached it.
+func (g *Group) Barrier() error { return g.wrap("barrier", cerr(C.tx_group_barrier(g.pg))) }
+
+// BroadcastBytes sends root's b to every rank and returns it there (a length, then the bytes).
+func (g *Group) BroadcastBytes(b []byte, root int) ([]byte, error) {
+	n := g.on(torchx.FromInt64([]int64{int64(len(b))}, 1))
+	if err := g.Broadcast([]torchx.Tensor{n}, root); err != nil {
+		return nil, err
+	}
+	size := torchx.Int64s(n)[0]
+	buf := make([]byte, size)
+	if g.rank == root {
+		copy(buf, b)
+	}
+	if size == 0 {
+		return buf, nil
+	}
+	t := g.on(torchx.FromUint8(buf, size))
+	if err := g.Broadcast([]torchx.Tensor{t}, root); err != nil {
+		return nil, err
+	}
+	for i, v := range torchx.Int64s(t) {
+		buf[i] = byte(v)
+	}
+	return buf, nil
+}
+
+// AllReduceScalars sums each value over the ranks (max: the maximum instead).
+func (g *Group) AllReduceScalars(max bool, vals ...float64) ([]float64, error) {
+	t := g.on(torchx.FromFloat64(vals, int64(len(vals))))
+	var err error
+	if max {
+		err = g.AllReduceMax(t)
+	} else {
+		err = g.AllReduceSum(t)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return torchx.Float64s(t), nil
+}
+
+// on moves a small host tensor to where the group's collectives take it.
+func (g *Group) on(t torchx.Tensor) torchx.Tensor {
+	if g.dev == "cpu" {
+		return t
+	}
+	return torchx.To(t, g.dev, -1)
+}
+
+// wrap names the rank and the operation in a failed collective's error: a lost rank or a
+// timeout shows up here.
+func (g *Group) wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("rank %d of %d: %s failed (%s stopped, or the %s timed out): %w", g.rank, g.size, op, g.Others(), op, err)
+}
+
+// Others names the other ranks, for messages about a lost one: "rank 1" in a group of two.
+func (g *Group) Others() string {
+	if g.size == 2 {
+		return "rank " + strconv.Itoa(1-g.rank)
+	}
+	return "another rank"
+}
+
+func handles(ts []torchx.Tensor) []C.TxTensor {
+	h := make([]C.TxTensor, len(ts))
+	for i, t := range ts {
+		if t.T == nil {
+			panic("dist: nil tensor")
+		}
+		h[i] = C.TxTensor(*t.T)
+	}
+	return h
+}
+
+// cerr turns a shim error string into a Go error.
+func cerr(e C.TxErr) error {
+	if e == nil {
+		return nil
+	}
+	msg := C.GoString(e)
+	C.free(unsafe.Pointer(e))
+	return &torchx.Error{Msg: msg}
+}
+
+func cbool(b bool) C.int {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,261 @@
+// libtorch's c10d for sli2vol's data-parallel training: TCPStore rendezvous, Gloo (and, in a
+// CUDA build with NCCL's headers, NCCL) process groups, and DDP's own Reducer. Nothing here
+// is a protocol of ours; the collectives and the bucketed gradient reduction are libtorch's.
+//
+// The backends' headers are optional at build time (Debian's libtorch needs libgloo-dev for
+// Gloo's); a build without them reports the backend as missing at run time.
+#if __has_include(<gloo/algorithm.h>)
+#define USE_C10D_GLOO 1
+#endif
+#if __has_include(<nccl.h>) && defined(TX_WITH_CUDA)
+#define USE_C10D_NCCL 1
+#endif
+
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/distributed/c10d/comm.hpp>
+#include <torch/csrc/distributed/c10d/reducer.hpp>
+#include <torch/version.h>
+#ifdef USE_C10D_GLOO
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
+#ifdef USE_C10D_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+
+#include <chrono>
+#include <memory>
+#include <tuple>
+
+#include "common.h"
+#include "dist.h"
+
+// A libtorch built with glog (Debian's) logs c10d's socket retries and failures to stderr,
+// several lines before the one-line error sli2vol reports; quieted unless the user asks for
+// them (GLOG_minloglevel). A libtorch without glog (a PyTorch wheel) has no such flag: weak.
+namespace fLI {
+extern int32_t FLAGS_minloglevel __attribute__((weak));
+}
+
+namespace {
+
+void quiet_c10d_logs() {
+  if (&fLI::FLAGS_minloglevel != nullptr && std::getenv("GLOG_minloglevel") == nullptr) {
+    fLI::FLAGS_minloglevel = 3;  // FATAL only
+  }
+}
+
+using StorePtr = c10::intrusive_ptr<c10d::Store>;
+using GroupPtr = c10::intrusive_ptr<c10d::ProcessGroup>;
+
+StorePtr &S(TxStore s) {
+  if (s == nullptr) throw std::invalid_argument("torchx: nil store handle");
+  return *static_cast<StorePtr *>(s);
+}
+
+GroupPtr &G(TxGroup g) {
+  if (g == nullptr) throw std::invalid_argument("torchx: nil process group handle");
+  return *static_cast<GroupPtr *>(g);
+}
+
+c10d::Reducer &R(TxReducer r) {
+  if (r == nullptr) throw std::invalid_argument("torchx: nil reducer handle");
+  return *static_cast<c10d::Reducer *>(r);
+}
+
+#ifdef USE_C10D_GLOO
+c10::intrusive_ptr<c10d::ProcessGroupGloo> newGloo(const StorePtr &store, int rank, int world,
+                                                   std::chrono::milliseconds timeout) {
+  auto opts = c10d::ProcessGroupGloo::Options::create();
+  opts->timeout = timeout;
+  // The interface of this host's name, as torch.distributed picks it (GLOO_SOCKET_IFNAME
+  // overrides it there and here).
+  const char *ifname = std::getenv("GLOO_SOCKET_IFNAME");
+  if (ifname != nullptr && *ifname != '\0') {
+    opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+  } else {
+    opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+  }
+  return c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, opts);
+}
+#endif
+
+#ifdef USE_C10D_NCCL
+c10::intrusive_ptr<c10d::ProcessGroupNCCL> newNCCL(const StorePtr &store, int rank, int world,
+                                                   std::chrono::milliseconds timeout) {
+  auto opts = c10d::ProcessGroupNCCL::Options::create();
+  opts->timeout = timeout;
+  return c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, world, opts);
+}
+#endif
+
+// A process group of one backend. From libtorch 2.0 a ProcessGroup is a front holding a
+// backend per device type; before, the backend was the process group itself.
+GroupPtr newGroup(const StorePtr &store, TxBackend b, int rank, int world,
+                  std::chrono::milliseconds timeout) {
+  // A prefix keeps this group's keys apart from any other group made on the same store.
+  auto prefixed = c10::make_intrusive<c10d::PrefixStore>("sli2vol/", store);
+#if TORCH_VERSION_MAJOR >= 2
+  auto pg = c10::make_intrusive<c10d::ProcessGroup>(prefixed, rank, world);
+  if (b == TX_BACKEND_GLOO) {
+#ifdef USE_C10D_GLOO
+    auto gloo = newGloo(prefixed, rank, world, timeout);
+    pg->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, gloo);
+    pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::GLOO, gloo);
+    pg->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
+    return pg;
+#endif
+  } else if (b == TX_BACKEND_NCCL) {
+#ifdef USE_C10D_NCCL
+    auto nccl = newNCCL(prefixed, rank, world, timeout);
+    pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::NCCL, nccl);
+    pg->setDefaultBackend(c10d::ProcessGroup::BackendType::NCCL);
+    return pg;
+#endif
+  }
+#else
+  if (b == TX_BACKEND_GLOO) {
+#ifdef USE_C10D_GLOO
+    return newGloo(prefixed, rank, world, timeout);
+#endif
+  } else if (b == TX_BACKEND_NCCL) {
+#ifdef USE_C10D_NCCL
+    return newNCCL(prefixed, rank, world, timeout);
+#endif
+  }
+#endif
+  throw std::invalid_argument(std::string("this libtorch build has no ") +
+                              (b == TX_BACKEND_NCCL ? "NCCL" : "Gloo") +
+                              " process group (its headers were missing when torchx was built)");
+}
+
+void wait(const c10::intrusive_ptr<c10d::Work> &w) { w->wait(); }
+
+}  // namespace
+
+extern "C" {
+
+int tx_dist_has_backend(TxBackend b) {
+  if (b == TX_BACKEND_GLOO) {
+#ifdef USE_C10D_GLOO
+    return 1;
+#endif
+  }
+  if (b == TX_BACKEND_NCCL) {
+#ifdef USE_C10D_NCCL
+    return 1;
+#endif
+  }
+  return 0;
+}
+
+TxErr tx_store_new(const char *host, int port, int is_server, int world, int64_t timeout_ms,
+                   TxStore *out) {
+  TX_TRY
+  quiet_c10d_logs();
+  if (port <= 0 || port > 65535) throw std::invalid_argument("port " + std::to_string(port) + " is out of range");
+  c10d::TCPStoreOptions o;
+  o.port = static_cast<std::uint16_t>(port);
+  o.isServer = is_server != 0;
+  o.numWorkers = static_cast<std::size_t>(world);
+  o.waitWorkers = true;
+  o.timeout = std::chrono::milliseconds(timeout_ms);
+  StorePtr s = c10::make_intrusive<c10d::TCPStore>(std::string(host), o);
+  *out = new StorePtr(std::move(s));
+  TX_CATCH
+}
+
+void tx_store_free(TxStore s) { delete static_cast<StorePtr *>(s); }
+
+TxErr tx_group_new(TxStore s, TxBackend b, int rank, int world, int64_t timeout_ms,
+                   TxGroup *out) {
+  TX_TRY
+  *out = new GroupPtr(newGroup(S(s), b, rank, world, std::chrono::milliseconds(timeout_ms)));
+  TX_CATCH
+}
+
+void tx_group_free(TxGroup g) { delete static_cast<GroupPtr *>(g); }
+
+TxErr tx_group_broadcast(TxGroup g, TxTensor *ts, int n, int root) {
+  TX_TRY
+  std::vector<at::Tensor> v = torchx::list(ts, n);
+  // In place into parameters too: outside autograd, as DDP syncs module states, in one
+  // coalesced broadcast (250 MiB buffers).
+  at::NoGradGuard no_grad;
+  c10d::broadcast_coalesced(G(g), v, 250u << 20, root);
+  TX_CATCH
+}
+
+TxErr tx_group_allreduce_sum(TxGroup g, TxTensor *ts, int n) {
+  TX_TRY
+  at::NoGradGuard no_grad;
+  std::vector<at::Tensor> v = torchx::list(ts, n);
+  for (auto &t : v) {
+    std::vector<at::Tensor> one{t};
+    wait(G(g)->allreduce(one, c10d::AllreduceOptions{c10d::ReduceOp::SUM}));
+  }
+  TX_CATCH
+}
+
+TxErr tx_group_allreduce_max(TxGroup g, TxTensor *ts, int n) {
+  TX_TRY
+  at::NoGradGuard no_grad;
+  std::vector<at::Tensor> v = torchx::list(ts, n);
+  for (auto &t : v) {
+    std::vector<at::Tensor> one{t};
+    wait(G(g)->allreduce(one, c10d::AllreduceOptions{c10d::ReduceOp::MAX}));
+  }
+  TX_CATCH
+}
+
+TxErr tx_group_barrier(TxGroup g) {
+  TX_TRY
+  wait(G(g)->barrier());
+  TX_CATCH
+}
+
+TxErr tx_reducer_new(TxGroup g, TxTensor *params, int n, int64_t bucket_cap_bytes,
+                     TxReducer *out) {
+  TX_TRY
+  std::vector<at::Tensor> ps = torchx::list(params, n);
+  c10d::verify_params_across_processes(G(g), ps, c10::nullopt);
+  std::vector<bool> sparse(ps.size(), false);
+  // As DistributedDataParallel: a small first bucket (it is reduced first, while the rest of
+  // the backward pass runs), then buckets of bucket_cap bytes, in reverse parameter order
+  // (the order gradients become ready); rebuilt after the first step in the order observed.
+  std::vector<std::vector<size_t>> buckets;
+  std::vector<size_t> limits;
+  std::tie(buckets, limits) = c10d::compute_bucket_assignment_by_size(
+      ps, {static_cast<size_t>(c10d::kDefaultFirstBucketBytes), static_cast<size_t>(bucket_cap_bytes)},
+      sparse);
+  std::reverse(buckets.begin(), buckets.end());
+  std::reverse(limits.begin(), limits.end());
+  std::unordered_map<size_t, std::string> names;
+  *out = new c10d::Reducer(ps, buckets, limits, G(g), sparse, bucket_cap_bytes,
+                           /*find_unused_parameters=*/false, /*gradient_as_bucket_view=*/false,
+                           names, c10d::kDefaultFirstBucketBytes);
+  TX_CATCH
+}
+
+TxErr tx_reducer_prepare_forward(TxReducer r) {
+  TX_TRY
+  R(r).prepare_for_forward();
+  if (at::GradMode::is_enabled()) R(r).rebuild_buckets();
+  TX_CATCH
+}
+
+TxErr tx_reducer_prepare_backward(TxReducer r) {
+  TX_TRY
+  R(r).prepare_for_backward({});
+  TX_CATCH
+}
+
+void tx_reducer_free(TxReducer r) {
+  try {
+    delete static_cast<c10d::Reducer *>(r);
+  } catch (...) {
+    // A reducer torn down mid-reduction (a failed step) may throw; the process goes on.
+  }
+}
+
+}  // extern "C"

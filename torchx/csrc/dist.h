@@ -1,0 +1,56 @@
+/* torchx's distributed face: libtorch's own c10d (TCPStore rendezvous, ProcessGroupGloo /
+ * ProcessGroupNCCL, the DDP Reducer) in plain C for cgo. Conventions as torchx.h: NULL on
+ * success or a malloc'd message; handles are owned by the caller and freed with the
+ * matching *_free.
+ */
+#ifndef SLI2VOL_TORCHX_DIST_H
+#define SLI2VOL_TORCHX_DIST_H
+
+#include "torchx.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef void *TxStore;
+typedef void *TxGroup;
+typedef void *TxReducer;
+
+/* Process-group backends. */
+typedef enum { TX_BACKEND_GLOO, TX_BACKEND_NCCL } TxBackend;
+
+/* Whether this libtorch build has a backend (its headers were found at build time). */
+int tx_dist_has_backend(TxBackend b);
+
+/* A TCPStore: rank 0 serves it on port (is_server), every rank connects; world ranks are
+   awaited for up to timeout_ms. */
+TxErr tx_store_new(const char *host, int port, int is_server, int world, int64_t timeout_ms,
+                   TxStore *out);
+void tx_store_free(TxStore s);
+
+/* A process group over the store; ops time out after timeout_ms. */
+TxErr tx_group_new(TxStore s, TxBackend b, int rank, int world, int64_t timeout_ms,
+                   TxGroup *out);
+void tx_group_free(TxGroup g);
+
+/* Collectives on tensors of every rank (in place, waited for). */
+TxErr tx_group_broadcast(TxGroup g, TxTensor *ts, int n, int root);
+TxErr tx_group_allreduce_sum(TxGroup g, TxTensor *ts, int n);
+TxErr tx_group_allreduce_max(TxGroup g, TxTensor *ts, int n);
+TxErr tx_group_barrier(TxGroup g);
+
+/* DDP's gradient reducer over params: bucketed all-reduce of gradient averages launched from
+   autograd hooks as gradients become ready. verify: check that every rank has the same
+   parameter shapes first. */
+TxErr tx_reducer_new(TxGroup g, TxTensor *params, int n, int64_t bucket_cap_bytes,
+                     TxReducer *out);
+/* Before a training forward pass (rebuilds buckets in gradient order after the first). */
+TxErr tx_reducer_prepare_forward(TxReducer r);
+/* After the forward pass, before backward. */
+TxErr tx_reducer_prepare_backward(TxReducer r);
+void tx_reducer_free(TxReducer r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
