@@ -28,7 +28,10 @@ TORCH_LDFLAGS := $(shell third_party/libtorch-flags.sh --ldflags $(LIBTORCH))
 CXXSTD ?= -std=c++17
 # third_party/compat: declarations a libtorch's headers need but Debian's package lacks; last
 # in the search order, so a libtorch that ships them (a PyTorch wheel) uses its own.
-CXXFLAGS_ALL := $(CXXSTD) -fPIC -O2 -Wno-deprecated-declarations $(TORCH_CXXFLAGS) -idirafter third_party/compat
+# EXTRA_CXXFLAGS: e.g. -DTX_NO_DIST builds the shim without torch.distributed (device-run.sh
+# retries with it when a libtorch's c10d headers do not compile).
+EXTRA_CXXFLAGS ?=
+CXXFLAGS_ALL := $(CXXSTD) -fPIC -O2 -Wno-deprecated-declarations $(TORCH_CXXFLAGS) -idirafter third_party/compat $(EXTRA_CXXFLAGS)
 
 # The Go side: find our two libraries at link time and at run time (absolute path for tests
 # and this checkout, $ORIGIN-relative for a bin/ moved together with its lib/).

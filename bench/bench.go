@@ -196,9 +196,6 @@ func loadModel(dir, device string) (*configs.Config, *models.CFN, error) {
 	return c, m, nil
 }
 
-// TrainSteps times steps optimizer steps of the trainer's Stepper on the prepared batch,
-// after one untimed step whose loss (the same weights and batch as PyTorch's) is FirstLoss;
-// steps −1 times that first step alone.
 // joinDataParallel makes st a data-parallel step when this process was launched as one of
 // several (dist.Launch, torchrun): the world size, and what to call when done.
 func joinDataParallel(st *train.Stepper) (int, func(), error) {
@@ -219,6 +216,9 @@ func joinDataParallel(st *train.Stepper) (int, func(), error) {
 	return g.Size(), func() { ddp.Close(); g.Close() }, nil
 }
 
+// TrainSteps times steps optimizer steps of the trainer's Stepper on the prepared batch,
+// after one untimed step whose loss (the same weights and batch as PyTorch's) is FirstLoss;
+// steps −1 times that first step alone.
 func TrainSteps(dir, device string, steps int) (*Result, error) {
 	c, m, err := loadModel(dir, device)
 	if err != nil {

@@ -6,6 +6,7 @@ import "C"
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/sli2vol/sli2vol/torchx"
 )
@@ -26,6 +27,10 @@ type DDP struct {
 // NewDDP makes every rank's params and buffers rank 0's and registers the Reducer's hooks on
 // params' gradients. Every rank must call it with the same model (checked).
 func NewDDP(g *Group, params, buffers []torchx.Tensor, bucketCapMB int) (*DDP, error) {
+	h := handles(params)
+	if err := cerr(C.tx_group_verify(g.pg, &h[0], C.int(len(h)))); err != nil {
+		return nil, fmt.Errorf("rank %d of %d: the ranks' models differ (%w)", g.rank, g.size, err)
+	}
 	if err := g.Broadcast(append(append([]torchx.Tensor(nil), params...), buffers...), 0); err != nil {
 		return nil, err
 	}
@@ -33,7 +38,6 @@ func NewDDP(g *Group, params, buffers []torchx.Tensor, bucketCapMB int) (*DDP, e
 		bucketCapMB = DefaultBucketCapMB
 	}
 	d := &DDP{g: g, buffers: buffers}
-	h := handles(params)
 	if err := cerr(C.tx_reducer_new(g.pg, &h[0], C.int(len(h)), C.int64_t(bucketCapMB)<<20, &d.r)); err != nil {
 		return nil, g.wrap("setting up gradient reduction", err)
 	}

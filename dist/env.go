@@ -12,13 +12,18 @@ type Env struct {
 	LocalRank, LocalWorldSize int // on this node: the CUDA device index, and how many share the node
 	MasterAddr                string
 	MasterPort                int
+	// AgentStore: torchrun's agent already serves the TCPStore at MASTER_ADDR:MASTER_PORT
+	// (TORCHELASTIC_USE_AGENT_STORE); every rank joins it as a client, under the prefix of
+	// the agent's RestartCount-th attempt, as torch.distributed does.
+	AgentStore   bool
+	RestartCount int
 }
 
 // FromEnviron reads the launch environment through getenv (os.Getenv): torchrun's and
-// Kubeflow PyTorchJob's variables, or SLURM's (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID,
-// SLURM_NTASKS_PER_NODE) under srun, with MASTER_ADDR and MASTER_PORT from the job script.
-// ok is false when the process was not launched as one of several (no WORLD_SIZE or
-// SLURM_NTASKS, or a world of one).
+// Kubeflow PyTorchJob's variables, or, inside an srun step, SLURM's (SLURM_PROCID,
+// SLURM_STEP_NUM_TASKS, SLURM_LOCALID, SLURM_STEP_TASKS_PER_NODE) with MASTER_ADDR and
+// MASTER_PORT from the job script. ok is false when the process was not launched as one of
+// several (no WORLD_SIZE and no srun step, or a world of one).
 func FromEnviron(getenv func(string) string) (e Env, ok bool, err error) {
 	pick := func(names ...string) string {
 		for _, n := range names {
@@ -28,7 +33,11 @@ func FromEnviron(getenv func(string) string) (e Env, ok bool, err error) {
 		}
 		return ""
 	}
-	world := pick("WORLD_SIZE", "SLURM_NTASKS")
+	world := pick("WORLD_SIZE")
+	if world == "" && getenv("SLURM_STEP_ID") != "" {
+		// Inside an srun step (not merely a batch script's allocation): one task a process.
+		world = pick("SLURM_STEP_NUM_TASKS", "SLURM_NTASKS")
+	}
 	if world == "" {
 		return e, false, nil
 	}
@@ -36,8 +45,9 @@ func FromEnviron(getenv func(string) string) (e Env, ok bool, err error) {
 		if v == "" {
 			return def, nil
 		}
-		// SLURM_NTASKS_PER_NODE may read "2(x3)": two tasks on each of three nodes.
-		if i := strings.IndexByte(v, '('); i > 0 {
+		// SLURM's tasks per node read "2(x3)" (two on each of three nodes) or "2,1": this
+		// node's count comes first on the first nodes, which is what a rank needs here.
+		if i := strings.IndexAny(v, "(,"); i > 0 {
 			v = v[:i]
 		}
 		n, err := strconv.Atoi(v)
@@ -55,7 +65,7 @@ func FromEnviron(getenv func(string) string) (e Env, ok bool, err error) {
 		{&e.WorldSize, "WORLD_SIZE", world, 1},
 		{&e.Rank, "RANK", pick("RANK", "SLURM_PROCID"), 0},
 		{&e.LocalRank, "LOCAL_RANK", pick("LOCAL_RANK", "SLURM_LOCALID"), 0},
-		{&e.LocalWorldSize, "LOCAL_WORLD_SIZE", pick("LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE"), 1},
+		{&e.LocalWorldSize, "LOCAL_WORLD_SIZE", pick("LOCAL_WORLD_SIZE", "SLURM_STEP_TASKS_PER_NODE", "SLURM_TASKS_PER_NODE", "SLURM_NTASKS_PER_NODE"), 1},
 		{&e.MasterPort, "MASTER_PORT", pick("MASTER_PORT"), 29500},
 	}
 	for _, f := range fields {
@@ -64,6 +74,10 @@ func FromEnviron(getenv func(string) string) (e Env, ok bool, err error) {
 		}
 	}
 	e.MasterAddr = pick("MASTER_ADDR")
+	e.AgentStore = pick("TORCHELASTIC_USE_AGENT_STORE") == "True"
+	if e.RestartCount, err = num("TORCHELASTIC_RESTART_COUNT", pick("TORCHELASTIC_RESTART_COUNT"), 0); err != nil {
+		return e, false, err
+	}
 	if e.WorldSize <= 1 {
 		return e, false, nil
 	}

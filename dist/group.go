@@ -74,8 +74,15 @@ func Init(e Env, b Backend, timeout time.Duration) (*Group, error) {
 		g.dev = "cuda:" + strconv.Itoa(e.LocalRank)
 	}
 	ms := C.int64_t(timeout.Milliseconds())
-	if err := cerr(C.tx_store_new(host, C.int(e.MasterPort), cbool(e.Rank == 0), C.int(e.WorldSize), ms, &g.store)); err != nil {
-		if e.Rank == 0 {
+	prefix := ""
+	if e.AgentStore {
+		prefix = fmt.Sprintf("/worker/attempt_%d/", e.RestartCount)
+	}
+	cprefix := C.CString(prefix)
+	defer C.free(unsafe.Pointer(cprefix))
+	serve := e.Rank == 0 && !e.AgentStore
+	if err := cerr(C.tx_store_new(host, C.int(e.MasterPort), cbool(serve), C.int(e.WorldSize), ms, cprefix, &g.store)); err != nil {
+		if serve {
 			return nil, fmt.Errorf("rank 0: serving the rendezvous on %s: %w", addr, err)
 		}
 		return nil, fmt.Errorf("rank %d: reaching the rendezvous at %s (MASTER_ADDR:MASTER_PORT): %w", e.Rank, addr, err)
@@ -143,10 +150,7 @@ func (g *Group) BroadcastBytes(b []byte, root int) ([]byte, error) {
 	if err := g.Broadcast([]torchx.Tensor{t}, root); err != nil {
 		return nil, err
 	}
-	for i, v := range torchx.Int64s(t) {
-		buf[i] = byte(v)
-	}
-	return buf, nil
+	return torchx.Uint8s(t), nil
 }
 
 // AllReduceScalars sums each value over the ranks (max: the maximum instead).

@@ -118,11 +118,4 @@ func modelEntries(sd map[string]torchx.Tensor) map[string]torchx.Tensor {
 	return model
 }
 
-func bytesOf(t torchx.Tensor) []byte {
-	v := torchx.Int64s(t)
-	b := make([]byte, len(v))
-	for i, x := range v {
-		b[i] = byte(x)
-	}
-	return b
-}
+func bytesOf(t torchx.Tensor) []byte { return torchx.Uint8s(t) }

@@ -42,6 +42,11 @@ if [ $cuda = 1 ]; then
            "$root"/../nvidia/cu*/include; do
     [ -f "$d/cuda_runtime_api.h" ] && { cuda_inc="$cuda_inc -isystem $(cd "$d" && pwd)"; break; }
   done
+  # NCCL's header, for torch.distributed's NCCL process group (torchx/csrc/dist.cc): the
+  # toolkit's, or the nvidia-nccl wheel's beside torch. Without it, dist.cc builds Gloo only.
+  for d in "${CUDA_HOME:-/usr/local/cuda}/include" /usr/include "$root"/../nvidia/nccl/include; do
+    [ -f "$d/nccl.h" ] && { cuda_inc="$cuda_inc -isystem $(cd "$d" && pwd)"; break; }
+  done
 fi
 
 case "$what" in

@@ -18,6 +18,12 @@ func CUDAAvailable() bool { return C.tx_cuda_available() != 0 && C.tx_cuda_devic
 // CUDADeviceCount is the number of GPUs libtorch sees.
 func CUDADeviceCount() int { return int(C.tx_cuda_device_count()) }
 
+// SetCUDADevice makes device index the current CUDA device of the calling OS thread (the
+// training loops run pinned to one): data-parallel rank r of a node uses device r.
+func SetCUDADevice(index int) error {
+	return Try(func() { check(C.tx_cuda_set_device(C.int(index))) })
+}
+
 // CUDNNAvailable reports whether cuDNN is usable.
 func CUDNNAvailable() bool { return C.tx_cudnn_available() != 0 }
 

@@ -124,6 +124,18 @@ func Float64s(t Tensor) []float64 {
 	return out
 }
 
+// Uint8s copies t (any dtype, any device) into a new []uint8 in row-major order: byte blobs
+// (optimizer state in a checkpoint, a broadcast) without an 8-byte element per byte.
+func Uint8s(t Tensor) []uint8 {
+	out := make([]uint8, Numel(t))
+	var p unsafe.Pointer
+	if len(out) > 0 {
+		p = unsafe.Pointer(&out[0])
+	}
+	copyOut(t, Uint8, p, len(out))
+	return out
+}
+
 // Int64s copies t (any dtype, any device) into a new []int64 in row-major order.
 func Int64s(t Tensor) []int64 {
 	out := make([]int64, Numel(t))

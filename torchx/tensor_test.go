@@ -213,3 +213,23 @@ func TestResolveDevice(t *testing.T) {
 		t.Fatal("cuda:99 accepted")
 	}
 }
+
+// Uint8s reads bytes back as they were given, all 256 values, and converts other dtypes.
+func TestUint8s(t *testing.T) {
+	b := make([]uint8, 256)
+	for i := range b {
+		b[i] = uint8(i)
+	}
+	got := Uint8s(FromUint8(b, 16, 16))
+	for i := range b {
+		if got[i] != b[i] {
+			t.Fatalf("byte %d: %d", i, got[i])
+		}
+	}
+	if v := Uint8s(FromFloat32([]float32{3, 200}, 2)); v[0] != 3 || v[1] != 200 {
+		t.Fatalf("from float32: %v", v)
+	}
+	if len(Uint8s(FromUint8(nil, 0))) != 0 {
+		t.Fatal("empty tensor")
+	}
+}

@@ -67,7 +67,7 @@ func TrainCFN(c *configs.Config, o Options) (Result, error) {
 	shard := r.shard(c.Dist.DropLast)
 	perEpoch := sampler.NumBatches(0, c.Train.BatchSize, shard)
 	p := plan{Title: "train " + string(c.Model.Mode), Total: perEpoch * c.Train.Epochs, PerEpoch: perEpoch,
-		CheckpointEvery: c.Train.CheckpointEvery}
+		ShardedEpochs: true, CheckpointEvery: c.Train.CheckpointEvery}
 	model, opt, sched, err := newCFNTraining(c, o.Device, p.Total)
 	if err = r.agree(err); err != nil {
 		return Result{}, err

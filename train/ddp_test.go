@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"math"
 	"math/rand"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -55,12 +57,16 @@ func TestDDPMatchesPyTorch(t *testing.T) {
 	ref := filepath.Join(filepath.Dir(file), "..", "bench", "pytorch", "ddp_ref.py")
 	// Debian's torch 1.13 under Python 3.11 needs --redirects/--tee given explicitly (its
 	// launcher fails to parse their default).
-	torchrun := []string{"-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "--redirects", "1", "--tee", "1"}
+	// The default (static) rendezvous, as the README shows it: torchrun's agent serves the
+	// TCPStore on the master port and the ranks join it.
+	torchrun := []string{"-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", freePort(t),
+		"--redirects", "1", "--tee", "1"}
 	goRun := exec.Command(py, append(torchrun, "--no_python", os.Args[0], "-test.run=^$")...)
 	goRun.Env = append(os.Environ(), "SLI2VOL_DDP_WORKER="+dir)
 	if out, err := goRun.CombinedOutput(); err != nil {
 		t.Fatalf("torchrun of the Go workers: %v\n%s", err, out)
 	}
+	torchrun[5] = freePort(t)
 	if out, err := exec.Command(py, append(torchrun, ref, dir)...).CombinedOutput(); err != nil {
 		t.Fatalf("torchrun of PyTorch DDP: %v\n%s", err, out)
 	}
@@ -97,6 +103,15 @@ func TestDDPMatchesPyTorch(t *testing.T) {
 	if moved < 1e-4 {
 		t.Fatalf("the weights moved by at most %g in %d steps: nothing was compared", moved, ddpSteps)
 	}
+}
+
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 }
 
 func mustCFN(t *testing.T) *models.CFN {
@@ -188,7 +203,9 @@ func ddpWorker(dir string) error {
 			panic(&torchx.Error{Msg: err.Error()})
 		}
 		for s := 0; s < ddpSteps; s++ {
-			k := func(name string) []float32 { return torchx.Float32s(batches[fmt.Sprintf("r%d_s%d_%s", g.Rank(), s, name)]) }
+			k := func(name string) []float32 {
+				return torchx.Float32s(batches[fmt.Sprintf("r%d_s%d_%s", g.Rank(), s, name)])
+			}
 			b := data.Batch{A: k("a"), B: k("b"), PLA: k("pla"), PLB: k("plb"), Size: ddpBatch, Crop: ddpCrop}
 			if _, err := st.Step(b); err != nil {
 				panic(&torchx.Error{Msg: err.Error()})

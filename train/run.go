@@ -95,6 +95,7 @@ type plan struct {
 	Title           string // progress bar
 	Total           int    // optimizer steps of the whole run
 	PerEpoch        int    // steps to an epoch
+	ShardedEpochs   bool   // PerEpoch is a rank's shard of an epoch: it depends on the world size
 	CheckpointEvery int    // steps; 0: only at the end
 }
 
@@ -245,16 +246,22 @@ func (r *run) replicate(m models.Module, opt *torchx.Optimizer, bucketCapMB int)
 	return nil
 }
 
-// rescale carries a resumed position over to another number of processes: the same step and
-// epoch, and the same fraction of the epoch done. The samples from there on are not those the
-// old world size would have drawn, and the log says so.
+// rescale carries a resumed position over to another number of processes. With sharded
+// epochs (the correspondence flow) an epoch's steps depend on the world size: the same epoch
+// and fraction of it done, the step count recomputed; otherwise (UNETR++'s fixed iterations
+// per epoch) the same step. The samples from there on are not those the old world size would
+// have drawn, and the log says so.
 func (r *run) rescale() {
 	old, now := max(r.pos.World, 1), r.world()
 	r.pos.World = r.savedWorld()
 	if !r.Resume || old == now {
 		return
 	}
-	r.pos.Batch = r.pos.Batch * old / now
+	if r.plan.ShardedEpochs {
+		// Each rank's shard of an epoch, and so the steps to an epoch, scale with the world.
+		r.pos.Batch = min(r.pos.Batch*old/now, r.plan.PerEpoch-1)
+		r.pos.Step = r.pos.Epoch*r.plan.PerEpoch + r.pos.Batch
+	}
 	if r.rank0() && r.Log != nil {
 		fmt.Fprintf(r.Log, "%s: resuming a run of %d process(es) with %d: the order of the samples changes from step %d on\n",
 			r.what, old, now, r.pos.Step)
@@ -312,10 +319,7 @@ func (r *run) record(pos runs.Progress, s stepLog, err error) bool {
 	}
 	r.res.Steps++
 	r.res.LastLoss = s.Loss
-	if r.err = r.log(pos, s); r.err != nil {
-		return false
-	}
-	r.err = r.checkpointOrStop()
+	r.err = r.checkpointOrStop(r.log(pos, s))
 	return r.err == nil
 }
 
@@ -337,21 +341,25 @@ func (r *run) log(pos runs.Progress, s stepLog) error {
 	return nil
 }
 
-// checkpointOrStop writes the periodic checkpoint (rank 0; the last step's is written by
-// finish) and ends the run on StopAfter or a signal.
-func (r *run) checkpointOrStop() error {
+// checkpointOrStop ends the step: the periodic checkpoint (rank 0; the last step's is
+// written by finish), then a stop on a local failure (failed: logging or that checkpoint),
+// StopAfter or a signal. In data-parallel training the ranks agree first, in one collective,
+// on whether any of them failed or was signalled, so that all stop at the same step.
+func (r *run) checkpointOrStop(failed error) error {
 	ck := runs.Path(r.Dir, runs.CheckpointFile)
-	if every := r.plan.CheckpointEvery; every > 0 && r.pos.Step%every == 0 && r.pos.Step < r.plan.Total && r.rank0() {
-		if err := runs.SaveCheckpoint(ck, r.model, r.opt, r.pos); err != nil {
-			return err
-		}
+	if every := r.plan.CheckpointEvery; failed == nil && every > 0 && r.pos.Step%every == 0 && r.pos.Step < r.plan.Total && r.rank0() {
+		failed = runs.SaveCheckpoint(ck, r.model, r.opt, r.pos)
 	}
-	if r.StopAfter > 0 && r.res.Steps >= r.StopAfter {
-		return errStopped
-	}
-	sig, err := r.signalled()
-	if err != nil || sig == nil {
+	sig, err := r.signalled(failed)
+	switch {
+	case failed != nil:
+		return failed
+	case err != nil:
 		return err
+	case r.StopAfter > 0 && r.res.Steps >= r.StopAfter:
+		return errStopped
+	case sig == nil:
+		return nil
 	}
 	if r.rank0() {
 		if err := runs.SaveCheckpoint(ck, r.model, r.opt, r.pos); err != nil {
@@ -362,8 +370,9 @@ func (r *run) checkpointOrStop() error {
 }
 
 // signalled is the signal that ends the run at this step, if any: this process's, or in
-// data-parallel training any rank's (the highest signal number), so that all stop together.
-func (r *run) signalled() (os.Signal, error) {
+// data-parallel training any rank's (the highest signal number). There the ranks also learn
+// whether one of them failed (failed is this rank's failure): err says which, on the others.
+func (r *run) signalled(failed error) (os.Signal, error) {
 	var sig os.Signal
 	select {
 	case sig = <-r.Interrupt:
@@ -372,17 +381,22 @@ func (r *run) signalled() (os.Signal, error) {
 	if r.Group == nil {
 		return sig, nil
 	}
-	n := 0.0
+	n, f := 0.0, 0.0
 	if s, ok := sig.(syscall.Signal); ok {
 		n = float64(s)
 	} else if sig != nil {
 		n = float64(syscall.SIGINT)
 	}
-	v, err := r.Group.AllReduceScalars(true, n)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", r.what, err)
+	if failed != nil {
+		f = float64(r.Group.Rank() + 1)
 	}
-	if v[0] == 0 {
+	v, err := r.Group.AllReduceScalars(true, n, f)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("%s: %w", r.what, err)
+	case v[1] > 0 && failed == nil:
+		return nil, fmt.Errorf("%s: rank %d failed at step %d (its message is above); rank %d stops too", r.what, int(v[1])-1, r.pos.Step, r.Group.Rank())
+	case v[0] == 0:
 		return nil, nil
 	}
 	return syscall.Signal(int(v[0])), nil

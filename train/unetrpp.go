@@ -65,9 +65,10 @@ func TrainUNETRPP(c *configs.Config, o SegOptions) (Result, error) {
 		return Result{}, err
 	}
 	if r.rank0() {
-		if err := runs.WriteClasses(runs.Path(o.Dir, runs.ClassesFile), classes); err != nil {
-			return Result{}, err
-		}
+		err = runs.WriteClasses(runs.Path(o.Dir, runs.ClassesFile), classes)
+	}
+	if err = r.agree(err); err != nil {
+		return Result{}, err
 	}
 	step := &SegStepper{Cfg: c, Model: model, Opt: opt, Device: o.Device, Sync: r.sync()}
 	for pos := range r.steps() {

@@ -121,6 +121,12 @@ func TestDistributedTrainAndResume(t *testing.T) {
 	if code != 0 || !strings.Contains(stderr, "resuming a run of 2 process(es) with 1: the order of the samples changes") {
 		t.Fatalf("resume on one process: exit %d\n%s", code, stderr)
 	}
+	// One process: 14 pairs an epoch in batches of 2, 7 steps; the run ends at 16 epochs.
+	m1, _ := os.ReadFile(p("split1/metrics.jsonl"))
+	lines := strings.Split(strings.TrimSpace(string(m1)), "\n")
+	if last := lines[len(lines)-1]; !strings.Contains(last, `"step":112,`) || !strings.Contains(last, `"epoch":15,`) {
+		t.Fatalf("the resumed one-process run ended at %s", last)
+	}
 }
 
 func copyDir(t *testing.T, from, to string) {

@@ -116,6 +116,11 @@ func applyRuntime(c *configs.Config) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if strings.HasPrefix(d, "cuda:") && d != c.Device { // a rank's own GPU
+		if err := torchx.SetCUDADevice(launchEnv().LocalRank); err != nil {
+			return "", err
+		}
+	}
 	threads := c.Threads
 	if threads <= 0 {
 		threads = defaultThreads()

@@ -3,11 +3,37 @@
 // is a protocol of ours; the collectives and the bucketed gradient reduction are libtorch's.
 //
 // The backends' headers are optional at build time (Debian's libtorch needs libgloo-dev for
-// Gloo's); a build without them reports the backend as missing at run time.
+// Gloo's); a build without them reports the backend as missing at run time. -DTX_NO_DIST
+// builds stubs that report torch.distributed as missing (a libtorch whose c10d API this file
+// does not follow yet).
+#ifdef TX_NO_DIST
+#include "common.h"
+#include "dist.h"
+
+extern "C" {
+int tx_dist_has_backend(TxBackend) { return 0; }
+static TxErr tx_no_dist() {
+  return torchx::dup_message("this sli2vol was built without torch.distributed (TX_NO_DIST)");
+}
+TxErr tx_store_new(const char *, int, int, int, int64_t, const char *, TxStore *) { return tx_no_dist(); }
+TxErr tx_group_verify(TxGroup, TxTensor *, int) { return tx_no_dist(); }
+void tx_store_free(TxStore) {}
+TxErr tx_group_new(TxStore, TxBackend, int, int, int64_t, TxGroup *) { return tx_no_dist(); }
+void tx_group_free(TxGroup) {}
+TxErr tx_group_broadcast(TxGroup, TxTensor *, int, int) { return tx_no_dist(); }
+TxErr tx_group_allreduce_sum(TxGroup, TxTensor *, int) { return tx_no_dist(); }
+TxErr tx_group_allreduce_max(TxGroup, TxTensor *, int) { return tx_no_dist(); }
+TxErr tx_group_barrier(TxGroup) { return tx_no_dist(); }
+TxErr tx_reducer_new(TxGroup, TxTensor *, int, int64_t, TxReducer *) { return tx_no_dist(); }
+TxErr tx_reducer_prepare_forward(TxReducer) { return tx_no_dist(); }
+TxErr tx_reducer_prepare_backward(TxReducer) { return tx_no_dist(); }
+void tx_reducer_free(TxReducer) {}
+}
+#else
 #if __has_include(<gloo/algorithm.h>)
 #define USE_C10D_GLOO 1
 #endif
-#if __has_include(<nccl.h>) && defined(TX_WITH_CUDA)
+#if defined(TORCHX_WITH_CUDA) && __has_include(<nccl.h>)
 #define USE_C10D_NCCL 1
 #endif
 
@@ -26,6 +52,7 @@
 #include <chrono>
 #include <memory>
 #include <tuple>
+#include <type_traits>
 
 #include "common.h"
 #include "dist.h"
@@ -83,6 +110,11 @@ c10::intrusive_ptr<c10d::ProcessGroupGloo> newGloo(const StorePtr &store, int ra
 #ifdef USE_C10D_NCCL
 c10::intrusive_ptr<c10d::ProcessGroupNCCL> newNCCL(const StorePtr &store, int rank, int world,
                                                    std::chrono::milliseconds timeout) {
+  // Blocking waits: a collective that outlasts the timeout fails with an error (which Go
+  // reports in one line) instead of the watchdog aborting the process. The user's own
+  // setting wins; 1.13 reads the first name, 2.x the second.
+  setenv("NCCL_BLOCKING_WAIT", "1", 0);
+  setenv("TORCH_NCCL_BLOCKING_WAIT", "1", 0);
   auto opts = c10d::ProcessGroupNCCL::Options::create();
   opts->timeout = timeout;
   return c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, world, opts);
@@ -91,25 +123,44 @@ c10::intrusive_ptr<c10d::ProcessGroupNCCL> newNCCL(const StorePtr &store, int ra
 
 // A process group of one backend. From libtorch 2.0 a ProcessGroup is a front holding a
 // backend per device type; before, the backend was the process group itself.
+#if TORCH_VERSION_MAJOR >= 2
+// libtorch 2.0–2.4 construct a ProcessGroup with options naming its backend; later releases
+// without. Whichever constructor this libtorch has is used (only that branch is compiled).
+template <class PG, class Store>
+c10::intrusive_ptr<PG> frontGroup(const Store &store, int rank, int world, const char *backend,
+                                  std::chrono::milliseconds timeout) {
+  if constexpr (std::is_constructible_v<PG, Store, int, int>) {
+    return c10::make_intrusive<PG>(store, rank, world);
+  } else {
+    return c10::make_intrusive<PG>(store, rank, world,
+                                   c10::make_intrusive<typename PG::Options>(backend, timeout));
+  }
+}
+#endif
+
+// A process group of one backend. From libtorch 2.0 a ProcessGroup is a front holding a
+// backend per device type; before, the backend was the process group itself.
 GroupPtr newGroup(const StorePtr &store, TxBackend b, int rank, int world,
                   std::chrono::milliseconds timeout) {
   // A prefix keeps this group's keys apart from any other group made on the same store.
-  auto prefixed = c10::make_intrusive<c10d::PrefixStore>("sli2vol/", store);
+  StorePtr prefixed = c10::make_intrusive<c10d::PrefixStore>("sli2vol/", store);
 #if TORCH_VERSION_MAJOR >= 2
-  auto pg = c10::make_intrusive<c10d::ProcessGroup>(prefixed, rank, world);
+  using BT = c10d::ProcessGroup::BackendType;
   if (b == TX_BACKEND_GLOO) {
 #ifdef USE_C10D_GLOO
+    auto pg = frontGroup<c10d::ProcessGroup>(prefixed, rank, world, "gloo", timeout);
     auto gloo = newGloo(prefixed, rank, world, timeout);
-    pg->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, gloo);
-    pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::GLOO, gloo);
-    pg->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
+    pg->setBackend(c10::DeviceType::CPU, BT::GLOO, gloo);
+    pg->setBackend(c10::DeviceType::CUDA, BT::GLOO, gloo);
+    pg->setDefaultBackend(BT::GLOO);
     return pg;
 #endif
   } else if (b == TX_BACKEND_NCCL) {
 #ifdef USE_C10D_NCCL
+    auto pg = frontGroup<c10d::ProcessGroup>(prefixed, rank, world, "nccl", timeout);
     auto nccl = newNCCL(prefixed, rank, world, timeout);
-    pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::NCCL, nccl);
-    pg->setDefaultBackend(c10d::ProcessGroup::BackendType::NCCL);
+    pg->setBackend(c10::DeviceType::CUDA, BT::NCCL, nccl);
+    pg->setDefaultBackend(BT::NCCL);
     return pg;
 #endif
   }
@@ -127,6 +178,25 @@ GroupPtr newGroup(const StorePtr &store, TxBackend b, int rank, int world,
   throw std::invalid_argument(std::string("this libtorch build has no ") +
                               (b == TX_BACKEND_NCCL ? "NCCL" : "Gloo") +
                               " process group (its headers were missing when torchx was built)");
+}
+
+// DDP's Reducer. Its constructor has changed across libtorch releases (1.13 takes per-bucket
+// size limits; later 2.x drop them and add flags without defaults); the one this libtorch has
+// is called, the others are never compiled.
+template <class R, class Ps, class B, class L, class S, class N>
+R *newReducer(Ps ps, B buckets, L limits, GroupPtr g, S sparse, int64_t cap, N names) {
+  constexpr int64_t first = c10d::kDefaultFirstBucketBytes;
+  if constexpr (std::is_constructible_v<R, Ps, B, L, GroupPtr, S, int64_t, bool, bool, N, int64_t>) {
+    return new R(ps, buckets, limits, g, sparse, cap, false, false, names, first);
+  } else if constexpr (std::is_constructible_v<R, Ps, B, GroupPtr, S, int64_t, bool, bool, N, int64_t>) {
+    return new R(ps, buckets, g, sparse, cap, false, false, names, first);
+  } else if constexpr (std::is_constructible_v<R, Ps, B, GroupPtr, S, int64_t, bool, bool, N, int64_t, bool,
+                                               bool>) {
+    return new R(ps, buckets, g, sparse, cap, false, false, names, first, false, false);
+  } else {
+    return new R(ps, buckets, g, sparse, cap, false, false, names, first, false, false,
+                 std::vector<int64_t>{});
+  }
 }
 
 void wait(const c10::intrusive_ptr<c10d::Work> &w) { w->wait(); }
@@ -150,7 +220,7 @@ int tx_dist_has_backend(TxBackend b) {
 }
 
 TxErr tx_store_new(const char *host, int port, int is_server, int world, int64_t timeout_ms,
-                   TxStore *out) {
+                   const char *prefix, TxStore *out) {
   TX_TRY
   quiet_c10d_logs();
   if (port <= 0 || port > 65535) throw std::invalid_argument("port " + std::to_string(port) + " is out of range");
@@ -161,6 +231,9 @@ TxErr tx_store_new(const char *host, int port, int is_server, int world, int64_t
   o.waitWorkers = true;
   o.timeout = std::chrono::milliseconds(timeout_ms);
   StorePtr s = c10::make_intrusive<c10d::TCPStore>(std::string(host), o);
+  if (prefix != nullptr && *prefix != '\0') {
+    s = c10::make_intrusive<c10d::PrefixStore>(std::string(prefix), s);
+  }
   *out = new StorePtr(std::move(s));
   TX_CATCH
 }
@@ -192,7 +265,9 @@ TxErr tx_group_allreduce_sum(TxGroup g, TxTensor *ts, int n) {
   std::vector<at::Tensor> v = torchx::list(ts, n);
   for (auto &t : v) {
     std::vector<at::Tensor> one{t};
-    wait(G(g)->allreduce(one, c10d::AllreduceOptions{c10d::ReduceOp::SUM}));
+    c10d::AllreduceOptions o;
+    o.reduceOp = c10d::ReduceOp::SUM;
+    wait(G(g)->allreduce(one, o));
   }
   TX_CATCH
 }
@@ -203,8 +278,17 @@ TxErr tx_group_allreduce_max(TxGroup g, TxTensor *ts, int n) {
   std::vector<at::Tensor> v = torchx::list(ts, n);
   for (auto &t : v) {
     std::vector<at::Tensor> one{t};
-    wait(G(g)->allreduce(one, c10d::AllreduceOptions{c10d::ReduceOp::MAX}));
+    c10d::AllreduceOptions o;
+    o.reduceOp = c10d::ReduceOp::MAX;
+    wait(G(g)->allreduce(one, o));
   }
+  TX_CATCH
+}
+
+TxErr tx_group_verify(TxGroup g, TxTensor *params, int n) {
+  TX_TRY
+  std::vector<at::Tensor> ps = torchx::list(params, n);
+  c10d::verify_params_across_processes(G(g), ps, {});
   TX_CATCH
 }
 
@@ -218,7 +302,6 @@ TxErr tx_reducer_new(TxGroup g, TxTensor *params, int n, int64_t bucket_cap_byte
                      TxReducer *out) {
   TX_TRY
   std::vector<at::Tensor> ps = torchx::list(params, n);
-  c10d::verify_params_across_processes(G(g), ps, c10::nullopt);
   std::vector<bool> sparse(ps.size(), false);
   // As DistributedDataParallel: a small first bucket (it is reduced first, while the rest of
   // the backward pass runs), then buckets of bucket_cap bytes, in reverse parameter order
@@ -231,9 +314,8 @@ TxErr tx_reducer_new(TxGroup g, TxTensor *params, int n, int64_t bucket_cap_byte
   std::reverse(buckets.begin(), buckets.end());
   std::reverse(limits.begin(), limits.end());
   std::unordered_map<size_t, std::string> names;
-  *out = new c10d::Reducer(ps, buckets, limits, G(g), sparse, bucket_cap_bytes,
-                           /*find_unused_parameters=*/false, /*gradient_as_bucket_view=*/false,
-                           names, c10d::kDefaultFirstBucketBytes);
+  // find_unused_parameters and gradient_as_bucket_view off, as DDP's defaults.
+  *out = newReducer<c10d::Reducer>(ps, buckets, limits, G(g), sparse, bucket_cap_bytes, names);
   TX_CATCH
 }
 
@@ -259,3 +341,4 @@ void tx_reducer_free(TxReducer r) {
 }
 
 }  // extern "C"
+#endif  // TX_NO_DIST

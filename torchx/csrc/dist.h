@@ -22,10 +22,11 @@ typedef enum { TX_BACKEND_GLOO, TX_BACKEND_NCCL } TxBackend;
 /* Whether this libtorch build has a backend (its headers were found at build time). */
 int tx_dist_has_backend(TxBackend b);
 
-/* A TCPStore: rank 0 serves it on port (is_server), every rank connects; world ranks are
-   awaited for up to timeout_ms. */
+/* A TCPStore: one process serves it on port (is_server: rank 0, or torchrun's agent), every
+   rank connects; world ranks are awaited for up to timeout_ms. A non-empty prefix scopes
+   every key (torchrun's agent store: "/worker/attempt_N/"). */
 TxErr tx_store_new(const char *host, int port, int is_server, int world, int64_t timeout_ms,
-                   TxStore *out);
+                   const char *prefix, TxStore *out);
 void tx_store_free(TxStore s);
 
 /* A process group over the store; ops time out after timeout_ms. */
@@ -38,10 +39,11 @@ TxErr tx_group_broadcast(TxGroup g, TxTensor *ts, int n, int root);
 TxErr tx_group_allreduce_sum(TxGroup g, TxTensor *ts, int n);
 TxErr tx_group_allreduce_max(TxGroup g, TxTensor *ts, int n);
 TxErr tx_group_barrier(TxGroup g);
+/* Fails unless every rank has params of the same number, shapes and types (as DDP checks). */
+TxErr tx_group_verify(TxGroup g, TxTensor *params, int n);
 
 /* DDP's gradient reducer over params: bucketed all-reduce of gradient averages launched from
-   autograd hooks as gradients become ready. verify: check that every rank has the same
-   parameter shapes first. */
+   autograd hooks as gradients become ready. */
 TxErr tx_reducer_new(TxGroup g, TxTensor *params, int n, int64_t bucket_cap_bytes,
                      TxReducer *out);
 /* Before a training forward pass (rebuilds buckets in gradient order after the first). */

@@ -6,6 +6,7 @@
 
 #ifdef TORCHX_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAFunctions.h>
 #endif
 
 #include "common.h"
@@ -37,6 +38,19 @@ int tx_cudnn_available(void) {
   } catch (...) {
     return 0;
   }
+}
+
+// The calling thread's current CUDA device: where tensors without an explicit index, cuBLAS
+// handles and NCCL's communicators go (rank r of a node uses device r).
+TxErr tx_cuda_set_device(int index) {
+  TX_TRY
+#ifdef TORCHX_WITH_CUDA
+  c10::cuda::set_device(static_cast<c10::DeviceIndex>(index));
+#else
+  (void)index;
+  throw std::runtime_error("torchx: built without CUDA");
+#endif
+  TX_CATCH
 }
 
 TxErr tx_cuda_device_name(int index, char *buf, int buflen) {
