@@ -34,10 +34,11 @@ type Config struct {
 
 // Dist configures data-parallel training (several processes: torchrun, srun, --nproc).
 type Dist struct {
-	Backend     DistBackend `mapstructure:"backend" yaml:"backend"`
-	TimeoutS    int         `mapstructure:"timeout_s" yaml:"timeout_s"`
-	BucketCapMB int         `mapstructure:"bucket_cap_mb" yaml:"bucket_cap_mb"`
-	DropLast    bool        `mapstructure:"drop_last" yaml:"drop_last"`
+	Backend       DistBackend `mapstructure:"backend" yaml:"backend"`
+	TimeoutS      int         `mapstructure:"timeout_s" yaml:"timeout_s"`
+	BucketCapMB   int         `mapstructure:"bucket_cap_mb" yaml:"bucket_cap_mb"`
+	DropLast      bool        `mapstructure:"drop_last" yaml:"drop_last"`
+	SyncBatchNorm bool        `mapstructure:"sync_batchnorm" yaml:"sync_batchnorm"`
 }
 
 // Data configures volume reading, intensities and training-pair sampling.

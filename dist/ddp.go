@@ -7,6 +7,8 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"runtime"
+	"unsafe"
 
 	"github.com/sli2vol/sli2vol/torchx"
 )
@@ -85,4 +87,26 @@ func check(err error) {
 		panic(te)
 	}
 	panic(&torchx.Error{Msg: err.Error()})
+}
+
+// SyncBatchNorm is batch normalisation over every rank's batch, as torch.nn.SyncBatchNorm:
+// it satisfies models.CrossBatchNorm, and data-parallel training with dist.sync_batchnorm
+// puts it into every batch-norm layer.
+type SyncBatchNorm struct{ g *Group }
+
+// SyncBatchNorm normalises over this group's ranks.
+func (g *Group) SyncBatchNorm() SyncBatchNorm { return SyncBatchNorm{g} }
+
+// BatchNorm normalises x (N×C×…) in training with the global batch statistics and updates
+// the running statistics with them; its backward pass all-reduces too.
+func (s SyncBatchNorm) BatchNorm(x, weight, bias, runningMean, runningVar torchx.Tensor, momentum, eps float64) torchx.Tensor {
+	var out C.TxTensor
+	h := handles([]torchx.Tensor{x, weight, bias, runningMean, runningVar})
+	check(cerr(C.tx_sync_batch_norm(s.g.pg, h[0], h[1], h[2], h[3], h[4], C.double(momentum), C.double(eps), &out)))
+	runtime.KeepAlive(x.T)
+	runtime.KeepAlive(weight.T)
+	runtime.KeepAlive(bias.T)
+	runtime.KeepAlive(runningMean.T)
+	runtime.KeepAlive(runningVar.T)
+	return torchx.Adopt(unsafe.Pointer(out))
 }

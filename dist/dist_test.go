@@ -3,6 +3,7 @@ package dist
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"strings"
@@ -114,6 +115,15 @@ func TestCollectivesAndDDP(t *testing.T) {
 	}
 }
 
+// SyncBatchNorm on two ranks is batch norm on their concatenated batch: outputs, input
+// gradients and running statistics on each rank, and the weight and bias gradients summed
+// over the ranks, against torchx.BatchNorm in one process.
+func TestSyncBatchNorm(t *testing.T) {
+	if code, out := launch(t, "syncbn", 2, 0); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+}
+
 // A rank killed with SIGKILL ends the other with an error naming the failed collective
 // within the group's timeout, never a hang; the launcher reports the killed rank.
 func TestLostRank(t *testing.T) {
@@ -141,6 +151,8 @@ func worker(what string) error {
 	switch what {
 	case "collectives":
 		return collectives(g)
+	case "syncbn":
+		return syncBatchNorm(g)
 	case "lost":
 		if g.Rank() == 1 {
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
@@ -243,4 +255,57 @@ func TestRendezvousErrors(t *testing.T) {
 	if d := time.Since(start); d > 20*time.Second {
 		t.Errorf("no master: the error came after %v (timeout 2 s)", d)
 	}
+}
+
+func syncBatchNorm(g *Group) error {
+	var terr error
+	err := torchx.Try(func() {
+		torchx.ManualSeed(3) // the same inputs on both ranks; each takes its half
+		const c = 3
+		xAll := torchx.AddScalar(torchx.MulScalar(torchx.Randn([]int64{4, c, 5, 5}, torchx.Float32, "cpu"), 2), 1)
+		coef := torchx.Randn([]int64{4, c, 5, 5}, torchx.Float32, "cpu")
+		w := torchx.Randn([]int64{c}, torchx.Float32, "cpu")
+		b := torchx.Randn([]int64{c}, torchx.Float32, "cpu")
+		half := func(t torchx.Tensor) torchx.Tensor { return torchx.Narrow(t, 0, int64(2*g.Rank()), 2) }
+		leaf := func(t torchx.Tensor) torchx.Tensor {
+			t = torchx.Detach(torchx.Mul(t, torchx.FromFloat32([]float32{1}, 1)))
+			torchx.SetRequiresGrad(t, true)
+			return t
+		}
+		// One process: batch norm of all four samples.
+		x1, w1, b1 := leaf(xAll), leaf(w), leaf(b)
+		rm1, rv1 := torchx.Zeros([]int64{c}, torchx.Float32, "cpu"), torchx.Full([]int64{c}, 1, torchx.Float32, "cpu")
+		out1 := torchx.BatchNorm(x1, w1, b1, rm1, rv1, true, 0.1, 1e-5)
+		torchx.Backward(torchx.Sum(torchx.Mul(out1, coef), false))
+		// Two ranks: each its half.
+		x2, w2, b2 := leaf(half(xAll)), leaf(w), leaf(b)
+		rm2, rv2 := torchx.Zeros([]int64{c}, torchx.Float32, "cpu"), torchx.Full([]int64{c}, 1, torchx.Float32, "cpu")
+		out2 := g.SyncBatchNorm().BatchNorm(x2, w2, b2, rm2, rv2, 0.1, 1e-5)
+		torchx.Backward(torchx.Sum(torchx.Mul(out2, half(coef)), false))
+		gw, gb := torchx.Grad(w2), torchx.Grad(b2)
+		if err := g.AllReduceSum(gw, gb); err != nil {
+			terr = err
+			return
+		}
+		for _, cmp := range []struct {
+			name      string
+			got, want torchx.Tensor
+		}{
+			{"output", out2, half(out1)}, {"input gradient", torchx.Grad(x2), half(torchx.Grad(x1))},
+			{"weight gradient", gw, torchx.Grad(w1)}, {"bias gradient", gb, torchx.Grad(b1)},
+			{"running mean", rm2, rm1}, {"running variance", rv2, rv1},
+		} {
+			a, e := torchx.Float32s(cmp.got), torchx.Float32s(cmp.want)
+			for i := range e {
+				if d := math.Abs(float64(a[i] - e[i])); d > 1e-4*math.Max(1, math.Abs(float64(e[i]))) {
+					terr = fmt.Errorf("%s[%d]: %v on rank %d, %v in one process", cmp.name, i, a[i], g.Rank(), e[i])
+					return
+				}
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return terr
 }

@@ -54,6 +54,15 @@ type BatchNorm struct {
 	NumBatchesTracked       Tensor
 	Training                bool
 	Momentum, Eps           float64
+	// Cross, when set, computes training batches' statistics over several processes' batches
+	// (SyncBatchNorm in data-parallel training); nil: this batch alone.
+	Cross CrossBatchNorm
+}
+
+// CrossBatchNorm is batch normalisation in training over the batches of several processes
+// (dist.SyncBatchNorm): the global statistics normalise x and update the running ones.
+type CrossBatchNorm interface {
+	BatchNorm(x, weight, bias, runningMean, runningVar Tensor, momentum, eps float64) Tensor
 }
 
 // NewBatchNorm2d initialises γ ~ N(1, 0.02) and β = 0, as the published code does.
@@ -89,12 +98,18 @@ func (b *BatchNorm) Visit(prefix string, v *Visitor) {
 	v.buffer(prefix, "running_var", &b.RunningVar)
 	v.buffer(prefix, "num_batches_tracked", &b.NumBatchesTracked)
 	v.mode(&b.Training)
+	if v.BatchNorm != nil {
+		v.BatchNorm(b)
+	}
 }
 
 // Forward normalises x; in training it updates the running statistics in place.
 func (b *BatchNorm) Forward(x Tensor) Tensor {
 	if b.Training {
 		torchx.AddScalarInPlace(b.NumBatchesTracked, 1)
+		if b.Cross != nil {
+			return b.Cross.BatchNorm(x, b.Weight, b.Bias, b.RunningMean, b.RunningVar, b.Momentum, b.Eps)
+		}
 	}
 	return torchx.BatchNorm(x, b.Weight, b.Bias, b.RunningMean, b.RunningVar, b.Training, b.Momentum, b.Eps)
 }

@@ -20,8 +20,9 @@ type Module interface {
 
 // Visitor receives what a Module reports. Nil callbacks are skipped.
 type Visitor struct {
-	Tensor func(name string, t *Tensor, buffer bool)
-	Mode   func(training *bool)
+	Tensor    func(name string, t *Tensor, buffer bool)
+	Mode      func(training *bool)
+	BatchNorm func(b *BatchNorm) // every batch-norm layer
 }
 
 func (v *Visitor) param(prefix, name string, t *Tensor) {
@@ -79,6 +80,12 @@ func Parameters(m Module) []Tensor {
 		out = append(out, *p.t)
 	}
 	return out
+}
+
+// SetCrossBatchNorm makes every batch-norm layer of m normalise training batches with n
+// (data-parallel SyncBatchNorm); nil restores per-process statistics.
+func SetCrossBatchNorm(m Module, n CrossBatchNorm) {
+	m.Visit("", &Visitor{BatchNorm: func(b *BatchNorm) { b.Cross = n }})
 }
 
 // Buffers lists m's non-trainable state (batch-norm running statistics and counters), sorted

@@ -62,6 +62,11 @@ func wrap(p C.TxTensor) Tensor {
 	return Tensor{T: ptr}
 }
 
+// Adopt takes ownership of a new at::Tensor* that another cgo package's shim call returned
+// (dist's collectives-backed ops), exactly as torchx's own results: a finalizer and the
+// enclosing scope free it.
+func Adopt(handle unsafe.Pointer) Tensor { return wrap(C.TxTensor(handle)) }
+
 // h is the C handle of t; nil for an undefined (zero) Tensor, which the shim reads as absent.
 func h(t Tensor) C.TxTensor {
 	if t.T == nil {

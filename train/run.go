@@ -192,6 +192,9 @@ func (r *run) start(c *configs.Config, m models.Module, opt *torchx.Optimizer, p
 		if err := r.replicate(m, opt, c.Dist.BucketCapMB); err != nil {
 			return fmt.Errorf("%s: %w", r.what, err)
 		}
+		if c.Dist.SyncBatchNorm {
+			models.SetCrossBatchNorm(m, r.Group.SyncBatchNorm())
+		}
 	}
 	r.rescale()
 	if r.rank0() {

@@ -17,6 +17,9 @@ static TxErr tx_no_dist() {
 }
 TxErr tx_store_new(const char *, int, int, int, int64_t, const char *, TxStore *) { return tx_no_dist(); }
 TxErr tx_group_verify(TxGroup, TxTensor *, int) { return tx_no_dist(); }
+TxErr tx_sync_batch_norm(TxGroup, TxTensor, TxTensor, TxTensor, TxTensor, TxTensor, double, double, TxTensor *) {
+  return tx_no_dist();
+}
 void tx_store_free(TxStore) {}
 TxErr tx_group_new(TxStore, TxBackend, int, int, int64_t, TxGroup *) { return tx_no_dist(); }
 void tx_group_free(TxGroup) {}
@@ -41,6 +44,7 @@ void tx_reducer_free(TxReducer) {}
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/comm.hpp>
 #include <torch/csrc/distributed/c10d/reducer.hpp>
+#include <torch/csrc/autograd/custom_function.h>
 #include <torch/version.h>
 #ifdef USE_C10D_GLOO
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -201,6 +205,89 @@ R *newReducer(Ps ps, B buckets, L limits, GroupPtr g, S sparse, int64_t cap, N n
 
 void wait(const c10::intrusive_ptr<c10d::Work> &w) { w->wait(); }
 
+void allreduceSum(const GroupPtr &g, at::Tensor &t) {
+  std::vector<at::Tensor> one{t};
+  c10d::AllreduceOptions o;
+  o.reduceOp = c10d::ReduceOp::SUM;
+  wait(g->allreduce(one, o));
+}
+
+// SyncBatchNorm: batch normalisation with statistics over the batches of every rank, as
+// torch.nn.SyncBatchNorm computes them. Forward: per channel, the global mean and variance
+// from each rank's count, mean and sum of squared deviations (Chan's parallel combination, two
+// all-reduces), the running statistics updated with them (unbiased variance). Backward: the
+// gradient of the input through the global statistics (the sums of dy and dy·(x − μ) all-
+// reduced); weight and bias get this rank's gradients, which DDP then averages.
+struct SyncBatchNorm : public torch::autograd::Function<SyncBatchNorm> {
+  static std::vector<int64_t> reduceDims(const at::Tensor &x) {
+    std::vector<int64_t> dims{0};
+    for (int64_t d = 2; d < x.dim(); d++) dims.push_back(d);
+    return dims;
+  }
+  static std::vector<int64_t> channelShape(const at::Tensor &x) {
+    std::vector<int64_t> shape(x.dim(), 1);
+    shape[1] = x.size(1);
+    return shape;
+  }
+
+  static at::Tensor forward(torch::autograd::AutogradContext *ctx, const at::Tensor &x,
+                            const at::Tensor &weight, const at::Tensor &bias, at::Tensor running_mean,
+                            at::Tensor running_var, double momentum, double eps, int64_t group) {
+    const GroupPtr &g = *reinterpret_cast<GroupPtr *>(group);
+    auto dims = reduceDims(x);
+    auto shape = channelShape(x);
+    const int64_t c = x.size(1);
+    at::Tensor xf = x.to(at::kFloat);
+    double count = static_cast<double>(x.numel() / c);
+    at::Tensor localMean = xf.mean(dims);
+    // First all-reduce: each channel's sum, and the sample count.
+    at::Tensor sums = at::cat({localMean * count, at::full({1}, count, xf.options())});
+    allreduceSum(g, sums);
+    double total = sums[c].item<double>();
+    at::Tensor mean = sums.narrow(0, 0, c) / total;
+    // Second: the squared deviations, each rank's about its own mean moved to the global one.
+    at::Tensor m2 = (xf - localMean.view(shape)).pow(2).sum(dims) + count * (localMean - mean).pow(2);
+    allreduceSum(g, m2);
+    at::Tensor var = m2 / total;
+    at::Tensor invstd = (var + eps).rsqrt();
+    {
+      at::NoGradGuard no_grad;
+      running_mean.mul_(1 - momentum).add_(mean.to(running_mean.scalar_type()) * momentum);
+      running_var.mul_(1 - momentum)
+          .add_((var * (total / std::max(total - 1, 1.0))).to(running_var.scalar_type()) * momentum);
+    }
+    at::Tensor out = (xf - mean.view(shape)) * (invstd * weight.to(at::kFloat)).view(shape) +
+                     bias.to(at::kFloat).view(shape);
+    ctx->save_for_backward({x, weight, mean, invstd});
+    ctx->saved_data["group"] = group;
+    ctx->saved_data["total"] = total;
+    return out.to(x.scalar_type());
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext *ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    at::Tensor x = saved[0].to(at::kFloat), weight = saved[1], mean = saved[2], invstd = saved[3];
+    const GroupPtr &g = *reinterpret_cast<GroupPtr *>(ctx->saved_data["group"].toInt());
+    double total = ctx->saved_data["total"].toDouble();
+    auto dims = reduceDims(x);
+    auto shape = channelShape(x);
+    const int64_t c = x.size(1);
+    at::Tensor dy = grads[0].to(at::kFloat);
+    at::Tensor xmu = x - mean.view(shape);
+    at::Tensor sumDy = dy.sum(dims), sumDyXmu = (dy * xmu).sum(dims);
+    at::Tensor gradWeight = (sumDyXmu * invstd).to(weight.scalar_type());
+    at::Tensor gradBias = sumDy.clone().to(weight.scalar_type());
+    at::Tensor both = at::cat({sumDy, sumDyXmu});
+    allreduceSum(g, both);
+    at::Tensor meanDy = both.narrow(0, 0, c) / total, meanDyXmu = both.narrow(0, c, c) / total;
+    at::Tensor gradX = (dy - meanDy.view(shape) - xmu * (invstd * invstd * meanDyXmu).view(shape)) *
+                       (invstd * weight.to(at::kFloat)).view(shape);
+    return {gradX.to(saved[0].scalar_type()), gradWeight, gradBias, at::Tensor(), at::Tensor(),
+            at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
 }  // namespace
 
 extern "C" {
@@ -282,6 +369,15 @@ TxErr tx_group_allreduce_max(TxGroup g, TxTensor *ts, int n) {
     o.reduceOp = c10d::ReduceOp::MAX;
     wait(G(g)->allreduce(one, o));
   }
+  TX_CATCH
+}
+
+TxErr tx_sync_batch_norm(TxGroup g, TxTensor x, TxTensor weight, TxTensor bias, TxTensor running_mean,
+                         TxTensor running_var, double momentum, double eps, TxTensor *out) {
+  TX_TRY
+  *out = torchx::wrap(SyncBatchNorm::apply(torchx::T(x), torchx::T(weight), torchx::T(bias),
+                                           torchx::T(running_mean), torchx::T(running_var), momentum, eps,
+                                           reinterpret_cast<int64_t>(&G(g))));
   TX_CATCH
 }
 

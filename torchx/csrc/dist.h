@@ -42,6 +42,11 @@ TxErr tx_group_barrier(TxGroup g);
 /* Fails unless every rank has params of the same number, shapes and types (as DDP checks). */
 TxErr tx_group_verify(TxGroup g, TxTensor *params, int n);
 
+/* Batch normalisation in training with statistics over every rank's batch (SyncBatchNorm);
+   updates the running statistics in place; differentiable (its backward all-reduces too). */
+TxErr tx_sync_batch_norm(TxGroup g, TxTensor x, TxTensor weight, TxTensor bias, TxTensor running_mean,
+                         TxTensor running_var, double momentum, double eps, TxTensor *out);
+
 /* DDP's gradient reducer over params: bucketed all-reduce of gradient averages launched from
    autograd hooks as gradients become ready. */
 TxErr tx_reducer_new(TxGroup g, TxTensor *params, int n, int64_t bucket_cap_bytes,
