@@ -11,6 +11,13 @@ import (
 
 // TestMain lets the harness smoke test start this binary as the Go side of the benchmark.
 func TestMain(m *testing.M) {
+	if dir := os.Getenv("SLI2VOL_DDP_UNETR"); dir != "" { // a rank of TestUNETRDDPMatchesPyTorch
+		if err := unetrDDPWorker(dir); err != nil {
+			os.Stderr.WriteString("rank " + os.Getenv("RANK") + ": " + err.Error() + "\n")
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if os.Getenv("SLI2VOL_BENCH_SELF") == "1" {
 		r, err := Command(os.Args[1:])
 		if err != nil {

@@ -84,48 +84,59 @@ func PrepareUNETR(dir, configPath string, c *configs.Config, batch int) error {
 	return os.WriteFile(filepath.Join(dir, "unetr.json"), js, 0o644)
 }
 
-// TrainUNETRSteps times steps UNETR++ training steps after one untimed step (FirstLoss).
-func TrainUNETRSteps(dir, device string, steps int) (*Result, error) {
+// LoadUNETRStep builds the trainer's UNETR++ step (dropout off) on the prepared weights and
+// patch batch in dir; close releases its optimizer.
+func LoadUNETRStep(dir, device string) (st *train.SegStepper, b *data.PatchBatch, close func(), err error) {
 	js, err := os.ReadFile(filepath.Join(dir, "unetr.json"))
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	var sp unetrSpec
 	if err := json.Unmarshal(js, &sp); err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	c, err := configs.Load(sp.Config)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	c.UNETR.Dropout = 0
 	bt, err := torchx.LoadStateDict(filepath.Join(dir, "batch.pt"))
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	sh := bt["labels"].Shape()
-	b := &data.PatchBatch{B: int(sh[0]), Patch: [3]int{int(sh[1]), int(sh[2]), int(sh[3])},
+	b = &data.PatchBatch{B: int(sh[0]), Patch: [3]int{int(sh[1]), int(sh[2]), int(sh[3])},
 		Image: torchx.Float32s(bt["image"]), Known: torchx.Float32s(bt["known"])}
 	for _, v := range torchx.Int64s(bt["labels"]) {
 		b.Labels = append(b.Labels, int32(v))
 	}
 	m, err := models.NewUNETRPP(runs.UNETRConfig(c.UNETR, 1, len(data.PhantomStructures)+1))
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	m.SetChannelDropout(0)
 	sd, err := torchx.LoadStateDict(filepath.Join(dir, "weights.pt"))
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	if err := models.LoadStateDict(m, sd); err != nil {
-		return nil, fmt.Errorf("%s: %w", dir, err)
+		return nil, nil, nil, fmt.Errorf("%s: %w", dir, err)
 	}
 	models.To(m, device)
 	models.SetTraining(m, true)
 	opt := train.NewSegOptimizer(c.UNETR, models.Parameters(m))
-	defer opt.Close()
-	st := &train.SegStepper{Cfg: c, Model: m, Opt: opt, Device: device}
+	st = &train.SegStepper{Cfg: c, Model: m, Opt: opt, Device: device}
+	return st, b, opt.Close, nil
+}
+
+// TrainUNETRSteps times steps UNETR++ training steps after one untimed step (FirstLoss).
+func TrainUNETRSteps(dir, device string, steps int) (*Result, error) {
+	st, b, closeOpt, err := LoadUNETRStep(dir, device)
+	if err != nil {
+		return nil, err
+	}
+	defer closeOpt()
+	m := st.Model
 	defer torchx.PinThread()()
 	res := &Result{Steps: steps}
 	if res.FirstLoss, err = st.Step(b); err != nil {

@@ -1,7 +1,13 @@
-"""PyTorch's DistributedDataParallel on the repo's reference CFN: the data-parallel training
-that sli2vol's Go trainer must reproduce (train/ddp_test.go). Launched by torchrun:
+"""PyTorch's DistributedDataParallel on the repo's reference CFN and UNETR++: the data-parallel
+training that sli2vol's Go trainer must reproduce (train/ddp_test.go, bench/ddp_test.go).
+Launched by torchrun:
 
     python3 -m torch.distributed.run --nproc_per_node 2 ddp_ref.py DIR
+    python3 -m torch.distributed.run --nproc_per_node 2 ddp_ref.py unetr DIR
+
+The UNETR++ mode reads bench's prepared unetr.json, weights.pt and batch.pt (rank r trains
+on its equal part of the batch), takes one step (loss, clipping and optimizer as the spec
+says, dropout off) and writes py_unetr_rank{rank}.pt.
 
 DIR holds spec.json (the model config, lr, weight decay, steps, intensity scale), weights.pt
 (the initial weights) and batches.pt (each rank's batch of each step: r{rank}_s{step}_{a,b,
@@ -52,7 +58,41 @@ def main(d):
     dist.destroy_process_group()
 
 
+def unetr(d):
+    from unetrpp_ref import UNETRPP, deep_supervision_loss
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    torch.set_num_threads(1)
+    spec = json.load(open(os.path.join(d, "unetr.json")))
+    m = UNETRPP(spec["net"])
+    m.load_state_dict(torch.load(os.path.join(d, "weights.pt")), strict=True)
+    for mod in m.modules():
+        if isinstance(mod, (torch.nn.Dropout, torch.nn.Dropout3d)):
+            mod.p = 0.0
+    m.train()
+    ddp = torch.nn.parallel.DistributedDataParallel(m)
+    if spec["optimizer"] == "adamw":
+        opt = torch.optim.AdamW(ddp.parameters(), lr=spec["lr"], weight_decay=spec["weight_decay"])
+    else:
+        opt = torch.optim.SGD(ddp.parameters(), lr=spec["lr"], momentum=spec["momentum"],
+                              weight_decay=spec["weight_decay"], nesterov=spec["nesterov"])
+    b = torch.load(os.path.join(d, "batch.pt"))
+    per = b["image"].shape[0] // world
+    x = {k: v[rank * per:(rank + 1) * per] for k, v in b.items()}
+    opt.zero_grad()
+    loss = deep_supervision_loss(ddp(x["image"]), x["labels"], x["known"], spec["net"]["embed_patch"])
+    loss.backward()
+    if spec["grad_clip"] > 0:
+        torch.nn.utils.clip_grad_norm_(ddp.parameters(), spec["grad_clip"])
+    opt.step()
+    torch.save(m.state_dict(), os.path.join(d, f"py_unetr_rank{rank}.pt"))
+    dist.destroy_process_group()
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
+    if len(sys.argv) == 3 and sys.argv[1] == "unetr":
+        unetr(sys.argv[2])
+    elif len(sys.argv) == 2:
+        main(sys.argv[1])
+    else:
         sys.exit(__doc__)
-    main(sys.argv[1])
