@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/sli2vol/sli2vol/dist"
+	"math"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -51,6 +52,14 @@ type Result struct {
 	ProfiledSteps  int               `json:"profiled_steps,omitempty"`
 	ProfiledStepMs float64           `json:"profiled_step_ms,omitempty"`
 	OpsTime        map[string]OpTime `json:"ops_time,omitempty"`
+	// Data-parallel runs: the step's time with DDP, without communication (the same step,
+	// no Reducer), and of all-reducing the gradients alone (one flat buffer), each the median
+	// over the steps, in ms; the share of that all-reduce hidden behind the backward pass is
+	// (local + all-reduce − DDP) / all-reduce.
+	StepDDPMs       float64 `json:"step_ddp_ms,omitempty"`
+	StepLocalMs     float64 `json:"step_local_ms,omitempty"`
+	AllReduceMs     float64 `json:"allreduce_ms,omitempty"`
+	OverlapFraction float64 `json:"overlap,omitempty"`
 }
 
 // OpTime is one operator's share of a profiled step: dispatches, and host time of its
@@ -198,22 +207,68 @@ func loadModel(dir, device string) (*configs.Config, *models.CFN, error) {
 
 // joinDataParallel makes st a data-parallel step when this process was launched as one of
 // several (dist.Launch, torchrun): the world size, and what to call when done.
-func joinDataParallel(st *train.Stepper) (int, func(), error) {
+func joinDataParallel(st *train.Stepper) (int, *dist.Group, func(), error) {
 	e, ok, err := dist.FromEnviron(os.Getenv)
 	if err != nil || !ok {
-		return 1, func() {}, err
+		return 1, nil, func() {}, err
 	}
 	g, err := dist.Init(e, dist.Gloo, time.Minute)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	ddp, err := dist.NewDDP(g, models.Parameters(st.Model), models.Buffers(st.Model), dist.DefaultBucketCapMB)
 	if err != nil {
 		g.Close()
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	st.Sync = ddp
-	return g.Size(), func() { ddp.Close(); g.Close() }, nil
+	return g.Size(), g, func() { ddp.Close(); g.Close() }, nil
+}
+
+// measureOverlap times n steps of st three ways on every rank (with DDP; without the
+// Reducer; and all-reducing a buffer the size of every gradient alone) and sets the
+// medians and the overlap on res: how much of the gradient communication DDP hides behind
+// the backward pass.
+func measureOverlap(st *train.Stepper, g *dist.Group, b data.Batch, n int, res *Result) error {
+	sync := st.Sync
+	time1 := func(f func() error) ([]float64, error) {
+		var ms []float64
+		for i := 0; i < n; i++ {
+			if err := g.Barrier(); err != nil {
+				return nil, err
+			}
+			t0 := time.Now()
+			if err := f(); err != nil {
+				return nil, err
+			}
+			ms = append(ms, float64(time.Since(t0).Microseconds())/1000)
+			torchx.GC()
+		}
+		return ms, nil
+	}
+	step := func() error { _, err := st.Step(b); return err }
+	ddp, err := time1(step)
+	if err != nil {
+		return err
+	}
+	st.Sync = nil
+	local, err := time1(step)
+	st.Sync = sync
+	if err != nil {
+		return err
+	}
+	var numel int64
+	for _, p := range models.Parameters(st.Model) {
+		numel += torchx.Numel(p)
+	}
+	flat := torchx.Zeros([]int64{numel}, torchx.Float32, "cpu")
+	ar, err := time1(func() error { return g.AllReduceSum(flat) })
+	if err != nil {
+		return err
+	}
+	res.StepDDPMs, res.StepLocalMs, res.AllReduceMs = summarize(ddp).med, summarize(local).med, summarize(ar).med
+	res.OverlapFraction = math.Max(0, math.Min(1, (res.StepLocalMs+res.AllReduceMs-res.StepDDPMs)/res.AllReduceMs))
+	return nil
 }
 
 // TrainSteps times steps optimizer steps of the trainer's Stepper on the prepared batch,
@@ -237,7 +292,7 @@ func TrainSteps(dir, device string, steps int) (*Result, error) {
 	st := &train.Stepper{Cfg: c, Model: m, Opt: opt, Device: device}
 	// Under a distributed launch (the data-parallel row), every rank steps its batch with
 	// DDP's gradient averaging; samples per second count every rank's.
-	world, leave, err := joinDataParallel(st)
+	world, g, leave, err := joinDataParallel(st)
 	if err != nil {
 		return nil, err
 	}
@@ -289,6 +344,11 @@ func TrainSteps(dir, device string, steps int) (*Result, error) {
 	}
 	if steps > 0 {
 		res.SamplesPerS = float64(steps*b.Size*world) / time.Since(t0).Seconds()
+	}
+	if g != nil {
+		if err := measureOverlap(st, g, b, max(5, steps/4), res); err != nil {
+			return nil, err
+		}
 	}
 	stopProfile()
 	res.RSSAtEnd = rssMiB("VmRSS")
