@@ -181,6 +181,10 @@ func collectives(g *Group) error {
 	if err != nil || string(b) != "from rank 1" {
 		return fmt.Errorf("bytes %q %v", b, err)
 	}
+	all, err := g.AllGatherBytes([]byte(strings.Repeat("x", g.Rank()+1)))
+	if err != nil || len(all) != 2 || string(all[0]) != "x" || string(all[1]) != "xx" {
+		return fmt.Errorf("all-gather %q %v", all, err)
+	}
 	// DDP: rank-dependent initial weights become rank 0's; the gradient of
 	// sum(w ⊙ x_rank) is x_rank, averaged over the ranks: ((1,2,3) + (3,4,5)) / 2.
 	var terr error

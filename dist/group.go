@@ -153,6 +153,20 @@ func (g *Group) BroadcastBytes(b []byte, root int) ([]byte, error) {
 	return torchx.Uint8s(t), nil
 }
 
+// AllGatherBytes returns every rank's b, in rank order, on every rank (one broadcast from
+// each rank: for small records, such as which slices each rank annotated).
+func (g *Group) AllGatherBytes(b []byte) ([][]byte, error) {
+	out := make([][]byte, g.size)
+	for r := 0; r < g.size; r++ {
+		got, err := g.BroadcastBytes(b, r)
+		if err != nil {
+			return nil, err
+		}
+		out[r] = got
+	}
+	return out, nil
+}
+
 // AllReduceScalars sums each value over the ranks (max: the maximum instead).
 func (g *Group) AllReduceScalars(max bool, vals ...float64) ([]float64, error) {
 	t := g.on(torchx.FromFloat64(vals, int64(len(vals))))

@@ -57,51 +57,103 @@ func (j *Job) CaseAnnotations(c data.Case, p *Prepared, r *rand.Rand) ([]*data.A
 }
 
 // PseudoLabels writes, for every training case, the propagation of its annotation(s) as
-// OUT/labelsTr/ID.nii.gz on the image's grid, and OUT/annotations.json recording the slices.
-func (j *Job) PseudoLabels(ds *data.Dataset, out string, o data.WriteOptions) error {
+// OUT/labelsTr/ID.nii.gz on the image's grid, and OUT/annotations.json recording the slices
+// (written last: its presence marks a complete set). With ranks, each process propagates its
+// share of the cases; every process still draws every case's annotation, so the choices are
+// those of a single process.
+func (j *Job) PseudoLabels(ds *data.Dataset, out string, o data.WriteOptions, ranks Ranks) error {
 	if err := os.MkdirAll(filepath.Join(out, "labelsTr"), 0o755); err != nil {
 		return fmt.Errorf("pseudo-label: %w", err)
 	}
 	r := rand.New(rand.NewSource(j.Cfg.Seed))
 	record := map[string][]map[string]int{}
-	for _, c := range ds.Split("train") {
-		img, err := data.LoadImage(c.Image, j.Cfg.VolumeLimits())
+	for i, c := range ds.Split("train") {
+		img, p, anns, err := j.caseAnnotations(c, r)
 		if err != nil {
 			return err
 		}
-		p, err := j.Prepare(img)
-		if err != nil {
-			return err
+		if !mine(ranks, i) {
+			continue
 		}
-		anns, err := j.CaseAnnotations(c, p, r)
-		if err != nil {
-			return err
-		}
-		merged := make([]int32, img.NumVoxels())
 		for _, a := range anns {
-			res, err := j.Segment(p, a)
-			if err != nil {
-				return fmt.Errorf("%s: %w", c.Image, err)
-			}
-			for i, v := range res.Labels {
-				if v != 0 && merged[i] == 0 {
-					merged[i] = v
-				}
-			}
 			for _, id := range a.IDs {
 				record[c.ID] = append(record[c.ID], map[string]int{"id": int(id), "slice": a.Slice})
 			}
 		}
-		dst := filepath.Join(out, "labelsTr", c.ID+".nii.gz")
-		oc := o
-		oc.Inputs = append(append([]string(nil), o.Inputs...), c.Image, c.Label, c.Annotation)
-		if err := data.WriteLabels(dst, merged, &img.Geometry, oc); err != nil {
+		if err := j.pseudoLabelCase(c, img, p, anns, out, o); err != nil {
 			return err
 		}
-		if j.Log != nil {
-			fmt.Fprintf(j.Log, "pseudo-labels %s → %s\n", c.ID, dst)
+	}
+	if ranks != nil {
+		var err error
+		if record, err = gatherRecords(ranks, record); err != nil {
+			return fmt.Errorf("pseudo-label: %w", err)
 		}
+	}
+	if !leader(ranks) {
+		return nil
 	}
 	b, _ := json.MarshalIndent(record, "", "  ")
 	return atomicfile.WriteFile(filepath.Join(out, "annotations.json"), append(b, '\n'))
+}
+
+// caseAnnotations loads a training case's image and draws its annotation(s).
+func (j *Job) caseAnnotations(c data.Case, r *rand.Rand) (*data.Image, *Prepared, []*data.Annotation, error) {
+	img, err := data.LoadImage(c.Image, j.Cfg.VolumeLimits())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	p, err := j.Prepare(img)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	anns, err := j.CaseAnnotations(c, p, r)
+	return img, p, anns, err
+}
+
+// pseudoLabelCase propagates a case's annotations (the first structure wins a voxel claimed
+// twice) and writes the result.
+func (j *Job) pseudoLabelCase(c data.Case, img *data.Image, p *Prepared, anns []*data.Annotation, out string, o data.WriteOptions) error {
+	merged := make([]int32, img.NumVoxels())
+	for _, a := range anns {
+		res, err := j.Segment(p, a)
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.Image, err)
+		}
+		for i, v := range res.Labels {
+			if v != 0 && merged[i] == 0 {
+				merged[i] = v
+			}
+		}
+	}
+	dst := filepath.Join(out, "labelsTr", c.ID+".nii.gz")
+	oc := o
+	oc.Inputs = append(append([]string(nil), o.Inputs...), c.Image, c.Label, c.Annotation)
+	if err := data.WriteLabels(dst, merged, &img.Geometry, oc); err != nil {
+		return err
+	}
+	if j.Log != nil {
+		fmt.Fprintf(j.Log, "pseudo-labels %s → %s\n", c.ID, dst)
+	}
+	return nil
+}
+
+// gatherRecords merges every rank's annotation records (each case is one rank's).
+func gatherRecords(ranks Ranks, mine map[string][]map[string]int) (map[string][]map[string]int, error) {
+	b, _ := json.Marshal(mine)
+	all, err := ranks.AllGatherBytes(b)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]map[string]int{}
+	for _, part := range all {
+		var m map[string][]map[string]int
+		if err := json.Unmarshal(part, &m); err != nil {
+			return nil, err
+		}
+		for k, v := range m {
+			out[k] = v
+		}
+	}
+	return out, nil
 }

@@ -54,8 +54,8 @@ func (n *SegNet) PredictImage(img *data.Image) ([]int32, error) {
 }
 
 // RefinePseudoLabels predicts every training case of ds and writes OUT/labelsTr/ID.nii.gz
-// on the image's grid: §3.2's refined PLs.
-func (n *SegNet) RefinePseudoLabels(ds *data.Dataset, out string, o data.WriteOptions, log func(string)) error {
+// on the image's grid: §3.2's refined PLs. With ranks, each process predicts its share.
+func (n *SegNet) RefinePseudoLabels(ds *data.Dataset, out string, o data.WriteOptions, log func(string), ranks Ranks) error {
 	cases := ds.Split("train")
 	if len(cases) == 0 {
 		return fmt.Errorf("dataset %s: no training cases", ds.Root)
@@ -63,7 +63,10 @@ func (n *SegNet) RefinePseudoLabels(ds *data.Dataset, out string, o data.WriteOp
 	if err := os.MkdirAll(filepath.Join(out, "labelsTr"), 0o755); err != nil {
 		return fmt.Errorf("refine: %w", err)
 	}
-	for _, c := range cases {
+	for i, c := range cases {
+		if !mine(ranks, i) {
+			continue
+		}
 		path := filepath.Join(out, "labelsTr", c.ID+".nii.gz")
 		img, err := data.LoadImage(c.Image, n.Cfg.VolumeLimits())
 		if err != nil {
@@ -82,6 +85,10 @@ func (n *SegNet) RefinePseudoLabels(ds *data.Dataset, out string, o data.WriteOp
 		if log != nil {
 			log(fmt.Sprintf("refined %s → %s", c.ID, path))
 		}
+	}
+	if ranks != nil {
+		// Every rank's cases are written before rank 0 marks the set complete.
+		return ranks.Barrier()
 	}
 	return nil
 }

@@ -426,10 +426,14 @@ func (r *run) finish() (Result, error) {
 		return r.res, nil
 	case r.err != nil:
 		return r.res, r.err
-	case !r.rank0():
-		return r.res, nil
 	}
-	return r.res, runs.SaveFinal(r.Dir, r.model, r.opt, r.pos)
+	// Rank 0 writes the final files; every rank returns once they are written (what comes
+	// next, such as pseudo-labelling with this model, may read them on any rank).
+	var err error
+	if r.rank0() {
+		err = runs.SaveFinal(r.Dir, r.model, r.opt, r.pos)
+	}
+	return r.res, r.agree(err)
 }
 
 // close ends the progress bar, the metrics log and the gradient reducer (finish calls it;

@@ -270,3 +270,30 @@ func readWeights(t *testing.T, run string) map[string][]float64 {
 	}
 	return out
 }
+
+// pseudo-label on two processes splits the cases and writes what one process writes: the
+// same label files and the same annotations.json.
+func TestDistributedPseudoLabels(t *testing.T) {
+	dir, cfg := distSetup(t, 1)
+	p := func(s string) string { return filepath.Join(dir, s) }
+	if err := data.WritePhantomDataset(p("three"), 3, 4, [3]int{32, 32, 8}, data.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, e := runLaunch("train", "--config", cfg, "--data", p("ph"), "--out", p("run")); code != 0 {
+		t.Fatalf("train: exit %d\n%s", code, e)
+	}
+	if code, _, e := runLaunch("pseudo-label", "--config", cfg, "--model", p("run"), "--data", p("three"), "--out", p("one")); code != 0 {
+		t.Fatalf("one process: exit %d\n%s", code, e)
+	}
+	code, stdout, e := runLaunch("pseudo-label", "--config", cfg, "--model", p("run"), "--data", p("three"), "--out", p("two"), "--nproc", "2")
+	if code != 0 || strings.Count(stdout, "pseudo-labels for 3 cases") != 1 {
+		t.Fatalf("two processes: exit %d, stdout %q\n%s", code, stdout, e)
+	}
+	for _, f := range []string{"annotations.json", "labelsTr/phantom_000.nii.gz", "labelsTr/phantom_001.nii.gz", "labelsTr/phantom_002.nii.gz"} {
+		a, errA := os.ReadFile(filepath.Join(p("one"), f))
+		b, errB := os.ReadFile(filepath.Join(p("two"), f))
+		if errA != nil || errB != nil || !bytes.Equal(a, b) {
+			t.Fatalf("%s differs between one and two processes (%v, %v)", f, errA, errB)
+		}
+	}
+}

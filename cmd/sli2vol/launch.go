@@ -11,6 +11,7 @@ import (
 
 	"github.com/sli2vol/sli2vol/configs"
 	"github.com/sli2vol/sli2vol/dist"
+	"github.com/sli2vol/sli2vol/infer"
 )
 
 // The launcher's own flags: a training command given --nproc N starts N workers of itself
@@ -119,3 +120,11 @@ func defaultThreads() int {
 
 // isRank0 reports whether this process reports results (always, in a single process).
 func isRank0(g *dist.Group) bool { return g == nil || g.Rank() == 0 }
+
+// ranksOf is g as infer's per-case splitter: nil (every case here) without a group.
+func ranksOf(g *dist.Group) infer.Ranks {
+	if g == nil {
+		return nil
+	}
+	return g
+}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sli2vol/sli2vol/configs"
 	"github.com/sli2vol/sli2vol/data"
+	"github.com/sli2vol/sli2vol/dist"
 	"github.com/sli2vol/sli2vol/runs"
 	"github.com/sli2vol/sli2vol/train"
 )
@@ -36,8 +37,8 @@ func newPipelineCmd() *cobra.Command {
 			if pl.dataDir == "" || pl.out == "" {
 				return fmt.Errorf("pipeline: --data and --out are required")
 			}
-			if launchEnv().WorldSize > 1 {
-				return fmt.Errorf("pipeline: not yet under a distributed launch (its pseudo-label and refinement steps run in one process); launch its training steps (train, refine, train-fsss) with torchrun or --nproc instead")
+			if launched, err := launchIfAsked(cmd); launched {
+				return err
 			}
 			pl.cmd = cmd
 			return pl.run()
@@ -49,6 +50,7 @@ func newPipelineCmd() *cobra.Command {
 	f.StringVar(&pl.out, "out", "", "work folder for every step's output")
 	f.BoolVar(&pl.noRefine, "no-refine", false, "train Sli2Vol+ on the raw pseudo-labels (ablation)")
 	addInferFlags(cmd)
+	addLaunchFlags(cmd)
 	return cmd
 }
 
@@ -61,6 +63,7 @@ type pipeline struct {
 	cfg *configs.Config
 	dev string
 	ds  *data.Dataset
+	g   *dist.Group // a distributed launch: training on every rank, cases split, rank 0 reports
 }
 
 // run takes the steps in order; each skips itself when its output is complete.
@@ -72,6 +75,10 @@ func (pl *pipeline) run() error {
 	if pl.ds, err = data.OpenDataset(pl.dataDir); err != nil {
 		return err
 	}
+	if pl.g, err = joinGroup(pl.cfg, pl.dev); err != nil {
+		return err
+	}
+	defer pl.g.Close()
 	if err := os.MkdirAll(pl.out, 0o755); err != nil {
 		return fmt.Errorf("pipeline: %w", err)
 	}
@@ -89,6 +96,9 @@ func (pl *pipeline) run() error {
 	if err := pl.trainCFN(configs.ModeSli2VolPlus, pl.path(stepPlus), pls); err != nil {
 		return err
 	}
+	if !isRank0(pl.g) {
+		return nil // the evaluation runs on rank 0
+	}
 	if pl.testDir == "" {
 		pl.say("done; no --test data, so no evaluation (sli2vol evaluate --model %s ...)", pl.path(stepPlus))
 		return nil
@@ -99,12 +109,29 @@ func (pl *pipeline) run() error {
 func (pl *pipeline) path(step string) string { return filepath.Join(pl.out, step) }
 
 func (pl *pipeline) say(f string, a ...any) {
-	fmt.Fprintf(pl.cmd.OutOrStdout(), "pipeline: "+f+"\n", a...)
+	if isRank0(pl.g) {
+		fmt.Fprintf(pl.cmd.OutOrStdout(), "pipeline: "+f+"\n", a...)
+	}
+}
+
+// done reports whether a step's output is complete, as rank 0 sees it: every rank then takes
+// or skips the step together.
+func (pl *pipeline) done(path string) bool {
+	ok := exists(path)
+	if pl.g == nil {
+		return ok
+	}
+	v := 0.0
+	if ok && pl.g.Rank() == 0 {
+		v = 1
+	}
+	all, err := pl.g.AllReduceScalars(true, v)
+	return err == nil && all[0] > 0
 }
 
 // trainCFN is steps 1 and 4: the same trainer in two modes, resumed from a checkpoint.
 func (pl *pipeline) trainCFN(mode configs.Mode, dir, pseudo string) error {
-	if runs.Has(dir, runs.ModelFile) {
+	if pl.done(runs.Path(dir, runs.ModelFile)) {
 		pl.say("%s: trained already (%s)", mode, dir)
 		return nil
 	}
@@ -113,7 +140,7 @@ func (pl *pipeline) trainCFN(mode configs.Mode, dir, pseudo string) error {
 	sig, stop := interrupts()
 	defer stop()
 	r, err := train.TrainCFN(&c, train.Options{Data: pl.ds, PseudoDir: pseudo, RunOptions: train.RunOptions{Dir: dir,
-		Device: pl.dev, Resume: runs.Has(dir, runs.CheckpointFile), Log: pl.cmd.ErrOrStderr(), Interrupt: sig}})
+		Device: pl.dev, Resume: pl.done(runs.Path(dir, runs.CheckpointFile)), Log: pl.cmd.ErrOrStderr(), Interrupt: sig, Group: pl.g}})
 	if err != nil {
 		return err
 	}
@@ -124,7 +151,7 @@ func (pl *pipeline) trainCFN(mode configs.Mode, dir, pseudo string) error {
 // pseudoLabels is step 2 (annotations.json is written last: its presence marks a full set).
 func (pl *pipeline) pseudoLabels() error {
 	out := pl.path(stepPseudo)
-	if exists(filepath.Join(out, "annotations.json")) {
+	if pl.done(filepath.Join(out, "annotations.json")) {
 		pl.say("pseudo-labels: made already (%s)", out)
 		return nil
 	}
@@ -132,7 +159,7 @@ func (pl *pipeline) pseudoLabels() error {
 	if err != nil {
 		return err
 	}
-	if err := j.PseudoLabels(pl.ds, out, data.WriteOptions{Overwrite: true}); err != nil {
+	if err := j.PseudoLabels(pl.ds, out, data.WriteOptions{Overwrite: true}, ranksOf(pl.g)); err != nil {
 		return err
 	}
 	pl.say("pseudo-labels: %s", out)
@@ -145,13 +172,13 @@ func (pl *pipeline) refine() (string, error) {
 		return pl.path(stepPseudo), nil
 	}
 	out := pl.path(stepRefined)
-	if exists(filepath.Join(out, "annotations.json")) {
+	if pl.done(filepath.Join(out, "annotations.json")) {
 		pl.say("refined pseudo-labels: made already (%s)", out)
 		return out, nil
 	}
 	run := filepath.Join(out, "unetr")
-	resume := runs.Has(run, runs.CheckpointFile) && !runs.Has(run, runs.ModelFile)
-	return out, refine(pl.cmd, pl.cfg, pl.dev, nil, pl.dataDir, pl.path(stepPseudo), out, run, resume, true)
+	resume := pl.done(runs.Path(run, runs.CheckpointFile)) && !pl.done(runs.Path(run, runs.ModelFile))
+	return out, refine(pl.cmd, pl.cfg, pl.dev, pl.g, pl.dataDir, pl.path(stepPseudo), out, run, resume, true)
 }
 
 func exists(path string) bool {

@@ -19,6 +19,9 @@ func newPseudoLabelCmd() *cobra.Command {
 			if model == "" || dataDir == "" || out == "" {
 				return fmt.Errorf("pseudo-label: --model, --data and --out are required")
 			}
+			if launched, err := launchIfAsked(cmd); launched {
+				return err
+			}
 			j, err := runJob(cmd, model)
 			if err != nil {
 				return err
@@ -27,7 +30,12 @@ func newPseudoLabelCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := j.PseudoLabels(ds, out, data.WriteOptions{Overwrite: force}); err != nil {
+			g, err := joinGroup(j.Cfg, j.Device)
+			if err != nil {
+				return err
+			}
+			defer g.Close()
+			if err := j.PseudoLabels(ds, out, data.WriteOptions{Overwrite: force}, ranksOf(g)); err != nil || !isRank0(g) {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "pseudo-labels for %d cases in %s\n", len(ds.Split("train")), out)
@@ -40,5 +48,6 @@ func newPseudoLabelCmd() *cobra.Command {
 	f.StringVar(&out, "out", "", "output folder (labelsTr/ID.nii.gz, annotations.json)")
 	f.BoolVar(&force, "force", false, "overwrite existing pseudo-labels")
 	addInferFlags(cmd)
+	addLaunchFlags(cmd)
 	return cmd
 }

@@ -17,7 +17,7 @@ import (
 
 // refine is §3.2's "PLs refinement": UNETR++ trained on the pseudo-labels of every training
 // volume, then each training volume re-predicted.
-// In a distributed launch every rank trains; rank 0 alone predicts.
+// In a distributed launch every rank trains, then predicts its share of the cases.
 func refine(cmd *cobra.Command, c *configs.Config, dev string, g *dist.Group, dataDir, pseudo, out, runDir string, resume, force bool) error {
 	ds, err := data.OpenDataset(dataDir)
 	if err != nil {
@@ -33,7 +33,7 @@ func refine(cmd *cobra.Command, c *configs.Config, dev string, g *dist.Group, da
 		}
 		o := train.SegOptions{Vols: vols, Title: "refine",
 			RunOptions: train.RunOptions{Dir: runDir, Device: dev, Resume: resume, Log: cmd.ErrOrStderr(), Group: g}}
-		if err := trainSeg(c, o, cmd.OutOrStdout()); err != nil || !isRank0(g) {
+		if err := trainSeg(c, o, cmd.OutOrStdout()); err != nil {
 			return err
 		}
 	} else {
@@ -45,7 +45,7 @@ func refine(cmd *cobra.Command, c *configs.Config, dev string, g *dist.Group, da
 	}
 	net.Log = cmd.ErrOrStderr()
 	logf := func(s string) { fmt.Fprintln(cmd.ErrOrStderr(), s) }
-	if err := net.RefinePseudoLabels(ds, out, data.WriteOptions{Overwrite: force}, logf); err != nil {
+	if err := net.RefinePseudoLabels(ds, out, data.WriteOptions{Overwrite: force}, logf, ranksOf(g)); err != nil || !isRank0(g) {
 		return err
 	}
 	// The refined set keeps the record of which slices were annotated.
