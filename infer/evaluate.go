@@ -1,7 +1,9 @@
 package infer
 
 import (
+	"bytes"
 	"encoding/csv"
+	"encoding/gob"
 	"fmt"
 	"math"
 	"math/rand"
@@ -39,21 +41,90 @@ type Evaluation struct {
 	overlays map[string]*overlay           // case → figure of its largest structure
 }
 
+// WriteOverlays draws the overlay figures of the cases this process scored into
+// dir/overlays (Write does it too; in a distributed evaluation the other ranks call it for
+// theirs).
+func (ev *Evaluation) WriteOverlays(dir string) error {
+	for id, o := range ev.overlays {
+		if err := o.PNG(filepath.Join(dir, "overlays", id+".png")); err != nil {
+			return fmt.Errorf("overlay %s: %w", id, err)
+		}
+	}
+	return nil
+}
+
 // Evaluate runs every method on every labelled case of ds (the test split when it has labelled
 // cases, else all labelled cases), each structure propagated from the same benchmark-chosen
 // slice for every method (seeded, ±3 around its largest cross-section, paper §4.3).
-func Evaluate(ds *data.Dataset, base *Job, methods []Method, seed int64) (*Evaluation, error) {
+//
+// With ranks, each process scores its share of the cases (each case's choice depends on the
+// seed and the case alone) and every process ends with all the rows and drift curves; each
+// keeps the overlays of its own cases, which Write draws.
+func Evaluate(ds *data.Dataset, base *Job, methods []Method, seed int64, ranks Ranks) (*Evaluation, error) {
 	cases, err := EvalCases(ds)
 	if err != nil {
 		return nil, err
 	}
 	ev := &Evaluation{drift: map[string]map[int][2]float64{}, overlays: map[string]*overlay{}}
 	for ci, c := range cases {
+		if !mine(ranks, ci) {
+			continue
+		}
 		if err := ev.evalCase(ds, c, base, methods, seed, ci); err != nil {
 			return nil, err
 		}
 	}
+	if ranks != nil {
+		if err := ev.gather(ranks, cases); err != nil {
+			return nil, fmt.Errorf("evaluate: %w", err)
+		}
+	}
 	return ev, nil
+}
+
+// scores is the part of an evaluation that ranks exchange.
+type scores struct {
+	Rows  []Row
+	Drift map[string]map[int][2]float64
+}
+
+// gather gives every rank all the rows, in the order of the cases, and the summed drift.
+func (ev *Evaluation) gather(ranks Ranks, cases []data.Case) error {
+	// gob, not JSON: an HD95 may be infinite (an empty prediction).
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(scores{ev.Rows, ev.drift}); err != nil {
+		return err
+	}
+	b := buf.Bytes()
+	parts, err := ranks.AllGatherBytes(b)
+	if err != nil {
+		return err
+	}
+	byCase := map[string][]Row{}
+	ev.drift = map[string]map[int][2]float64{}
+	for _, part := range parts {
+		var sc scores
+		if err := gob.NewDecoder(bytes.NewReader(part)).Decode(&sc); err != nil {
+			return err
+		}
+		for _, r := range sc.Rows {
+			byCase[r.Case] = append(byCase[r.Case], r)
+		}
+		for m, curve := range sc.Drift {
+			if ev.drift[m] == nil {
+				ev.drift[m] = map[int][2]float64{}
+			}
+			for d, a := range curve {
+				sum := ev.drift[m][d]
+				ev.drift[m][d] = [2]float64{sum[0] + a[0], sum[1] + a[1]}
+			}
+		}
+	}
+	ev.Rows = nil
+	for _, c := range cases {
+		ev.Rows = append(ev.Rows, byCase[c.ID]...)
+	}
+	return nil
 }
 
 // caseRun is one case of an evaluation: its volume prepared for each method and the whole-
@@ -277,6 +348,9 @@ func (ev *Evaluation) Write(dir string, methods []string, title string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	if err := ev.WriteOverlays(dir); err != nil {
+		return err
+	}
 	var rb strings.Builder
 	w := csv.NewWriter(&rb)
 	w.Write([]string{"case", "method", "label", "structure", "annotated_slice", "largest_slice", "dice", "hd95_mm"})
@@ -308,11 +382,6 @@ func (ev *Evaluation) Write(dir string, methods []string, title string) error {
 	}
 	if err := ev.DriftPNG(filepath.Join(dir, "drift.png"), methods); err != nil {
 		return fmt.Errorf("drift plot: %w", err)
-	}
-	for id, o := range ev.overlays {
-		if err := o.PNG(filepath.Join(dir, "overlays", id+".png")); err != nil {
-			return fmt.Errorf("overlay %s: %w", id, err)
-		}
 	}
 	var md strings.Builder
 	fmt.Fprintf(&md, "# %s\n\nDice ×100, mean ± std over cases; each structure is propagated from one slice chosen\n"+

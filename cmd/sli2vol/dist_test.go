@@ -289,10 +289,24 @@ func TestDistributedPseudoLabels(t *testing.T) {
 	if code != 0 || strings.Count(stdout, "pseudo-labels for 3 cases") != 1 {
 		t.Fatalf("two processes: exit %d, stdout %q\n%s", code, stdout, e)
 	}
-	for _, f := range []string{"annotations.json", "labelsTr/phantom_000.nii.gz", "labelsTr/phantom_001.nii.gz", "labelsTr/phantom_002.nii.gz"} {
-		a, errA := os.ReadFile(filepath.Join(p("one"), f))
-		b, errB := os.ReadFile(filepath.Join(p("two"), f))
-		if errA != nil || errB != nil || !bytes.Equal(a, b) {
+	sameFiles(t, p("one"), p("two"), "annotations.json", "labelsTr/phantom_000.nii.gz", "labelsTr/phantom_001.nii.gz", "labelsTr/phantom_002.nii.gz")
+	// evaluate splits the cases too: the same tables and figures as one process.
+	if code, _, e := runLaunch("evaluate", "--config", cfg, "--model", p("run"), "--data", p("three"), "--out", p("rep1")); code != 0 {
+		t.Fatalf("evaluate, one process: exit %d\n%s", code, e)
+	}
+	code, stdout, e = runLaunch("evaluate", "--config", cfg, "--model", p("run"), "--data", p("three"), "--out", p("rep2"), "--nproc", "2")
+	if code != 0 || strings.Count(stdout, "report: ") != 1 {
+		t.Fatalf("evaluate, two processes: exit %d, stdout %q\n%s", code, stdout, e)
+	}
+	sameFiles(t, p("rep1"), p("rep2"), "results.csv", "drift.csv", "report.md", "overlays/phantom_000.png", "overlays/phantom_001.png", "overlays/phantom_002.png")
+}
+
+func sameFiles(t *testing.T, a, b string, files ...string) {
+	t.Helper()
+	for _, f := range files {
+		x, errA := os.ReadFile(filepath.Join(a, f))
+		y, errB := os.ReadFile(filepath.Join(b, f))
+		if errA != nil || errB != nil || !bytes.Equal(x, y) {
 			t.Fatalf("%s differs between one and two processes (%v, %v)", f, errA, errB)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sli2vol/sli2vol/configs"
 	"github.com/sli2vol/sli2vol/data"
+	"github.com/sli2vol/sli2vol/dist"
 	"github.com/sli2vol/sli2vol/infer"
 	"github.com/sli2vol/sli2vol/models"
 	"github.com/sli2vol/sli2vol/runs"
@@ -24,7 +25,10 @@ func newEvaluateCmd() *cobra.Command {
 		Short: "Benchmark trained models and baselines on labelled volumes (Dice, HD95, error drift)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runEvaluate(cmd, runs, fsss, dataDir, out, baselines, force)
+			if launched, err := launchIfAsked(cmd); launched {
+				return err
+			}
+			return runEvaluate(cmd, nil, runs, fsss, dataDir, out, baselines, force)
 		},
 	}
 	f := cmd.Flags()
@@ -35,11 +39,13 @@ func newEvaluateCmd() *cobra.Command {
 	f.BoolVar(&baselines, "baselines", true, "include the copy and untrained GEIG-affinity baselines")
 	f.BoolVar(&force, "force", false, "overwrite an existing report")
 	addInferFlags(cmd)
+	addLaunchFlags(cmd)
 	return cmd
 }
 
-// runEvaluate scores the runs (propagation models), FS-SS runs and baselines on dataDir.
-func runEvaluate(cmd *cobra.Command, runDirs, fsss []string, dataDir, out string, baselines, force bool) error {
+// runEvaluate scores the runs (propagation models), FS-SS runs and baselines on dataDir. g is
+// the pipeline's process group; nil joins the launch's own, if any.
+func runEvaluate(cmd *cobra.Command, g *dist.Group, runDirs, fsss []string, dataDir, out string, baselines, force bool) error {
 	if dataDir == "" || out == "" {
 		return fmt.Errorf("evaluate: --data and --out are required")
 	}
@@ -60,9 +66,18 @@ func runEvaluate(cmd *cobra.Command, runDirs, fsss []string, dataDir, out string
 	if baselines || len(ms.methods) == 0 {
 		ms.addBaselines()
 	}
-	ev, err := infer.Evaluate(ds, ms.base, ms.methods, ms.base.Cfg.Seed)
+	if g == nil {
+		if g, err = joinGroup(ms.base.Cfg, ms.base.Device); err != nil {
+			return err
+		}
+		defer g.Close()
+	}
+	ev, err := infer.Evaluate(ds, ms.base, ms.methods, ms.base.Cfg.Seed, ranksOf(g))
 	if err != nil {
 		return err
+	}
+	if !isRank0(g) {
+		return ev.WriteOverlays(out) // rank 0 writes the report
 	}
 	names := make([]string, len(ms.methods))
 	for i, m := range ms.methods {

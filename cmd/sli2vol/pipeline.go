@@ -96,14 +96,11 @@ func (pl *pipeline) run() error {
 	if err := pl.trainCFN(configs.ModeSli2VolPlus, pl.path(stepPlus), pls); err != nil {
 		return err
 	}
-	if !isRank0(pl.g) {
-		return nil // the evaluation runs on rank 0
-	}
 	if pl.testDir == "" {
 		pl.say("done; no --test data, so no evaluation (sli2vol evaluate --model %s ...)", pl.path(stepPlus))
 		return nil
 	}
-	return runEvaluate(pl.cmd, []string{pl.path(stepSli2Vol), pl.path(stepPlus)}, nil, pl.testDir, pl.path(stepReport), true, true)
+	return runEvaluate(pl.cmd, pl.g, []string{pl.path(stepSli2Vol), pl.path(stepPlus)}, nil, pl.testDir, pl.path(stepReport), true, true)
 }
 
 func (pl *pipeline) path(step string) string { return filepath.Join(pl.out, step) }
