@@ -205,6 +205,55 @@ func loadModel(dir, device string) (*configs.Config, *models.CFN, error) {
 	return c, m, nil
 }
 
+// rssSamples reads the memory held during a long run. RSS moves by a few per cent from step
+// to step (the allocator keeps or returns freed pages), so each end of the run is the median
+// over 20 steps: 91–110 and the last 20.
+type rssSamples struct {
+	steps       int
+	early, late []float64
+}
+
+// after reads RSS after step i where the run's ends are sampled.
+func (s *rssSamples) after(i int, res *Result) {
+	early, late := i+1 > 90 && i+1 <= 110, s.steps >= 200 && i >= s.steps-20
+	if early || late {
+		// Readings of the memory held: Go's collector runs first, so that the garbage it lets
+		// accumulate between its own cycles (a sawtooth of a few MiB, bounded by GOGC) neither
+		// hides nor fakes a trend. torchx.GC skips collections where no tensor is left to it,
+		// which is every step here.
+		runtime.GC()
+	}
+	if i+1 == 100 {
+		res.RSSAtStep100 = rssMiB("VmRSS") // short runs (the harness test) keep this one reading
+	}
+	if early {
+		s.early = append(s.early, rssMiB("VmRSS"))
+	}
+	if late {
+		s.late = append(s.late, rssMiB("VmRSS"))
+	}
+}
+
+// finish sets the run's ends and peak.
+func (s *rssSamples) finish(res *Result) {
+	res.RSSAtEnd = rssMiB("VmRSS")
+	if len(s.early) == 20 && len(s.late) == 20 {
+		res.RSSAtStep100, res.RSSAtEnd = summarize(s.early).med, summarize(s.late).med
+	}
+	res.PeakRSSMiB = rssMiB("VmHWM")
+}
+
+// loadBatch reads the prepared training batch (dir/batch.pt).
+func loadBatch(dir string) (data.Batch, error) {
+	sd, err := torchx.LoadStateDict(filepath.Join(dir, "batch.pt"))
+	if err != nil {
+		return data.Batch{}, err
+	}
+	sh := sd["s_j"].Shape()
+	return data.Batch{Size: int(sh[0]), Crop: int(sh[2]), A: torchx.Float32s(sd["s_j"]), B: torchx.Float32s(sd["s_j1"]),
+		PLA: torchx.Float32s(sd["pl_j"]), PLB: torchx.Float32s(sd["pl_j1"])}, nil
+}
+
 // joinDataParallel makes st a data-parallel step when this process was launched as one of
 // several (dist.Launch, torchrun): the world size, and what to call when done.
 func joinDataParallel(st *train.Stepper) (int, *dist.Group, func(), error) {
@@ -280,13 +329,10 @@ func TrainSteps(dir, device string, steps int) (*Result, error) {
 		return nil, err
 	}
 	models.SetTraining(m, true)
-	sd, err := torchx.LoadStateDict(filepath.Join(dir, "batch.pt"))
+	b, err := loadBatch(dir)
 	if err != nil {
 		return nil, err
 	}
-	sh := sd["s_j"].Shape()
-	b := data.Batch{Size: int(sh[0]), Crop: int(sh[2]), A: torchx.Float32s(sd["s_j"]), B: torchx.Float32s(sd["s_j1"]),
-		PLA: torchx.Float32s(sd["pl_j"]), PLB: torchx.Float32s(sd["pl_j1"])}
 	opt, _ := train.NewOptimizer(c.Train, models.Parameters(m), 1)
 	defer opt.Close()
 	st := &train.Stepper{Cfg: c, Model: m, Opt: opt, Device: device}
@@ -311,9 +357,7 @@ func TrainSteps(dir, device string, steps int) (*Result, error) {
 		res.PeakRSSMiB = rssMiB("VmHWM")
 		return res, nil
 	}
-	// RSS moves by a few per cent from step to step (the allocator keeps or returns freed
-	// pages), so each end of a long run is the median over 20 steps: 91–110 and the last 20.
-	var early, late []float64
+	rss := rssSamples{steps: steps}
 	stopProfile, err := startCPUProfile()
 	if err != nil {
 		return nil, err
@@ -324,23 +368,7 @@ func TrainSteps(dir, device string, steps int) (*Result, error) {
 			return nil, err
 		}
 		torchx.GC()
-		earlySample, lateSample := i+1 > 90 && i+1 <= 110, steps >= 200 && i >= steps-20
-		if earlySample || lateSample {
-			// Readings of the memory held: Go's collector runs first, so that the garbage it
-			// lets accumulate between its own cycles (a sawtooth of a few MiB, bounded by
-			// GOGC) neither hides nor fakes a trend. torchx.GC skips collections where no
-			// tensor is left to it, which is every step here.
-			runtime.GC()
-		}
-		if i+1 == 100 {
-			res.RSSAtStep100 = rssMiB("VmRSS") // short runs (the harness test) keep this one reading
-		}
-		if earlySample {
-			early = append(early, rssMiB("VmRSS"))
-		}
-		if lateSample {
-			late = append(late, rssMiB("VmRSS"))
-		}
+		rss.after(i, res)
 	}
 	if steps > 0 {
 		res.SamplesPerS = float64(steps*b.Size*world) / time.Since(t0).Seconds()
@@ -351,11 +379,7 @@ func TrainSteps(dir, device string, steps int) (*Result, error) {
 		}
 	}
 	stopProfile()
-	res.RSSAtEnd = rssMiB("VmRSS")
-	if len(early) == 20 && len(late) == 20 {
-		res.RSSAtStep100, res.RSSAtEnd = summarize(early).med, summarize(late).med
-	}
-	res.PeakRSSMiB = rssMiB("VmHWM")
+	rss.finish(res)
 	return res, countStepOps(res, func() error { _, err := st.Step(b); return err })
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sli2vol/sli2vol/configs"
 	"github.com/sli2vol/sli2vol/dist"
+	"github.com/sli2vol/sli2vol/internal/tensortest"
 	"github.com/sli2vol/sli2vol/internal/testpy"
 	"github.com/sli2vol/sli2vol/models"
 	"github.com/sli2vol/sli2vol/torchx"
@@ -53,11 +54,11 @@ func TestUNETRDDPMatchesPyTorch(t *testing.T) {
 	if out, err := exec.Command(py, append(torchrun(), ref, "unetr", dir)...).CombinedOutput(); err != nil {
 		t.Fatalf("torchrun of PyTorch DDP: %v\n%s", err, out)
 	}
-	init := readTensors(t, filepath.Join(dir, "weights.pt"))
+	init := tensortest.ReadState(t, filepath.Join(dir, "weights.pt"))
 	moved := 0.0
 	for rank := 0; rank < 2; rank++ {
-		want := readTensors(t, filepath.Join(dir, fmt.Sprintf("py_unetr_rank%d.pt", rank)))
-		got := readTensors(t, filepath.Join(dir, fmt.Sprintf("go_unetr_rank%d.pt", rank)))
+		want := tensortest.ReadState(t, filepath.Join(dir, fmt.Sprintf("py_unetr_rank%d.pt", rank)))
+		got := tensortest.ReadState(t, filepath.Join(dir, fmt.Sprintf("go_unetr_rank%d.pt", rank)))
 		if len(got) != len(want) {
 			t.Fatalf("rank %d: Go %d tensors, PyTorch %d", rank, len(got), len(want))
 		}
@@ -79,11 +80,7 @@ func TestUNETRDDPMatchesPyTorch(t *testing.T) {
 // of the batch.
 func unetrDDPWorker(dir string) error {
 	defer torchx.PinThread()()
-	e, ok, err := dist.FromEnviron(os.Getenv)
-	if err != nil || !ok {
-		return fmt.Errorf("not a distributed launch: %v", err)
-	}
-	g, err := dist.Init(e, dist.Gloo, time.Minute)
+	g, err := dist.InitFromEnviron(dist.Gloo, time.Minute)
 	if err != nil {
 		return err
 	}
@@ -104,16 +101,4 @@ func unetrDDPWorker(dir string) error {
 		return err
 	}
 	return torchx.SaveStateDict(filepath.Join(dir, fmt.Sprintf("go_unetr_rank%d.pt", g.Rank())), models.StateDict(st.Model))
-}
-
-func readTensors(t *testing.T, path string) map[string][]float64 {
-	sd, err := torchx.LoadStateDict(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string][]float64{}
-	for k, v := range sd {
-		out[k] = torchx.Float64s(torchx.To(v, "cpu", torchx.Float64))
-	}
-	return out
 }

@@ -1,17 +1,16 @@
 package dist
 
 import (
-	"bytes"
 	"fmt"
 	"math"
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/sli2vol/sli2vol/internal/syncbuf"
 	"github.com/sli2vol/sli2vol/torchx"
 )
 
@@ -80,31 +79,13 @@ func launch(t *testing.T, what string, n int, grace time.Duration) (int, string)
 	if !Available(Gloo) {
 		t.Skip("this libtorch build has no Gloo process group")
 	}
-	var out syncBuffer
+	var out syncbuf.Buffer
 	t.Setenv("SLI2VOL_DIST_TEST", what)
 	code, err := Launch(LaunchOptions{Exe: os.Args[0], NProc: n, NNodes: 1, Stdout: &out, Stderr: &out, Grace: grace})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return code, out.String()
-}
-
-// syncBuffer collects the output of several processes and the launcher.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // Two real processes: sums, maxima, broadcasts of tensors and bytes, and DDP's gradient
@@ -139,11 +120,7 @@ func TestLostRank(t *testing.T) {
 }
 
 func worker(what string) error {
-	e, ok, err := FromEnviron(os.Getenv)
-	if err != nil || !ok {
-		return fmt.Errorf("environment: %v %v", ok, err)
-	}
-	g, err := Init(e, Gloo, 10*time.Second)
+	g, err := InitFromEnviron(Gloo, 10*time.Second)
 	if err != nil {
 		return err
 	}

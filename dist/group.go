@@ -9,6 +9,7 @@ import "C"
 import (
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"time"
 	"unsafe"
@@ -92,6 +93,19 @@ func Init(e Env, b Backend, timeout time.Duration) (*Group, error) {
 		return nil, fmt.Errorf("rank %d: %s process group of %d: %w", e.Rank, b, e.WorldSize, err)
 	}
 	return g, nil
+}
+
+// InitFromEnviron joins the process group of this process's launch (FromEnviron); it fails
+// when the process was not launched as one of several.
+func InitFromEnviron(b Backend, timeout time.Duration) (*Group, error) {
+	e, ok, err := FromEnviron(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("not launched as one of several processes (no WORLD_SIZE above 1)")
+	}
+	return Init(e, b, timeout)
 }
 
 // Rank is this process's rank; Size the number of ranks.

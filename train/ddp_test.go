@@ -17,6 +17,7 @@ import (
 	"github.com/sli2vol/sli2vol/configs"
 	"github.com/sli2vol/sli2vol/data"
 	"github.com/sli2vol/sli2vol/dist"
+	"github.com/sli2vol/sli2vol/internal/tensortest"
 	"github.com/sli2vol/sli2vol/internal/testpy"
 	"github.com/sli2vol/sli2vol/models"
 	"github.com/sli2vol/sli2vol/runs"
@@ -74,14 +75,14 @@ func TestDDPMatchesPyTorch(t *testing.T) {
 	// batch-norm statistics end with its own last batch (DDP broadcasts rank 0's before each
 	// forward pass, not after the last). Tolerance 1e-5, relative for values above 1 (the
 	// running variances here reach ~400).
-	init := readState(t, filepath.Join(dir, "weights.pt"))
+	init := tensortest.ReadState(t, filepath.Join(dir, "weights.pt"))
 	moved := 0.0
 	buffer := map[string]bool{} // parameters (false) are compared across ranks too
 	mustCFN(t).Visit("", &models.Visitor{Tensor: func(name string, _ *torchx.Tensor, isBuffer bool) { buffer[name] = isBuffer }})
 	var py0 map[string][]float64
 	for rank := 0; rank < 2; rank++ {
-		want := readState(t, filepath.Join(dir, fmt.Sprintf("py_rank%d.pt", rank)))
-		got := readState(t, filepath.Join(dir, fmt.Sprintf("go_rank%d.pt", rank)))
+		want := tensortest.ReadState(t, filepath.Join(dir, fmt.Sprintf("py_rank%d.pt", rank)))
+		got := tensortest.ReadState(t, filepath.Join(dir, fmt.Sprintf("go_rank%d.pt", rank)))
 		if rank == 0 {
 			py0 = want
 		}
@@ -169,11 +170,7 @@ func writeDDPInputs(t *testing.T, dir string) {
 // ddpWorker is one rank of the Go side: the trainer's own Stepper with dist.DDP.
 func ddpWorker(dir string) error {
 	defer torchx.PinThread()()
-	e, ok, err := dist.FromEnviron(os.Getenv)
-	if err != nil || !ok {
-		return fmt.Errorf("not a distributed launch: %v", err)
-	}
-	g, err := dist.Init(e, dist.Gloo, time.Minute)
+	g, err := dist.InitFromEnviron(dist.Gloo, time.Minute)
 	if err != nil {
 		return err
 	}
@@ -216,16 +213,4 @@ func ddpWorker(dir string) error {
 			panic(&torchx.Error{Msg: err.Error()})
 		}
 	})
-}
-
-func readState(t *testing.T, path string) map[string][]float64 {
-	sd, err := torchx.LoadStateDict(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string][]float64{}
-	for k, v := range sd {
-		out[k] = torchx.Float64s(torchx.To(v, "cpu", torchx.Float64))
-	}
-	return out
 }

@@ -15,33 +15,16 @@ import (
 
 	"github.com/sli2vol/sli2vol/data"
 	"github.com/sli2vol/sli2vol/dist"
-	"github.com/sli2vol/sli2vol/torchx"
+	"github.com/sli2vol/sli2vol/internal/syncbuf"
+	"github.com/sli2vol/sli2vol/internal/tensortest"
 )
 
 // The workers of a --nproc launch in these tests are this test binary (os.Executable):
 // signal_test.go's TestMain runs the command line it is given under SLI2VOL_TEST_CLI=1.
 
-// lockedBuffer takes the output of the launcher and of its workers' pipes at once.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // runLaunch runs a command line that launches workers.
 func runLaunch(args ...string) (int, string, string) {
-	var o, e lockedBuffer
+	var o, e syncbuf.Buffer
 	code := run(args, &o, &e)
 	return code, o.String(), e.String()
 }
@@ -239,7 +222,7 @@ func TestSyncBatchNormEqualsOneProcess(t *testing.T) {
 	if code, _, e := runLaunch("train", "--config", cfg, "--data", p("ph"), "--out", p("one"), "--batch-size", "4"); code != 0 {
 		t.Fatalf("1 process: exit %d\n%s", code, e)
 	}
-	one, sync, two := readWeights(t, p("one")), readWeights(t, p("sync")), readWeights(t, p("two"))
+	one, sync, two := tensortest.ReadState(t, filepath.Join(p("one"), "model.pt")), tensortest.ReadState(t, filepath.Join(p("sync"), "model.pt")), tensortest.ReadState(t, filepath.Join(p("two"), "model.pt"))
 	for name, w := range one {
 		for i := range w {
 			if d := math.Abs(sync[name][i] - w[i]); d > 1e-5*math.Max(1, math.Abs(w[i])) {
@@ -257,18 +240,6 @@ func TestSyncBatchNormEqualsOneProcess(t *testing.T) {
 	if !differ {
 		t.Fatal("per-rank batch norm gave the one-process result too: the comparison tests nothing")
 	}
-}
-
-func readWeights(t *testing.T, run string) map[string][]float64 {
-	sd, err := torchx.LoadStateDict(filepath.Join(run, "model.pt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string][]float64{}
-	for k, v := range sd {
-		out[k] = torchx.Float64s(v)
-	}
-	return out
 }
 
 // pseudo-label on two processes splits the cases and writes what one process writes: the

@@ -205,12 +205,18 @@ R *newReducer(Ps ps, B buckets, L limits, GroupPtr g, S sparse, int64_t cap, N n
 
 void wait(const c10::intrusive_ptr<c10d::Work> &w) { w->wait(); }
 
-void allreduceSum(const GroupPtr &g, at::Tensor &t) {
-  std::vector<at::Tensor> one{t};
-  c10d::AllreduceOptions o;
-  o.reduceOp = c10d::ReduceOp::SUM;
-  wait(g->allreduce(one, o));
+// All-reduces each tensor in place with op, outside autograd, one after the other.
+void allreduceAll(const GroupPtr &g, std::vector<at::Tensor> ts, c10d::ReduceOp::RedOpType op) {
+  at::NoGradGuard no_grad;
+  for (auto &t : ts) {
+    std::vector<at::Tensor> one{t};
+    c10d::AllreduceOptions o;
+    o.reduceOp = op;
+    wait(g->allreduce(one, o));
+  }
 }
+
+void allreduceSum(const GroupPtr &g, at::Tensor &t) { allreduceAll(g, {t}, c10d::ReduceOp::SUM); }
 
 // SyncBatchNorm: batch normalisation with statistics over the batches of every rank, as
 // torch.nn.SyncBatchNorm computes them. Forward: per channel, the global mean and variance
@@ -348,27 +354,13 @@ TxErr tx_group_broadcast(TxGroup g, TxTensor *ts, int n, int root) {
 
 TxErr tx_group_allreduce_sum(TxGroup g, TxTensor *ts, int n) {
   TX_TRY
-  at::NoGradGuard no_grad;
-  std::vector<at::Tensor> v = torchx::list(ts, n);
-  for (auto &t : v) {
-    std::vector<at::Tensor> one{t};
-    c10d::AllreduceOptions o;
-    o.reduceOp = c10d::ReduceOp::SUM;
-    wait(G(g)->allreduce(one, o));
-  }
+  allreduceAll(G(g), torchx::list(ts, n), c10d::ReduceOp::SUM);
   TX_CATCH
 }
 
 TxErr tx_group_allreduce_max(TxGroup g, TxTensor *ts, int n) {
   TX_TRY
-  at::NoGradGuard no_grad;
-  std::vector<at::Tensor> v = torchx::list(ts, n);
-  for (auto &t : v) {
-    std::vector<at::Tensor> one{t};
-    c10d::AllreduceOptions o;
-    o.reduceOp = c10d::ReduceOp::MAX;
-    wait(G(g)->allreduce(one, o));
-  }
+  allreduceAll(G(g), torchx::list(ts, n), c10d::ReduceOp::MAX);
   TX_CATCH
 }
 

@@ -78,22 +78,7 @@ func run(args []string) error {
 	if *device != "cpu" {
 		gpuMem = "nvidia-smi"
 	}
-	paperCfg := filepath.Join(root, "configs", "paper.yaml")
-	rows := []bench.Row{{Name: "train-96", Config: paperCfg, HW: 96, Batch: 4, Steps: steps}}
-	if *device == "cpu" {
-		// The paper's 256² on two cores: about 9 s a step in Go, 24 s in PyTorch at batch 1,
-		// so one timed step per round, no warm-up step (the 20-minute budget).
-		rows = append(rows, bench.Row{Name: "train-256", Config: paperCfg, HW: 256, Batch: 1, Steps: -1})
-	} else {
-		rows = append(rows, bench.Row{Name: "train-256", Config: paperCfg, HW: 256, Batch: 4, Steps: steps})
-	}
-	rows = append(rows, bench.Row{Name: "propagate", Config: paperCfg, HW: hwProp, Batch: 2, Slices: slices, Propagate: true})
-	// UNETR++: the CPU preset's size always; the paper's 64×128×128 (about 8 s a step on two
-	// cores, 6 GB) with --paper or on CUDA.
-	rows = append(rows, bench.Row{Name: "16×32×32", Config: filepath.Join(root, "configs", "cpu-small.yaml"), Batch: 2, Steps: 5 * steps, UNETR: true})
-	if *paper {
-		rows = append(rows, bench.Row{Name: "64×128×128", Config: paperCfg, Batch: 2, Steps: steps, UNETR: true})
-	}
+	rows := benchRows(root, *device, *paper, steps, hwProp, slices)
 	memSteps, dpSteps := 1000, 40
 	if *device != "cpu" || *threads < 2 {
 		dpSteps = 0 // the data-parallel row splits the CPU's threads between two processes
@@ -133,4 +118,25 @@ func run(args []string) error {
 		Out: *out, GPUMemoryCmd: gpuMem, Recorded: filepath.Join(root, "bench", "recorded.md"),
 		Log: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...) },
 	})
+}
+
+// benchRows are make bench's Go-vs-PyTorch rows for the device.
+func benchRows(root, device string, paper bool, steps, hwProp, slices int) []bench.Row {
+	paperCfg := filepath.Join(root, "configs", "paper.yaml")
+	rows := []bench.Row{{Name: "train-96", Config: paperCfg, HW: 96, Batch: 4, Steps: steps}}
+	if device == "cpu" {
+		// The paper's 256² on two cores: about 9 s a step in Go, 24 s in PyTorch at batch 1,
+		// so one timed step per round, no warm-up step (the 20-minute budget).
+		rows = append(rows, bench.Row{Name: "train-256", Config: paperCfg, HW: 256, Batch: 1, Steps: -1})
+	} else {
+		rows = append(rows, bench.Row{Name: "train-256", Config: paperCfg, HW: 256, Batch: 4, Steps: steps})
+	}
+	rows = append(rows, bench.Row{Name: "propagate", Config: paperCfg, HW: hwProp, Batch: 2, Slices: slices, Propagate: true})
+	// UNETR++: the CPU preset's size always; the paper's 64×128×128 (about 8 s a step on two
+	// cores, 6 GB) with --paper or on CUDA.
+	rows = append(rows, bench.Row{Name: "16×32×32", Config: filepath.Join(root, "configs", "cpu-small.yaml"), Batch: 2, Steps: 5 * steps, UNETR: true})
+	if paper {
+		rows = append(rows, bench.Row{Name: "64×128×128", Config: paperCfg, Batch: 2, Steps: steps, UNETR: true})
+	}
+	return rows
 }
