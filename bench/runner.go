@@ -232,9 +232,11 @@ func dataParallelRow(o RunOptions, md *strings.Builder) error {
 		"| 1 process × %d threads | %s | 1 |\n| 2 processes × %s threads | %s | **%.2f** |\n",
 		filepath.Base(o.MemoryConfig), steps, o.Threads, A, half, B, B.med/A.med)
 	fmt.Fprintf(md, "\nThe gradient all-reduce against the backward pass (2 processes, ms per step, medians): step with DDP %s, "+
-		"the same step without communication %s, all-reducing every gradient alone (one flat buffer) %s; hidden behind the "+
-		"backward pass: %s %% (the Reducer launches each bucket's all-reduce from autograd hooks as its gradients become ready).\n",
-		summarize(ddpMs), summarize(localMs), summarize(arMs), summarize(overlap))
+		"the same step without communication %s (DDP's whole cost: %.1f ms), all-reducing every gradient alone (one flat "+
+		"buffer) %s; share of that all-reduce hidden behind the backward pass: %s %% (the Reducer launches each bucket's "+
+		"all-reduce from autograd hooks as its gradients become ready; 0 when DDP's other costs, such as copying gradients "+
+		"into buckets and broadcasting buffers, exceed the all-reduce).\n",
+		summarize(ddpMs), summarize(localMs), summarize(ddpMs).med-summarize(localMs).med, summarize(arMs), summarize(overlap))
 	return nil
 }
 
