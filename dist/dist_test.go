@@ -119,6 +119,15 @@ func TestLostRank(t *testing.T) {
 	}
 }
 
+// In a group of three, the rank that died is named by its stale heartbeat.
+func TestLostRankNamed(t *testing.T) {
+	code, out := launch(t, "lost3", 3, 30*time.Second)
+	if code == 0 || !strings.Contains(out, "rank 0 of 3: all-reduce failed (rank 2 stopped") ||
+		!strings.Contains(out, "rank 1 of 3: all-reduce failed (rank 2 stopped") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+}
+
 func worker(what string) error {
 	g, err := InitFromEnviron(Gloo, 10*time.Second)
 	if err != nil {
@@ -130,6 +139,16 @@ func worker(what string) error {
 		return collectives(g)
 	case "syncbn":
 		return syncBatchNorm(g)
+	case "lost3":
+		if g.Rank() == 2 {
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		}
+		time.Sleep(3*heartbeatEvery + 500*time.Millisecond) // rank 2's last stamp goes stale
+		_, err := g.AllReduceScalars(false, 1)
+		if err == nil {
+			return fmt.Errorf("all-reduce without rank 2 succeeded")
+		}
+		return err
 	case "lost":
 		if g.Rank() == 1 {
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)

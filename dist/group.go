@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -59,7 +60,14 @@ type Group struct {
 	rank  int
 	size  int
 	dev   string // where the group's own small tensors live: NCCL reduces only CUDA tensors
+	// Each rank stamps the store every heartbeatEvery; a rank whose stamp is stale when a
+	// collective fails is the one that was lost (Gloo's own error names a peer's address).
+	stopBeat   chan struct{}
+	beatDone   chan struct{}
+	agentStore bool // torchrun's agent serves the store (else rank 0 does)
 }
+
+const heartbeatEvery = time.Second
 
 // Init joins the process group e describes; it waits up to timeout for every rank, and
 // collectives later fail after timeout instead of hanging.
@@ -92,6 +100,8 @@ func Init(e Env, b Backend, timeout time.Duration) (*Group, error) {
 		C.tx_store_free(g.store)
 		return nil, fmt.Errorf("rank %d: %s process group of %d: %w", e.Rank, b, e.WorldSize, err)
 	}
+	g.stopBeat, g.beatDone, g.agentStore = make(chan struct{}), make(chan struct{}), e.AgentStore
+	go g.heartbeat()
 	return g, nil
 }
 
@@ -117,6 +127,8 @@ func (g *Group) Close() {
 	if g == nil || g.pg == nil {
 		return
 	}
+	close(g.stopBeat)
+	<-g.beatDone
 	C.tx_group_free(g.pg)
 	C.tx_store_free(g.store)
 	g.pg, g.store = nil, nil
@@ -213,12 +225,75 @@ func (g *Group) wrap(op string, err error) error {
 	return fmt.Errorf("rank %d of %d: %s failed (%s stopped, or the %s timed out): %w", g.rank, g.size, op, g.Others(), op, err)
 }
 
-// Others names the other ranks, for messages about a lost one: "rank 1" in a group of two.
+// Others names the other ranks for a message about a lost one: the ranks whose heartbeat
+// stopped ("rank 2", "ranks 1, 3"), else "rank 1" in a group of two, else "another rank".
 func (g *Group) Others() string {
+	if lost := g.Lost(); len(lost) > 0 {
+		names := make([]string, len(lost))
+		for i, r := range lost {
+			names[i] = strconv.Itoa(r)
+		}
+		if len(lost) == 1 {
+			return "rank " + names[0]
+		}
+		return "ranks " + strings.Join(names, ", ")
+	}
 	if g.size == 2 {
 		return "rank " + strconv.Itoa(1-g.rank)
 	}
 	return "another rank"
+}
+
+func beatKey(rank int) string { return "sli2vol-heartbeat/" + strconv.Itoa(rank) }
+
+// heartbeat stamps this rank's key in the store until Close.
+func (g *Group) heartbeat() {
+	defer close(g.beatDone)
+	key := C.CString(beatKey(g.rank))
+	defer C.free(unsafe.Pointer(key))
+	t := time.NewTicker(heartbeatEvery)
+	defer t.Stop()
+	for {
+		v := C.CString(strconv.FormatInt(time.Now().UnixMilli(), 10))
+		err := cerr(C.tx_store_set(g.store, key, v))
+		C.free(unsafe.Pointer(v))
+		if err != nil {
+			return // the store is gone (its host stopped): nothing left to stamp
+		}
+		select {
+		case <-g.stopBeat:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Lost lists the other ranks whose heartbeat is older than three beats (or missing after
+// the group formed); rank 0 when the store it served no longer answers; nil when nothing is
+// known.
+func (g *Group) Lost() []int {
+	var lost []int
+	buf := make([]byte, 32)
+	for r := 0; r < g.size; r++ {
+		if r == g.rank {
+			continue
+		}
+		key := C.CString(beatKey(r))
+		var found C.int
+		err := cerr(C.tx_store_get(g.store, key, 2000, (*C.char)(unsafe.Pointer(&buf[0])), C.int(len(buf)), &found))
+		C.free(unsafe.Pointer(key))
+		if err != nil {
+			if !g.agentStore && g.rank != 0 {
+				return []int{0} // rank 0 served the store: it is gone
+			}
+			return nil
+		}
+		ms, perr := strconv.ParseInt(C.GoString((*C.char)(unsafe.Pointer(&buf[0]))), 10, 64)
+		if found == 0 || perr != nil || time.Since(time.UnixMilli(ms)) > 3*heartbeatEvery {
+			lost = append(lost, r)
+		}
+	}
+	return lost
 }
 
 func handles(ts []torchx.Tensor) []C.TxTensor {

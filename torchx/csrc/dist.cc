@@ -21,6 +21,8 @@ TxErr tx_sync_batch_norm(TxGroup, TxTensor, TxTensor, TxTensor, TxTensor, TxTens
   return tx_no_dist();
 }
 void tx_store_free(TxStore) {}
+TxErr tx_store_set(TxStore, const char *, const char *) { return tx_no_dist(); }
+TxErr tx_store_get(TxStore, const char *, int64_t, char *, int, int *) { return tx_no_dist(); }
 TxErr tx_group_new(TxStore, TxBackend, int, int, int64_t, TxGroup *) { return tx_no_dist(); }
 void tx_group_free(TxGroup) {}
 TxErr tx_group_broadcast(TxGroup, TxTensor *, int, int) { return tx_no_dist(); }
@@ -332,6 +334,35 @@ TxErr tx_store_new(const char *host, int port, int is_server, int world, int64_t
 }
 
 void tx_store_free(TxStore s) { delete static_cast<StorePtr *>(s); }
+
+TxErr tx_store_set(TxStore s, const char *key, const char *value) {
+  TX_TRY
+  std::string v(value);
+  S(s)->set(std::string(key), std::vector<uint8_t>(v.begin(), v.end()));
+  TX_CATCH
+}
+
+TxErr tx_store_get(TxStore s, const char *key, int64_t timeout_ms, char *buf, int buflen, int *found) {
+  TX_TRY
+  *found = 0;
+  std::string k(key);
+  if (!S(s)->check({k})) return nullptr;
+  auto old = S(s)->getTimeout();
+  S(s)->setTimeout(std::chrono::milliseconds(timeout_ms));
+  std::vector<uint8_t> v;
+  try {
+    v = S(s)->get(k);
+  } catch (...) {
+    S(s)->setTimeout(old);
+    throw;
+  }
+  S(s)->setTimeout(old);
+  int n = std::min<int>(static_cast<int>(v.size()), buflen - 1);
+  std::memcpy(buf, v.data(), n);
+  buf[n] = '\0';
+  *found = 1;
+  TX_CATCH
+}
 
 TxErr tx_group_new(TxStore s, TxBackend b, int rank, int world, int64_t timeout_ms,
                    TxGroup *out) {

@@ -28,6 +28,10 @@ int tx_dist_has_backend(TxBackend b);
 TxErr tx_store_new(const char *host, int port, int is_server, int world, int64_t timeout_ms,
                    const char *prefix, TxStore *out);
 void tx_store_free(TxStore s);
+/* A key's value (a short string), and whether the key exists (found), waiting at most
+   timeout_ms for its value. */
+TxErr tx_store_set(TxStore s, const char *key, const char *value);
+TxErr tx_store_get(TxStore s, const char *key, int64_t timeout_ms, char *buf, int buflen, int *found);
 
 /* A process group over the store; ops time out after timeout_ms. */
 TxErr tx_group_new(TxStore s, TxBackend b, int rank, int world, int64_t timeout_ms,
