@@ -27,11 +27,7 @@ func newTrainFSSSCmd() *cobra.Command {
 			if launched, err := launchIfAsked(cmd); launched {
 				return err
 			}
-			c, dev, err := loadRuntime(cmd, map[string]string{"epochs": "unetr.epochs"})
-			if err != nil {
-				return err
-			}
-			g, err := joinGroup(c, dev)
+			c, dev, g, err := loadDistRuntime(cmd, map[string]string{"epochs": "unetr.epochs"})
 			if err != nil {
 				return err
 			}

@@ -103,6 +103,17 @@ func joinGroup(c *configs.Config, dev string) (*dist.Group, error) {
 	return dist.Init(e, b, time.Duration(c.Dist.TimeoutS)*time.Second)
 }
 
+// loadDistRuntime is loadRuntime, then joinGroup: the config, the device and, in a
+// distributed launch, the process group (close it when done; nil in a single process).
+func loadDistRuntime(cmd *cobra.Command, extra map[string]string) (*configs.Config, string, *dist.Group, error) {
+	c, dev, err := loadRuntime(cmd, extra)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	g, err := joinGroup(c, dev)
+	return c, dev, g, err
+}
+
 // launchEnv is this process's place in a distributed launch (zero in a single process).
 func launchEnv() dist.Env {
 	e, ok, err := dist.FromEnviron(os.Getenv)

@@ -78,11 +78,7 @@ func newRefineCmd() *cobra.Command {
 			if launched, err := launchIfAsked(cmd); launched {
 				return err
 			}
-			c, dev, err := loadRuntime(cmd, map[string]string{"epochs": "unetr.epochs"})
-			if err != nil {
-				return err
-			}
-			g, err := joinGroup(c, dev)
+			c, dev, g, err := loadDistRuntime(cmd, map[string]string{"epochs": "unetr.epochs"})
 			if err != nil {
 				return err
 			}

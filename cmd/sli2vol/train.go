@@ -50,19 +50,15 @@ func newTrainCmd() *cobra.Command {
 			if launched, err := launchIfAsked(cmd); launched {
 				return err
 			}
-			c, dev, err := loadRuntime(cmd, map[string]string{"mode": "model.mode", "epochs": "train.epochs", "batch-size": "train.batch_size"})
-			if err != nil {
-				return err
-			}
-			ds, err := data.OpenDataset(dataDir)
-			if err != nil {
-				return err
-			}
-			g, err := joinGroup(c, dev)
+			c, dev, g, err := loadDistRuntime(cmd, map[string]string{"mode": "model.mode", "epochs": "train.epochs", "batch-size": "train.batch_size"})
 			if err != nil {
 				return err
 			}
 			defer g.Close()
+			ds, err := data.OpenDataset(dataDir)
+			if err != nil {
+				return err
+			}
 			sig, stop := interrupts()
 			defer stop()
 			r, err := train.TrainCFN(c, train.Options{Data: ds, PseudoDir: pseudo, RunOptions: train.RunOptions{
