@@ -270,7 +270,8 @@ func (g *Group) heartbeat() {
 
 // Lost lists the other ranks whose heartbeat is older than three beats (or missing after
 // the group formed); rank 0 when the store it served no longer answers; nil when nothing is
-// known.
+// known. A stamp is its rank's wall clock: across nodes this assumes clocks agree to well
+// under three beats (NTP), and it only ever shapes an error message.
 func (g *Group) Lost() []int {
 	var lost []int
 	buf := make([]byte, 32)

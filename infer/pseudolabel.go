@@ -59,7 +59,7 @@ func (j *Job) CaseAnnotations(c data.Case, p *Prepared, r *rand.Rand) ([]*data.A
 // PseudoLabels writes, for every training case, the propagation of its annotation(s) as
 // OUT/labelsTr/ID.nii.gz on the image's grid, and OUT/annotations.json recording the slices
 // (written last: its presence marks a complete set). With ranks, each process propagates its
-// share of the cases; every process still draws every case's annotation, so the choices are
+// share of the cases; the others' annotation draws are replayed (skipCase), so the choices are
 // those of a single process.
 func (j *Job) PseudoLabels(ds *data.Dataset, out string, o data.WriteOptions, ranks Ranks) error {
 	if err := os.MkdirAll(filepath.Join(out, "labelsTr"), 0o755); err != nil {
@@ -68,12 +68,15 @@ func (j *Job) PseudoLabels(ds *data.Dataset, out string, o data.WriteOptions, ra
 	r := rand.New(rand.NewSource(j.Cfg.Seed))
 	record := map[string][]map[string]int{}
 	for i, c := range ds.Split("train") {
+		if !mine(ranks, i) {
+			if err := j.skipCase(c, r); err != nil {
+				return err
+			}
+			continue
+		}
 		img, p, anns, err := j.caseAnnotations(c, r)
 		if err != nil {
 			return err
-		}
-		if !mine(ranks, i) {
-			continue
 		}
 		for _, a := range anns {
 			for _, id := range a.IDs {
@@ -95,6 +98,26 @@ func (j *Job) PseudoLabels(ds *data.Dataset, out string, o data.WriteOptions, ra
 	}
 	b, _ := json.MarshalIndent(record, "", "  ")
 	return atomicfile.WriteFile(filepath.Join(out, "annotations.json"), append(b, '\n'))
+}
+
+// skipCase draws from r what CaseAnnotations draws for a case another rank propagates, so
+// that the later cases' choices stay those of a single process. Only fully labelled cases
+// draw (the benchmark policy), from their labels and the slicing of their grid: the image is
+// not read.
+func (j *Job) skipCase(c data.Case, r *rand.Rand) error {
+	if c.Annotation != "" || c.Slice >= 0 || c.Label == "" {
+		return nil
+	}
+	lab, err := data.LoadLabels(c.Label, j.Cfg.VolumeLimits())
+	if err != nil {
+		return err
+	}
+	s, err := data.NewSlicer(&lab.Geometry, j.Cfg.Data.Axis())
+	if err != nil {
+		return fmt.Errorf("%s: %w", c.Label, err)
+	}
+	data.BenchmarkAnnotations(lab, s, r, 3)
+	return nil
 }
 
 // caseAnnotations loads a training case's image and draws its annotation(s).

@@ -162,10 +162,7 @@ func (r *run) agree(err error) error {
 
 // shard is this rank's share of each epoch.
 func (r *run) shard(dropLast bool) data.Shard {
-	if r.Group == nil {
-		return data.Shard{}
-	}
-	return data.Shard{Rank: r.Group.Rank(), World: r.Group.Size(), DropLast: dropLast}
+	return data.Shard{Rank: r.rank(), World: r.world(), DropLast: dropLast}
 }
 
 // sync is the stepper's part of data-parallel training (nil in one process).
