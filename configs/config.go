@@ -54,6 +54,12 @@ type Data struct {
 	SwapProb          float64    `mapstructure:"swap_prob" yaml:"swap_prob"`
 	ResizeRange       [2]int     `mapstructure:"resize_range" yaml:"resize_range,flow"`
 	Crop              int        `mapstructure:"crop" yaml:"crop"`
+	// Datasets larger than memory: a preprocessed, memory-mapped cache (prepared on first
+	// use), or a bounded set of resident decoded volumes; workers prepare batches ahead.
+	Cache          string  `mapstructure:"cache" yaml:"cache"`
+	MaxResidentGB  float64 `mapstructure:"max_resident_gb" yaml:"max_resident_gb"`
+	Workers        int     `mapstructure:"workers" yaml:"workers"`
+	Prefetch       int     `mapstructure:"prefetch" yaml:"prefetch"`
 }
 
 // GEIG configures the gradient-enhanced image generator (§3.3).
@@ -132,6 +138,9 @@ type UNETR struct {
 	Overlap            float64   `mapstructure:"overlap" yaml:"overlap"`
 	TestMirror         bool      `mapstructure:"test_mirror" yaml:"test_mirror"`
 	WindowBatch        int       `mapstructure:"window_batch" yaml:"window_batch"`
+	// MaxDeviceAccumulatorGB bounds the sliding window's K×D×H×W probability sum on the
+	// device; a bigger sum is accumulated on the host.
+	MaxDeviceAccumulatorGB float64 `mapstructure:"max_device_accumulator_gb" yaml:"max_device_accumulator_gb"`
 }
 
 // Limits bound what sli2vol accepts before it allocates.
@@ -434,6 +443,10 @@ func (c *Config) validateData() error {
 	if d.CTWindow[0] >= d.CTWindow[1] {
 		return fmt.Errorf("data.ct_window %v is empty", d.CTWindow)
 	}
+	if d.MaxResidentGB < 0 || d.Workers < 0 || d.Prefetch < 0 {
+		return fmt.Errorf("data.max_resident_gb %g, data.workers %d and data.prefetch %d must not be negative",
+			d.MaxResidentGB, d.Workers, d.Prefetch)
+	}
 	return nil
 }
 
@@ -444,6 +457,9 @@ func (c *Config) validateUNETR() error {
 			return fmt.Errorf("unetr.patch_size %v must be a multiple of 8 × unetr.embed_patch %v on every axis (the encoder halves the grid three times)",
 				u.PatchSize, u.EmbedPatch)
 		}
+	}
+	if u.MaxDeviceAccumulatorGB < 0 {
+		return fmt.Errorf("unetr.max_device_accumulator_gb is %g, must not be negative", u.MaxDeviceAccumulatorGB)
 	}
 	if u.Overlap < 0 || u.Overlap >= 1 || u.ForegroundFraction < 0 || u.ForegroundFraction > 1 || u.GradClip < 0 {
 		return fmt.Errorf("unetr.overlap %g must be in [0, 1), unetr.foreground_fraction %g in [0, 1], unetr.grad_clip %g not negative",
