@@ -50,7 +50,7 @@ func PrepareUNETR(dir, configPath string, c *configs.Config, batch int) error {
 	n, _ := data.NewNormalizer(data.IntensityConfig{Mode: "ct", CTWindow: c.Data.CTWindow}, img)
 	vol := &data.SegVolume{ID: "bench", Shape: data.SegShape(s), Image: data.SegImage(&data.Image{Geometry: g, Data: img}, s, n.Test()),
 		Labels: data.ToSliceOrder(s, lab)}
-	sampler, err := data.NewPatchSampler([]*data.SegVolume{vol}, p, u.ForegroundFraction, u.Mirror, rand.New(rand.NewSource(c.Seed)))
+	sampler, err := data.NewPatchSampler([]*data.SegVolume{vol}, p, u.ForegroundFraction, u.Mirror)
 	if err != nil {
 		return err
 	}

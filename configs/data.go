@@ -1,6 +1,7 @@
 package configs
 
 import (
+	"fmt"
 	"strconv"
 
 	"github.com/sli2vol/sli2vol/data"
@@ -26,8 +27,24 @@ func (d Data) Axis() int {
 // PairSettings are the pair sampler's settings: the data section and the seed.
 func (c *Config) PairSettings() data.PairConfig {
 	return data.PairConfig{Strides: c.Data.PairStrides, SwapProb: c.Data.SwapProb, ResizeRange: c.Data.ResizeRange,
-		Crop: c.Data.Crop, Seed: c.Seed}
+		Crop: c.Data.Crop, Seed: c.Seed, PL: c.Model.Mode.UsesPL()}
 }
+
+// Ahead is how training batches are prepared ahead of the step.
+func (d Data) Ahead() data.Prefetch { return data.Prefetch{Workers: d.Workers, Depth: d.Prefetch} }
 
 // VolumeLimits is the configured resource limit on what a reader accepts.
 func (c *Config) VolumeLimits() data.Limits { return data.Limits{MaxVoxels: c.Limits.MaxVoxels} }
+
+// CacheKeys are the settings a preprocessed cache's contents depend on, by config key: the
+// slicing and the intensity normalisation (the training jitter is drawn at sampling time,
+// so it is not among them).
+func (c *Config) CacheKeys() map[string]string {
+	d := c.Data
+	return map[string]string{
+		"data.slice_axis":      d.SliceAxis,
+		"data.intensity":       d.Intensity,
+		"data.ct_window":       fmt.Sprint(d.CTWindow),
+		"data.mri_percentiles": fmt.Sprint(d.MRIPercentiles),
+	}
+}

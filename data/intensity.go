@@ -94,6 +94,21 @@ func NewNormalizer(cfg IntensityConfig, v []float32) (*Normalizer, error) {
 	return n, nil
 }
 
+// NormState is what a Normalizer decided from its volume: enough to rebuild it without the
+// voxels (a cache stores it beside the slices).
+type NormState struct {
+	CT  bool       `json:"ct"`
+	MRI [2]float32 `json:"mri_window"`
+}
+
+// State is what n decided.
+func (n *Normalizer) State() NormState { return NormState{CT: n.isCT, MRI: [2]float32{n.mri.Lo, n.mri.Up}} }
+
+// RestoreNormalizer rebuilds a Normalizer from its state.
+func RestoreNormalizer(cfg IntensityConfig, st NormState) *Normalizer {
+	return &Normalizer{cfg: cfg, isCT: st.CT, mri: Window{st.MRI[0], st.MRI[1]}}
+}
+
 // IsCT reports the chosen mode.
 func (n *Normalizer) IsCT() bool { return n.isCT }
 

@@ -20,15 +20,7 @@ type PairConfig struct {
 	ResizeRange [2]int // square side drawn uniformly from [lo, hi]
 	Crop        int
 	Seed        int64
-}
-
-// TrainVolume is one training volume, normalisation and slicing decided once.
-type TrainVolume struct {
-	ID     string
-	Image  *Image
-	PL     *Labels // pseudo-labels; nil when the model uses none
-	Slicer Slicer
-	Norm   *Normalizer
+	PL          bool // sample the pseudo-labels with the slices
 }
 
 // PairRef names one pair of an epoch.
@@ -50,6 +42,9 @@ type Pair struct {
 type PairSampler struct {
 	Vols []TrainVolume
 	Cfg  PairConfig
+	// Ahead prepares batches before the step asks for them (the zero value: none, each
+	// batch built when asked, in the caller's goroutine).
+	Ahead Prefetch
 }
 
 // NewPairSampler checks the configuration against the volumes.
@@ -68,8 +63,11 @@ func NewPairSampler(vols []TrainVolume, cfg PairConfig) (*PairSampler, error) {
 		minK = min(minK, k)
 	}
 	for _, v := range vols {
-		if v.Slicer.Len() <= minK {
-			return nil, fmt.Errorf("%s: %d slices along axis %d, too few for stride %d", v.Image.Source, v.Slicer.Len(), v.Slicer.Axis, minK)
+		if v.Len <= minK {
+			return nil, fmt.Errorf("%s: %d slices, too few for stride %d", v.Source, v.Len, minK)
+		}
+		if cfg.PL && !v.HasPL {
+			return nil, fmt.Errorf("%s: no pseudo-labels", v.Source)
 		}
 	}
 	return &PairSampler{Vols: vols, Cfg: cfg}, nil
@@ -91,7 +89,7 @@ func (p *PairSampler) Epoch(e int) []PairRef {
 	sort.Ints(strides)
 	var refs []PairRef
 	for vi, v := range p.Vols {
-		n := v.Slicer.Len()
+		n := v.Len
 		for j := 0; j+strides[0] < n; j++ {
 			var fit []int
 			for _, k := range strides {
@@ -107,30 +105,48 @@ func (p *PairSampler) Epoch(e int) []PairRef {
 }
 
 // Sample builds the i-th pair of epoch e (ref from Epoch(e)[i]).
-func (p *PairSampler) Sample(e, i int, ref PairRef) Pair {
+func (p *PairSampler) Sample(e, i int, ref PairRef) (Pair, error) {
 	r := p.rng(int64(e), int64(i))
 	v := p.Vols[ref.Vol]
-	win := v.Norm.Train(r)
-	h, w := v.Slicer.Size()
+	norm, err := v.Slices.Normalizer()
+	if err != nil {
+		return Pair{}, err
+	}
+	win := norm.Train(r)
+	h, w := v.H, v.W
 	side := p.Cfg.ResizeRange[0] + r.Intn(p.Cfg.ResizeRange[1]-p.Cfg.ResizeRange[0]+1)
 	oy, ox := r.Intn(side-p.Cfg.Crop+1), r.Intn(side-p.Cfg.Crop+1)
 	swap := r.Float64() < p.Cfg.SwapProb
-	img := func(n int) []float32 {
-		s := Slice(v.Slicer, v.Image.Data, n)
-		win.Apply(s, s)
-		return cropBilinear(s, h, w, side, oy, ox, p.Cfg.Crop)
-	}
-	pl := func(n int) []float32 {
-		if v.PL == nil {
-			return nil
-		}
-		return cropNearest(Slice(v.Slicer, v.PL.Data, n), h, w, side, oy, ox, p.Cfg.Crop)
-	}
 	a, b := ref.J, ref.J+ref.K
 	if swap {
 		a, b = b, a
 	}
-	return Pair{Ref: ref, A: img(a), B: img(b), PLA: pl(a), PLB: pl(b), Swapped: swap}
+	pair := Pair{Ref: ref, Swapped: swap}
+	buf := make([]float32, h*w)
+	for _, x := range []struct {
+		n   int
+		out *[]float32
+	}{{a, &pair.A}, {b, &pair.B}} {
+		if err := v.Slices.Image(x.n, buf); err != nil {
+			return Pair{}, err
+		}
+		win.Apply(buf, buf)
+		*x.out = cropBilinear(buf, h, w, side, oy, ox, p.Cfg.Crop)
+	}
+	if !p.Cfg.PL {
+		return pair, nil
+	}
+	lab := make([]int32, h*w)
+	for _, x := range []struct {
+		n   int
+		out *[]float32
+	}{{a, &pair.PLA}, {b, &pair.PLB}} {
+		if err := v.Slices.Labels(x.n, lab); err != nil {
+			return Pair{}, err
+		}
+		*x.out = cropNearest(lab, h, w, side, oy, ox, p.Cfg.Crop)
+	}
+	return pair, nil
 }
 
 // srcCoord maps output pixel d of a resize from n to m pixels to the input (half-pixel
@@ -181,10 +197,12 @@ func cropNearest(s []int32, h, w, side, oy, ox, crop int) []float32 {
 }
 
 // Batch is size pairs stacked: each field holds size·crop·crop values (N×1×crop×crop).
+// Err is set when a slice could not be read; the batch is then unusable.
 type Batch struct {
 	Refs           []PairRef
 	A, B, PLA, PLB []float32
 	Size, Crop     int
+	Err            error
 }
 
 // Shard is one rank's share of every epoch in data-parallel training, cut as torch's
@@ -217,24 +235,24 @@ func (sh Shard) positions(n int) []int {
 // Batches cuts the shard of epoch e into batches of size (the last may be smaller) and
 // yields each with its index; from is the first batch to produce (for resuming mid-epoch).
 // A pair's augmentation is drawn from its position in the whole epoch, so the pairs of a
-// step are the same whatever the number of ranks.
+// step are the same whatever the number of ranks, and whatever p.Ahead prepares early.
 func (p *PairSampler) Batches(e, size, from int, sh Shard) iter.Seq2[int, Batch] {
-	return func(yield func(int, Batch) bool) {
-		refs := p.Epoch(e)
-		pos := sh.positions(len(refs))
-		for b := from; b*size < len(pos); b++ {
-			if !yield(b, p.batch(e, refs, pos[b*size:min((b+1)*size, len(pos))])) {
-				return
-			}
-		}
-	}
+	refs := p.Epoch(e)
+	pos := sh.positions(len(refs))
+	n := (len(pos) + size - 1) / size
+	return p.Ahead.Do(from, n, func(b int) Batch {
+		return p.batch(e, refs, pos[b*size:min((b+1)*size, len(pos))])
+	})
 }
 
 // batch stacks the pairs of epoch e at positions pos.
 func (p *PairSampler) batch(e int, refs []PairRef, pos []int) Batch {
 	batch := Batch{Size: len(pos), Crop: p.Cfg.Crop}
 	for _, i := range pos {
-		s := p.Sample(e, i, refs[i])
+		s, err := p.Sample(e, i, refs[i])
+		if err != nil {
+			return Batch{Err: err}
+		}
 		batch.Refs = append(batch.Refs, refs[i])
 		batch.A = append(batch.A, s.A...)
 		batch.B = append(batch.B, s.B...)

@@ -3,7 +3,10 @@ package data
 import (
 	"fmt"
 	"math"
+	"reflect"
+	"runtime"
 	"testing"
+	"time"
 )
 
 func TestResizeKernels(t *testing.T) {
@@ -63,18 +66,18 @@ func trainVol(t *testing.T, shape [3]int) TrainVolume {
 	if err != nil || !n.IsCT() {
 		t.Fatalf("normalizer %v", err)
 	}
-	return TrainVolume{ID: "v", Image: img, PL: pl, Slicer: s, Norm: n}
+	return MemoryVolume("v", img, pl, s, n)
 }
 
 func TestPairsAlignedAndIntegral(t *testing.T) {
 	v := trainVol(t, [3]int{32, 28, 10})
 	// Resize side equal to the slice (no scaling): image and PL crops coincide exactly.
-	p, err := NewPairSampler([]TrainVolume{v}, PairConfig{Strides: []int{1}, SwapProb: 0.5, ResizeRange: [2]int{40, 48}, Crop: 24, Seed: 3})
+	p, err := NewPairSampler([]TrainVolume{v}, PairConfig{Strides: []int{1}, SwapProb: 0.5, ResizeRange: [2]int{40, 48}, Crop: 24, Seed: 3, PL: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i, ref := range p.Epoch(0) {
-		s := p.Sample(0, i, ref)
+		s := sample(t, p, 0, i, ref)
 		for _, m := range [][]float32{s.PLA, s.PLB} {
 			for _, x := range m {
 				if x != 0 && x != 1 {
@@ -115,7 +118,7 @@ func TestPairsDeterministicStridesSwap(t *testing.T) {
 		if (r.K != 2 && r.K != 3) || r.J+r.K >= 12 {
 			t.Fatalf("pair %+v", r)
 		}
-		if p.Sample(0, i, r).Swapped {
+		if sample(t, p, 0, i, r).Swapped {
 			swaps++
 		}
 	}
@@ -124,7 +127,7 @@ func TestPairsDeterministicStridesSwap(t *testing.T) {
 		if r != refs[i] {
 			t.Fatal("same seed, different epoch order")
 		}
-		a, b := p.Sample(0, i, r), q.Sample(0, i, r)
+		a, b := sample(t, p, 0, i, r), sample(t, q, 0, i, r)
 		for k := range a.A {
 			if a.A[k] != b.A[k] {
 				t.Fatal("same seed, different augmentation")
@@ -145,7 +148,7 @@ func TestPairsDeterministicStridesSwap(t *testing.T) {
 	for e := 0; e < 30; e++ {
 		for i, r := range p.Epoch(e) {
 			total++
-			if p.Sample(e, i, r).Swapped {
+			if sample(t, p, e, i, r).Swapped {
 				sw++
 			}
 		}
@@ -160,7 +163,7 @@ func TestPairsDeterministicStridesSwap(t *testing.T) {
 
 func TestBatchesResume(t *testing.T) {
 	v := trainVol(t, [3]int{20, 20, 12})
-	p, _ := NewPairSampler([]TrainVolume{v}, PairConfig{Strides: []int{1}, SwapProb: 0.5, ResizeRange: [2]int{20, 24}, Crop: 16, Seed: 1})
+	p, _ := NewPairSampler([]TrainVolume{v}, PairConfig{Strides: []int{1}, SwapProb: 0.5, ResizeRange: [2]int{20, 24}, Crop: 16, Seed: 1, PL: true})
 	var all []Batch
 	for _, batch := range p.Batches(2, 4, 0, Shard{}) {
 		all = append(all, batch)
@@ -241,5 +244,48 @@ func TestShardPositions(t *testing.T) {
 			}
 			break
 		}
+	}
+}
+
+func sample(t *testing.T, p *PairSampler, e, i int, ref PairRef) Pair {
+	t.Helper()
+	s, err := p.Sample(e, i, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// Batches prepared ahead by several workers come out in the order, and with the values, of
+// batches built one by one; stopping early leaves no worker behind.
+func TestBatchesPrefetched(t *testing.T) {
+	v := trainVol(t, [3]int{20, 20, 12})
+	cfg := PairConfig{Strides: []int{1}, SwapProb: 0.5, ResizeRange: [2]int{20, 24}, Crop: 16, Seed: 1, PL: true}
+	p, _ := NewPairSampler([]TrainVolume{v}, cfg)
+	var want []Batch
+	for _, b := range p.Batches(3, 2, 1, Shard{}) {
+		want = append(want, b)
+	}
+	before := runtime.NumGoroutine()
+	for _, ahead := range []Prefetch{{Workers: 1, Depth: 1}, {Workers: 3, Depth: 2}, {Workers: 4, Depth: 9}} {
+		q, _ := NewPairSampler([]TrainVolume{v}, cfg)
+		q.Ahead = ahead
+		k := 0
+		for b, got := range q.Batches(3, 2, 1, Shard{}) {
+			if b != k+1 || !reflect.DeepEqual(got, want[k]) {
+				t.Fatalf("%+v: batch %d (index %d) differs from the one built in turn", ahead, k, b)
+			}
+			k++
+		}
+		if k != len(want) {
+			t.Fatalf("%+v: %d batches, want %d", ahead, k, len(want))
+		}
+		for range q.Batches(3, 2, 0, Shard{}) {
+			break
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	if after := runtime.NumGoroutine(); after > before {
+		t.Fatalf("%d goroutines before, %d after: prefetch workers left running", before, after)
 	}
 }

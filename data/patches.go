@@ -2,8 +2,10 @@ package data
 
 import (
 	"fmt"
+	"hash/fnv"
 	"math"
 	"math/rand"
+	"slices"
 	"sort"
 )
 
@@ -55,21 +57,55 @@ func FromSliceOrder[T any](s Slicer, v []T) []T {
 // over the volume, as nnU-Net's z-scoring does, so the network sees the same scale for CT
 // and MRI.
 func Standardize(v []float32) {
-	var s, s2 float64
-	for _, x := range v {
-		s += float64(x)
-		s2 += float64(x) * float64(x)
+	st := NewStandardStats(v)
+	for i, x := range v {
+		v[i] = st.Apply(x)
 	}
-	n := float64(len(v))
-	mean := s / n
-	std := math.Sqrt(max(s2/n-mean*mean, 0))
+}
+
+// StandardStats are a volume's mean and standard deviation, as Standardize uses them.
+type StandardStats struct {
+	Mean float64 `json:"mean"`
+	Std  float64 `json:"std"`
+}
+
+// NewStandardStats sums v in its order (D×H×W), so that a cache computing them from the
+// same slices gets the same bits.
+func NewStandardStats(v []float32) StandardStats {
+	var sum StandardSum
+	sum.Add(v)
+	return sum.Stats()
+}
+
+// StandardSum accumulates StandardStats over a volume given in parts (slice by slice, in
+// order); the result has the bits of NewStandardStats over the whole.
+type StandardSum struct {
+	s, s2 float64
+	n     int
+}
+
+// Add takes the next values.
+func (a *StandardSum) Add(v []float32) {
+	for _, x := range v {
+		a.s += float64(x)
+		a.s2 += float64(x) * float64(x)
+	}
+	a.n += len(v)
+}
+
+// Stats are the mean and standard deviation (1 when the values are constant).
+func (a *StandardSum) Stats() StandardStats {
+	n := float64(a.n)
+	mean := a.s / n
+	std := math.Sqrt(max(a.s2/n-mean*mean, 0))
 	if std < 1e-6 {
 		std = 1
 	}
-	for i, x := range v {
-		v[i] = float32((float64(x) - mean) / std)
-	}
+	return StandardStats{Mean: mean, Std: std}
 }
+
+// Apply standardises one value.
+func (st StandardStats) Apply(x float32) float32 { return float32((float64(x) - st.Mean) / st.Std) }
 
 // ClassMap maps label ids to contiguous class indices (0 = background) and back.
 type ClassMap struct {
@@ -141,7 +177,7 @@ type PatchSampler struct {
 }
 
 // NewPatchSampler indexes the foreground voxels of vols (where their labels are known).
-func NewPatchSampler(vols []*SegVolume, patch [3]int, fgFraction float64, mirror bool, r *rand.Rand) (*PatchSampler, error) {
+func NewPatchSampler(vols []*SegVolume, patch [3]int, fgFraction float64, mirror bool) (*PatchSampler, error) {
 	if len(vols) == 0 {
 		return nil, fmt.Errorf("patch sampler: no volumes")
 	}
@@ -150,30 +186,43 @@ func NewPatchSampler(vols []*SegVolume, patch [3]int, fgFraction float64, mirror
 		if len(v.Labels) != len(v.Image) || len(v.Image) != v.Shape[0]*v.Shape[1]*v.Shape[2] {
 			return nil, fmt.Errorf("patch sampler: volume %s: %d image and %d label voxels for shape %v", v.ID, len(v.Image), len(v.Labels), v.Shape)
 		}
-		byClass := map[int32][]int32{}
-		plane := v.Shape[1] * v.Shape[2]
-		for i, k := range v.Labels {
-			if k > 0 && v.known(i/plane) {
-				byClass[k] = append(byClass[k], int32(i))
-			}
-		}
-		classes := make([]int32, 0, len(byClass))
-		for k := range byClass {
-			classes = append(classes, k)
-		}
-		sort.Slice(classes, func(i, j int) bool { return classes[i] < classes[j] })
-		var lists [][]int32
-		for _, k := range classes {
-			l := byClass[k]
-			if len(l) > 10000 { // a fixed-size random subset, as nnU-Net stores
-				r.Shuffle(len(l), func(i, j int) { l[i], l[j] = l[j], l[i] })
-				l = l[:10000]
-			}
-			lists = append(lists, l)
-		}
+		_, lists := ForegroundIndex(v.ID, v.Labels, v.Shape, v.known)
 		s.fg = append(s.fg, lists)
 	}
 	return s, nil
+}
+
+// maxForeground is how many voxels of each class a volume lists, as nnU-Net stores.
+const maxForeground = 10000
+
+// ForegroundIndex lists, for each label value > 0 in ascending order, the voxels (indices
+// into the D×H×W labels) that hold it where known (nil: everywhere) says the slice is
+// labelled: all of them, or a random subset of maxForeground. The subset is drawn from the
+// volume's id alone, so a cache prepared once and a volume indexed in memory agree.
+func ForegroundIndex(id string, labels []int32, shape [3]int, known func(z int) bool) (values []int32, lists [][]int32) {
+	byValue := map[int32][]int32{}
+	plane := shape[1] * shape[2]
+	for i, k := range labels {
+		if k > 0 && (known == nil || known(i/plane)) {
+			byValue[k] = append(byValue[k], int32(i))
+		}
+	}
+	for k := range byValue {
+		values = append(values, k)
+	}
+	slices.Sort(values)
+	h := fnv.New64a()
+	h.Write([]byte(id))
+	r := rand.New(rand.NewSource(int64(h.Sum64())))
+	for _, k := range values {
+		l := byValue[k]
+		if len(l) > maxForeground {
+			r.Shuffle(len(l), func(i, j int) { l[i], l[j] = l[j], l[i] })
+			l = l[:maxForeground:maxForeground]
+		}
+		lists = append(lists, l)
+	}
+	return values, lists
 }
 
 // Sample draws a batch of b patches.

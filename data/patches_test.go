@@ -30,7 +30,7 @@ func TestPatchSamplerCopiesExactVoxels(t *testing.T) {
 	v := indexVolume(shape, nil)
 	r := rand.New(rand.NewSource(1))
 	for _, mirror := range []bool{false, true} {
-		s, err := NewPatchSampler([]*SegVolume{v}, [3]int{4, 8, 8}, 0.5, mirror, r)
+		s, err := NewPatchSampler([]*SegVolume{v}, [3]int{4, 8, 8}, 0.5, mirror)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -68,7 +68,7 @@ func TestPatchSamplerPadsAndSingleSlice(t *testing.T) {
 	for i := range small.Labels {
 		small.Labels[i] = 0
 	}
-	s, _ := NewPatchSampler([]*SegVolume{small}, [3]int{4, 8, 8}, 0, false, r)
+	s, _ := NewPatchSampler([]*SegVolume{small}, [3]int{4, 8, 8}, 0, false)
 	b := s.Sample(1, r)
 	var zeros int
 	for o := range b.Image {
@@ -86,7 +86,7 @@ func TestPatchSamplerPadsAndSingleSlice(t *testing.T) {
 
 	// FS-SS: only slice 4 of the volume is known; it must lie in every patch.
 	v := indexVolume([3]int{10, 12, 12}, []int{4})
-	s, _ = NewPatchSampler([]*SegVolume{v}, [3]int{3, 8, 8}, 0.33, true, r)
+	s, _ = NewPatchSampler([]*SegVolume{v}, [3]int{3, 8, 8}, 0.33, true)
 	b = s.Sample(16, r)
 	plane := 12 * 12
 	n := 3 * 8 * 8
@@ -177,7 +177,7 @@ func TestPatchBatchDownsampleKeepsKnownSlice(t *testing.T) {
 // A rank's part of a global batch is its patches, voxel for voxel.
 func TestPatchBatchPart(t *testing.T) {
 	v := indexVolume([3]int{6, 10, 10}, nil)
-	s, _ := NewPatchSampler([]*SegVolume{v}, [3]int{4, 8, 8}, 0.5, false, rand.New(rand.NewSource(3)))
+	s, _ := NewPatchSampler([]*SegVolume{v}, [3]int{4, 8, 8}, 0.5, false)
 	b := s.Sample(4, rand.New(rand.NewSource(4)))
 	n := 4 * 8 * 8
 	for k := 0; k < 2; k++ {

@@ -80,12 +80,18 @@ func (s Slicer) voxel(n, r, c int) int {
 func Slice[T any](s Slicer, vol []T, n int) []T {
 	h, w := s.Size()
 	out := make([]T, h*w)
+	SliceInto(s, vol, n, out)
+	return out
+}
+
+// SliceInto copies anatomical slice n of vol into out (H·W, row-major).
+func SliceInto[T any](s Slicer, vol []T, n int, out []T) {
+	h, w := s.Size()
 	for r := 0; r < h; r++ {
 		for c := 0; c < w; c++ {
 			out[r*w+c] = vol[s.voxel(n, r, c)]
 		}
 	}
-	return out
 }
 
 // SetSlice writes an H·W slice back as anatomical slice n of vol.

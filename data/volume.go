@@ -364,3 +364,28 @@ func NewGeometry(shape [3]int, spacing [3]float64, origin [3]float64) Geometry {
 	g.Header = syntheticHeader(&g)
 	return g
 }
+
+// ReadGeometry reads a volume's grid without its voxels: the NIfTI header alone (a DICOM
+// folder, series series, is read whole). Training from thousands of cases starts from this.
+func ReadGeometry(path, series string, lim Limits) (Geometry, error) {
+	if IsDICOMDir(path) {
+		img, err := Case{Image: path, Series: series}.LoadImage(lim)
+		if err != nil {
+			return Geometry{}, err
+		}
+		return img.Geometry, nil
+	}
+	r, closeFn, _, err := openMaybeGzip(path)
+	if err != nil {
+		return Geometry{}, fmt.Errorf("%s: %w", path, unwrapPath(err))
+	}
+	defer closeFn()
+	h, err := readHeader(r)
+	if err != nil {
+		return Geometry{}, fmt.Errorf("%s: %w", path, err)
+	}
+	if lim.MaxVoxels > 0 && h.NumVoxels() > lim.MaxVoxels {
+		return Geometry{}, fmt.Errorf("%s: header claims %d voxels, over the limit of %d (limits.max_voxels)", path, h.NumVoxels(), lim.MaxVoxels)
+	}
+	return h.geometry(path), nil
+}

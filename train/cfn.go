@@ -60,7 +60,7 @@ func TrainCFN(c *configs.Config, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	sampler, err := newPairSampler(c, o.Data, pseudo)
+	sampler, err := newPairSampler(c, o.Data, pseudo, r)
 	if err = r.agree(err); err != nil {
 		return Result{}, err
 	}
@@ -119,13 +119,27 @@ func newCFNTraining(c *configs.Config, device string, total int) (*models.CFN, *
 	return model, opt, sched, err
 }
 
-// newPairSampler reads the training volumes (and pseudo-labels) and samples their pairs.
-func newPairSampler(c *configs.Config, ds *data.Dataset, pseudo string) (*data.PairSampler, error) {
-	vols, err := LoadTrainVolumes(c, ds, pseudo)
+// newPairSampler opens the training volumes (and pseudo-labels) and samples their pairs,
+// prepared ahead by data.workers. With a cache, rank 0 makes it first; then every rank
+// opens it (on a shared file system, finding it complete).
+func newPairSampler(c *configs.Config, ds *data.Dataset, pseudo string, r *run) (*data.PairSampler, error) {
+	var err error
+	if c.Data.Cache != "" && r.rank0() {
+		_, err = PrepareCache(c, ds, pseudo, false, r.Log)
+	}
+	if err = r.agree(err); err != nil {
+		return nil, err
+	}
+	vols, err := LoadTrainVolumes(c, ds, pseudo, r.Log)
 	if err != nil {
 		return nil, err
 	}
-	return data.NewPairSampler(vols, c.PairSettings())
+	s, err := data.NewPairSampler(vols, c.PairSettings())
+	if err != nil {
+		return nil, err
+	}
+	s.Ahead = c.Data.Ahead()
+	return s, nil
 }
 
 // pairBatches yields the run's remaining batches (this rank's shard) epoch by epoch from
@@ -172,6 +186,9 @@ type Sync interface {
 // sli2vol+), the reconstruction of slice j+1 from slice j, the configured loss, backward and
 // an optimizer step. A non-finite loss is returned without updating the weights.
 func (s *Stepper) Step(batch data.Batch) (loss float64, err error) {
+	if batch.Err != nil { // a slice could not be read
+		return 0, batch.Err
+	}
 	// Every tensor of the step goes when it ends (torchx.TidyDo), not at the next GC.
 	err = torchx.Try(func() { torchx.TidyDo(func() { loss = s.step(batch) }) })
 	return loss, err

@@ -37,7 +37,7 @@ func TestPairBatchesResume(t *testing.T) {
 	ds := phantoms(t, 1)
 	c := tinyConfig(t, configs.ModeSli2Vol)
 	c.Train.Epochs = 2
-	vols, err := LoadTrainVolumes(c, ds, "")
+	vols, err := LoadTrainVolumes(c, ds, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,14 +25,18 @@ type SegOptions struct {
 // SegVolumesFromPL reads the training split with each case's pseudo-labels as labels
 // (every voxel known): what the refinement network trains on.
 func SegVolumesFromPL(c *configs.Config, ds *data.Dataset, pseudoDir string) ([]*data.SegVolume, error) {
-	tvs, err := LoadTrainVolumes(c, ds, pseudoDir)
+	srcs, err := TrainSources(ds, pseudoDir)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*data.SegVolume, len(tvs))
-	for i, tv := range tvs {
-		out[i] = &data.SegVolume{ID: tv.ID, Shape: data.SegShape(tv.Slicer),
-			Image: data.SegImage(tv.Image, tv.Slicer, tv.Norm.Test()), Labels: data.ToSliceOrder(tv.Slicer, tv.PL.Data)}
+	out := make([]*data.SegVolume, len(srcs))
+	for i, src := range srcs {
+		v, err := loadVolume(c, src)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = &data.SegVolume{ID: v.id, Shape: data.SegShape(v.sl),
+			Image: data.SegImage(v.img, v.sl, v.norm.Test()), Labels: data.ToSliceOrder(v.sl, v.pl.Data)}
 	}
 	return out, nil
 }
@@ -100,7 +104,7 @@ func newPatchSampler(c *configs.Config, in []*data.SegVolume, dir string, resume
 		return nil, classes, err
 	}
 	u := c.UNETR
-	s, err := data.NewPatchSampler(vols, u.PatchSize, u.ForegroundFraction, u.Mirror, rand.New(rand.NewSource(c.Seed)))
+	s, err := data.NewPatchSampler(vols, u.PatchSize, u.ForegroundFraction, u.Mirror)
 	if err != nil {
 		return nil, classes, fmt.Errorf("unetr: %w", err)
 	}
