@@ -50,19 +50,19 @@ func stamp(path, series string) (Stamp, error) {
 
 // Entry is one cached case: cases/ID.json, written after its arrays.
 type Entry struct {
-	ID           string              `json:"id"`
-	Image        Stamp               `json:"image"`
-	PL           *Stamp              `json:"pseudo_labels,omitempty"`
-	Shape        [3]int              `json:"shape"` // D, H, W: anatomical slice order
-	ArrayShape   [3]int              `json:"array_shape"`
-	Affine       data.Mat4           `json:"affine"`
-	Axis         int                 `json:"slice_axis"`
-	Reversed     bool                `json:"reversed"`
-	Norm         data.NormState      `json:"normalizer"`
-	Seg          data.StandardStats  `json:"seg_standardization"` // of the test-windowed image
-	PLType       string              `json:"pseudo_label_dtype,omitempty"`
-	LabelIDs     []int32             `json:"label_ids,omitempty"`  // ids > 0 in the pseudo-labels
-	ForegroundOf []int               `json:"foreground_counts,omitempty"` // per label id: voxels listed
+	ID           string             `json:"id"`
+	Image        Stamp              `json:"image"`
+	PL           *Stamp             `json:"pseudo_labels,omitempty"`
+	Shape        [3]int             `json:"shape"` // D, H, W: anatomical slice order
+	ArrayShape   [3]int             `json:"array_shape"`
+	Affine       data.Mat4          `json:"affine"`
+	Axis         int                `json:"slice_axis"`
+	Reversed     bool               `json:"reversed"`
+	Norm         data.NormState     `json:"normalizer"`
+	Seg          data.StandardStats `json:"seg_standardization"` // of the test-windowed image
+	PLType       string             `json:"pseudo_label_dtype,omitempty"`
+	LabelIDs     []int32            `json:"label_ids,omitempty"`         // ids > 0 in the pseudo-labels
+	ForegroundOf []int              `json:"foreground_counts,omitempty"` // per label id: voxels listed
 }
 
 func (c *Cache) path(id, suffix string) string { return filepath.Join(c.Dir, casesDir, id+suffix) }

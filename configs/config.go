@@ -56,10 +56,10 @@ type Data struct {
 	Crop              int        `mapstructure:"crop" yaml:"crop"`
 	// Datasets larger than memory: a preprocessed, memory-mapped cache (prepared on first
 	// use), or a bounded set of resident decoded volumes; workers prepare batches ahead.
-	Cache          string  `mapstructure:"cache" yaml:"cache"`
-	MaxResidentGB  float64 `mapstructure:"max_resident_gb" yaml:"max_resident_gb"`
-	Workers        int     `mapstructure:"workers" yaml:"workers"`
-	Prefetch       int     `mapstructure:"prefetch" yaml:"prefetch"`
+	Cache         string  `mapstructure:"cache" yaml:"cache"`
+	MaxResidentGB float64 `mapstructure:"max_resident_gb" yaml:"max_resident_gb"`
+	Workers       int     `mapstructure:"workers" yaml:"workers"`
+	Prefetch      int     `mapstructure:"prefetch" yaml:"prefetch"`
 }
 
 // GEIG configures the gradient-enhanced image generator (§3.3).

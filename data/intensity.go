@@ -102,7 +102,9 @@ type NormState struct {
 }
 
 // State is what n decided.
-func (n *Normalizer) State() NormState { return NormState{CT: n.isCT, MRI: [2]float32{n.mri.Lo, n.mri.Up}} }
+func (n *Normalizer) State() NormState {
+	return NormState{CT: n.isCT, MRI: [2]float32{n.mri.Lo, n.mri.Up}}
+}
 
 // RestoreNormalizer rebuilds a Normalizer from its state.
 func RestoreNormalizer(cfg IntensityConfig, st NormState) *Normalizer {
