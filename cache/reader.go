@@ -137,3 +137,16 @@ func (s *slices) Labels(n int, dst []int32) error {
 }
 
 func (s *slices) Normalizer() (*data.Normalizer, error) { return s.norm, nil }
+
+// Bytes is the size of the cached arrays.
+func (c *Cache) Bytes() int64 {
+	var n int64
+	for _, e := range c.Entries {
+		v := int64(e.Shape[0] * e.Shape[1] * e.Shape[2])
+		n += v * 4
+		if e.PL != nil {
+			n += v * int64(itemSize(e.PLType))
+		}
+	}
+	return n
+}

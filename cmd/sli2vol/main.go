@@ -72,7 +72,7 @@ func newRoot() *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%s: %w (see %s --help)", c.CommandPath(), err, c.CommandPath())
 	})
-	root.AddCommand(newVersionCmd(), newConfigCmd(), newModelCmd(), newPhantomCmd(), newTrainCmd(),
+	root.AddCommand(newVersionCmd(), newConfigCmd(), newModelCmd(), newPhantomCmd(), newPrepareCmd(), newTrainCmd(),
 		newPseudoLabelCmd(), newRefineCmd(), newTrainFSSSCmd(), newPipelineCmd(), newSegmentCmd(), newEvaluateCmd(), newExportCmd(), newImportCmd(), newSelftestCmd())
 	return root
 }
