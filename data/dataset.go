@@ -16,7 +16,8 @@ import (
 // annotation file (one labelled slice) or the annotated slice number.
 type Case struct {
 	ID         string
-	Image      string
+	Image      string // a NIfTI file, or a folder of DICOM files
+	Series     string // SeriesInstanceUID to read from the folder Image; "": a NIfTI file, or the folder's only series
 	Label      string // "" when the case has no labels
 	Annotation string // optional file whose single labelled slice is the annotation
 	Slice      int    // annotated anatomical slice; −1 when not given
@@ -51,8 +52,17 @@ func (d *Dataset) Split(split string) []Case {
 }
 
 // OpenDataset reads a Medical Segmentation Decathlon folder (imagesTr/labelsTr,
-// imagesTs/labelsTs, dataset.json optional), a YAML manifest, or a plain folder of image and
-// label files paired by name (X.nii.gz with X_label / X_seg / X_mask / X_gt .nii.gz).
+// imagesTs/labelsTs, dataset.json optional), a YAML manifest (an entry's image may be a DICOM
+// folder, with series: UID to pick one of several), a plain folder of image and label files
+// paired by name (X.nii.gz with X_label / X_seg / X_mask / X_gt .nii.gz), or — a folder
+// without NIfTI images at its top — a tree of DICOM series: every series found below it, at any
+// depth, is a case, its ID the folder's path below the tree with "_" for the separators (and
+// the UID's last 8 characters appended where a folder holds several series). A series'
+// label and annotation are NIfTI files in its folder: label.nii.gz, seg.nii.gz, mask.nii.gz
+// or X_seg.nii.gz (the other label suffixes too), and annotation.nii.gz; in a folder of
+// several series the file names its series, e.g. 12345678_seg.nii.gz. Hidden files and
+// folders are skipped, and files are identified from their headers alone (no pixel data is
+// read until a case is loaded).
 func OpenDataset(path string) (*Dataset, error) {
 	st, err := os.Stat(path)
 	if err != nil {
@@ -68,6 +78,9 @@ func OpenDataset(path string) (*Dataset, error) {
 		d, err = openMSD(path)
 	default:
 		d, err = openPlain(path)
+		if err == nil && len(d.Cases) == 0 {
+			d, err = openDICOMTree(path)
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -197,6 +210,9 @@ func openPlain(root string) (*Dataset, error) {
 	var images []string
 	for _, f := range files {
 		s := stem(f)
+		if k, prefix := sidecarKind(s); k != "" && prefix == "" {
+			continue // label.nii.gz, annotation.nii.gz: a DICOM series' files, not an image
+		}
 		isLabel := false
 		for _, suf := range labelSuffixes {
 			if strings.HasSuffix(s, suf) {
@@ -231,6 +247,7 @@ type manifest struct {
 		Image      string `yaml:"image"`
 		Label      string `yaml:"label"`
 		Annotation string `yaml:"annotation"`
+		Series     string `yaml:"series"`
 		Slice      *int   `yaml:"slice"`
 		Split      string `yaml:"split"`
 	} `yaml:"cases"`
@@ -263,7 +280,7 @@ func openManifest(path string) (*Dataset, error) {
 		if c.Image == "" {
 			return nil, fmt.Errorf("%s: case %d has no image", path, i+1)
 		}
-		cs := Case{ID: c.ID, Image: abs(c.Image), Label: abs(c.Label), Annotation: abs(c.Annotation), Slice: -1, Split: c.Split}
+		cs := Case{ID: c.ID, Image: abs(c.Image), Series: c.Series, Label: abs(c.Label), Annotation: abs(c.Annotation), Slice: -1, Split: c.Split}
 		if cs.ID == "" {
 			cs.ID = stem(c.Image)
 		}
@@ -292,15 +309,28 @@ func openManifest(path string) (*Dataset, error) {
 				return nil, fmt.Errorf("%s: case %s: %s: %w", path, cs.ID, f, unwrapPath(err))
 			}
 		}
+		if cs.Series != "" && !isDir(cs.Image) {
+			return nil, fmt.Errorf("%s: case %s: series %s given, but %s is not a DICOM folder", path, cs.ID, cs.Series, cs.Image)
+		}
 		d.Cases = append(d.Cases, cs)
 	}
 	return d, nil
 }
 
+// LoadImage reads the case's image: series Series of the DICOM folder Image when Series is
+// set (a folder in a DICOM tree may hold several series), else what the function LoadImage
+// reads (a NIfTI file, or a folder of one series).
+func (c Case) LoadImage(lim Limits) (*Image, error) {
+	if c.Series == "" {
+		return LoadImage(c.Image, lim)
+	}
+	return LoadDICOMSeries(c.Image, c.Series, lim)
+}
+
 // LoadCase reads a case's image and (when it has one) its label volume, and checks that
 // they share a grid: same shape and affine within 1e-3 mm.
 func LoadCase(c Case, lim Limits) (*Image, *Labels, error) {
-	img, err := LoadImage(c.Image, lim)
+	img, err := c.LoadImage(lim)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -312,7 +342,11 @@ func LoadCase(c Case, lim Limits) (*Image, *Labels, error) {
 		return nil, nil, err
 	}
 	if err := img.SameGrid(&lab.Geometry, 1e-3); err != nil {
-		return nil, nil, fmt.Errorf("%s: does not lie on the grid of its image %s: %w", c.Label, c.Image, err)
+		img := c.Image
+		if c.Series != "" {
+			img += " (series " + c.Series + ")"
+		}
+		return nil, nil, fmt.Errorf("%s: does not lie on the grid of its image %s: %w", c.Label, img, err)
 	}
 	return img, lab, nil
 }

@@ -122,7 +122,7 @@ func (j *Job) skipCase(c data.Case, r *rand.Rand) error {
 
 // caseAnnotations loads a training case's image and draws its annotation(s).
 func (j *Job) caseAnnotations(c data.Case, r *rand.Rand) (*data.Image, *Prepared, []*data.Annotation, error) {
-	img, err := data.LoadImage(c.Image, j.Cfg.VolumeLimits())
+	img, err := c.LoadImage(j.Cfg.VolumeLimits())
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -68,7 +68,7 @@ func (n *SegNet) RefinePseudoLabels(ds *data.Dataset, out string, o data.WriteOp
 			continue
 		}
 		path := filepath.Join(out, "labelsTr", c.ID+".nii.gz")
-		img, err := data.LoadImage(c.Image, n.Cfg.VolumeLimits())
+		img, err := c.LoadImage(n.Cfg.VolumeLimits())
 		if err != nil {
 			return err
 		}
