@@ -54,7 +54,10 @@ func PrepareUNETR(dir, configPath string, c *configs.Config, batch int) error {
 	if err != nil {
 		return err
 	}
-	b := sampler.Sample(batch, rand.New(rand.NewSource(c.Seed+1)))
+	b, err := sampler.Sample(batch, rand.New(rand.NewSource(c.Seed+1)))
+	if err != nil {
+		return err
+	}
 	lbl := make([]int64, len(b.Labels))
 	for i, v := range b.Labels {
 		lbl[i] = int64(v)

@@ -122,18 +122,7 @@ func (s *slices) Labels(n int, dst []int32) error {
 	if err := s.check(n, len(dst)); err != nil {
 		return err
 	}
-	path := s.c.path(s.e.ID, plSuffix)
-	if s.e.PLType == "<i4" {
-		return s.c.readAt(path, asBytes(dst), int64(n*s.plane()*4))
-	}
-	small := make([]uint8, len(dst))
-	if err := s.c.readAt(path, small, int64(n*s.plane())); err != nil {
-		return err
-	}
-	for i, v := range small {
-		dst[i] = int32(v)
-	}
-	return nil
+	return s.labels(int64(n*s.plane()), dst)
 }
 
 func (s *slices) Normalizer() (*data.Normalizer, error) { return s.norm, nil }
@@ -149,4 +138,84 @@ func (c *Cache) Bytes() int64 {
 		}
 	}
 	return n
+}
+
+// SegVolumes are the cached cases with their pseudo-labels as UNETR++ training volumes:
+// rows are read when a patch needs them, intensities windowed and standardised as
+// data.SegImage does; the foreground lists are read now (at most 10,000 voxels a class).
+func (c *Cache) SegVolumes() ([]*data.SegVolume, error) {
+	out := make([]*data.SegVolume, len(c.Entries))
+	for i, e := range c.Entries {
+		if e.PL == nil {
+			return nil, fmt.Errorf("cache %s: case %s has no pseudo-labels", c.Dir, e.ID)
+		}
+		fg, err := c.foreground(e)
+		if err != nil {
+			return nil, err
+		}
+		test := data.RestoreNormalizer(c.Settings.Intensity, e.Norm).Test()
+		out[i] = &data.SegVolume{ID: e.ID, Shape: e.Shape, LabelIDs: e.LabelIDs, Foreground: fg,
+			Rows: &segRows{slices: slices{c: c, e: e}, test: test}}
+	}
+	return out, nil
+}
+
+// foreground reads a case's foreground lists.
+func (c *Cache) foreground(e *Entry) ([][]int32, error) {
+	total := 0
+	for _, n := range e.ForegroundOf {
+		total += n
+	}
+	path := c.path(e.ID, fgSuffix)
+	if err := c.checkArray(path, "<i4", [3]int{total, 1, 1}); err != nil {
+		return nil, err
+	}
+	all := make([]int32, total)
+	if err := c.readAt(path, asBytes(all), 0); err != nil {
+		return nil, err
+	}
+	lists := make([][]int32, len(e.ForegroundOf))
+	for k, n := range e.ForegroundOf {
+		lists[k], all = all[:n:n], all[n:]
+	}
+	return lists, nil
+}
+
+// segRows reads rows of a cached case for UNETR++.
+type segRows struct {
+	slices
+	test data.Window
+}
+
+func (s *segRows) Rows(z, y0, n int, img []float32, lab []int32) error {
+	e := s.e
+	w := e.Shape[2]
+	if z < 0 || z >= e.Shape[0] || y0 < 0 || y0+n > e.Shape[1] || len(img) != n*w || len(lab) != n*w {
+		return fmt.Errorf("cache %s: case %s: rows %d+%d of slice %d out of range", s.c.Dir, e.ID, y0, n, z)
+	}
+	at := int64((z*e.Shape[1] + y0) * w)
+	if err := s.c.readAt(s.c.path(e.ID, imageSuffix), asBytes(img), at*4); err != nil {
+		return err
+	}
+	s.test.Apply(img, img)
+	for i, x := range img {
+		img[i] = e.Seg.Apply(x)
+	}
+	return s.labels(at, lab)
+}
+
+// labels reads len(dst) label ids from voxel at on.
+func (s *slices) labels(at int64, dst []int32) error {
+	path := s.c.path(s.e.ID, plSuffix)
+	if s.e.PLType == "<i4" {
+		return s.c.readAt(path, asBytes(dst), at*4)
+	}
+	small := make([]uint8, len(dst))
+	if err := s.c.readAt(path, small, at); err != nil {
+		return err
+	}
+	for i, v := range small {
+		dst[i] = int32(v)
+	}
+	return nil
 }

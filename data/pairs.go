@@ -240,7 +240,7 @@ func (p *PairSampler) Batches(e, size, from int, sh Shard) iter.Seq2[int, Batch]
 	refs := p.Epoch(e)
 	pos := sh.positions(len(refs))
 	n := (len(pos) + size - 1) / size
-	return p.Ahead.Do(from, n, func(b int) Batch {
+	return Ahead(p.Ahead, from, n, func(b int) Batch {
 		return p.batch(e, refs, pos[b*size:min((b+1)*size, len(pos))])
 	})
 }

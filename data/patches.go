@@ -13,12 +13,89 @@ import (
 // slice index (Slicer order) and each slice H×W row-major, intensities normalised, labels as
 // class indices 0..K−1. Slices lists the slices whose labels are known when only those are
 // (the FS-SS baseline: the annotated slice(s) of the case); nil means every voxel is labelled.
+//
+// A volume too big to hold is read through Rows instead of Image and Labels; LabelIDs and
+// Foreground (ForegroundIndex's lists) were listed when it was cached.
 type SegVolume struct {
 	ID     string
 	Shape  [3]int // D, H, W
 	Image  []float32
 	Labels []int32 // nil at prediction time
 	Slices []int
+
+	Rows       SegRows
+	LabelIDs   []int32
+	Foreground [][]int32
+	classOf    map[int32]int32 // Rows' label ids → class indices (WithClasses)
+}
+
+// SegRows reads rows of a D×H×W volume: standardised intensities and label ids.
+type SegRows interface {
+	// Rows fills img and lab with rows y0 … y0+n−1 of slice z (n·W values each).
+	Rows(z, y0, n int, img []float32, lab []int32) error
+}
+
+// IDs are the label ids the volume holds (for NewClassMap): its labels, or the ids listed
+// when it was cached.
+func (v *SegVolume) IDs() []int32 {
+	if v.Rows != nil {
+		return v.LabelIDs
+	}
+	return v.Labels
+}
+
+// WithClasses is v with its label ids mapped to m's class indices.
+func (v *SegVolume) WithClasses(m ClassMap) (*SegVolume, error) {
+	cp := *v
+	if v.Rows == nil {
+		cl, err := m.ToClasses(v.Labels)
+		if err != nil {
+			return nil, err
+		}
+		cp.Labels = cl
+		return &cp, nil
+	}
+	cp.classOf = map[int32]int32{}
+	for k, id := range m.IDs {
+		cp.classOf[id] = int32(k)
+	}
+	for _, id := range v.LabelIDs {
+		if _, ok := cp.classOf[id]; !ok {
+			return nil, fmt.Errorf("label id %d is not one of the network's classes %v", id, m.IDs)
+		}
+	}
+	return &cp, nil
+}
+
+// rows returns rows y0 … y0+n−1 of slice z as class indices: a view of a volume in memory,
+// or read into buf.
+func (v *SegVolume) rows(z, y0, n int, buf *rowBuf) ([]float32, []int32, error) {
+	w := v.Shape[2]
+	if v.Rows == nil {
+		off := (z*v.Shape[1] + y0) * w
+		return v.Image[off : off+n*w], v.Labels[off : off+n*w], nil
+	}
+	img, lab := buf.get(n * w)
+	if err := v.Rows.Rows(z, y0, n, img, lab); err != nil {
+		return nil, nil, err
+	}
+	for i, id := range lab {
+		lab[i] = v.classOf[id]
+	}
+	return img, lab, nil
+}
+
+// rowBuf is scratch space for rows read from a SegRows.
+type rowBuf struct {
+	img []float32
+	lab []int32
+}
+
+func (b *rowBuf) get(n int) ([]float32, []int32) {
+	if cap(b.img) < n {
+		b.img, b.lab = make([]float32, n), make([]int32, n)
+	}
+	return b.img[:n], b.lab[:n]
 }
 
 func (v *SegVolume) known(z int) bool {
@@ -176,13 +253,21 @@ type PatchSampler struct {
 	fg                 [][][]int32 // per volume, per class ≥ 1: up to 10,000 voxel indices
 }
 
-// NewPatchSampler indexes the foreground voxels of vols (where their labels are known).
+// NewPatchSampler indexes the foreground voxels of vols (where their labels are known);
+// volumes read through Rows bring their lists.
 func NewPatchSampler(vols []*SegVolume, patch [3]int, fgFraction float64, mirror bool) (*PatchSampler, error) {
 	if len(vols) == 0 {
 		return nil, fmt.Errorf("patch sampler: no volumes")
 	}
 	s := &PatchSampler{Vols: vols, Patch: patch, ForegroundFraction: fgFraction, Mirror: mirror}
 	for _, v := range vols {
+		if v.Rows != nil {
+			if v.classOf == nil || len(v.Foreground) != len(v.LabelIDs) {
+				return nil, fmt.Errorf("patch sampler: volume %s: classes not mapped or foreground not listed", v.ID)
+			}
+			s.fg = append(s.fg, v.Foreground)
+			continue
+		}
 		if len(v.Labels) != len(v.Image) || len(v.Image) != v.Shape[0]*v.Shape[1]*v.Shape[2] {
 			return nil, fmt.Errorf("patch sampler: volume %s: %d image and %d label voxels for shape %v", v.ID, len(v.Image), len(v.Labels), v.Shape)
 		}
@@ -226,12 +311,13 @@ func ForegroundIndex(id string, labels []int32, shape [3]int, known func(z int) 
 }
 
 // Sample draws a batch of b patches.
-func (s *PatchSampler) Sample(b int, r *rand.Rand) *PatchBatch {
+func (s *PatchSampler) Sample(b int, r *rand.Rand) (*PatchBatch, error) {
 	n := s.Patch[0] * s.Patch[1] * s.Patch[2]
 	out := &PatchBatch{B: b, Patch: s.Patch, Image: make([]float32, b*n), Labels: make([]int32, b*n), Known: make([]float32, b*n)}
 	// nnU-Net oversamples the last items of a batch: item i is forced to foreground when
 	// i ≥ round(b·(1 − fraction)).
 	forceFrom := int(math.Round(float64(b) * (1 - s.ForegroundFraction)))
+	var buf rowBuf
 	for i := 0; i < b; i++ {
 		vi := r.Intn(len(s.Vols))
 		lo := s.patchStart(vi, i >= forceFrom, r)
@@ -241,9 +327,11 @@ func (s *PatchSampler) Sample(b int, r *rand.Rand) *PatchBatch {
 				flip[a] = r.Intn(2) == 1
 			}
 		}
-		s.copyPatch(out, i, s.Vols[vi], lo, flip)
+		if err := s.copyPatch(out, i, s.Vols[vi], lo, flip, &buf); err != nil {
+			return nil, err
+		}
 	}
-	return out
+	return out, nil
 }
 
 // patchStart draws the first voxel of a patch of volume vi, centred on a random foreground
@@ -286,11 +374,21 @@ func (s *PatchSampler) patchStart(vi int, force bool, r *rand.Rand) [3]int {
 }
 
 // copyPatch copies the patch of v from lo, mirrored along the flip axes, into item i of out.
-func (s *PatchSampler) copyPatch(out *PatchBatch, i int, v *SegVolume, lo [3]int, flip [3]bool) {
+func (s *PatchSampler) copyPatch(out *PatchBatch, i int, v *SegVolume, lo [3]int, flip [3]bool, buf *rowBuf) error {
 	pd, ph, pw := s.Patch[0], s.Patch[1], s.Patch[2]
 	base := i * pd * ph * pw
+	y0, y1 := max(lo[1], 0), min(lo[1]+ph, v.Shape[1]) // the volume's rows the patch covers
 	for z := 0; z < pd; z++ {
 		sz := lo[0] + z
+		inZ := sz >= 0 && sz < v.Shape[0] && y1 > y0
+		var img []float32
+		var lab []int32
+		if inZ {
+			var err error
+			if img, lab, err = v.rows(sz, y0, y1-y0, buf); err != nil {
+				return err
+			}
+		}
 		for y := 0; y < ph; y++ {
 			sy := lo[1] + y
 			for x := 0; x < pw; x++ {
@@ -306,18 +404,18 @@ func (s *PatchSampler) copyPatch(out *PatchBatch, i int, v *SegVolume, lo [3]int
 					dx = pw - 1 - x
 				}
 				o := base + (dz*ph+dy)*pw + dx
-				inside := sz >= 0 && sz < v.Shape[0] && sy >= 0 && sy < v.Shape[1] && sx >= 0 && sx < v.Shape[2]
-				if !inside {
+				if !inZ || sy < y0 || sy >= y1 || sx < 0 || sx >= v.Shape[2] {
 					out.Known[o] = boolf(v.Slices == nil)
 					continue
 				}
-				src := (sz*v.Shape[1]+sy)*v.Shape[2] + sx
-				out.Image[o] = v.Image[src]
-				out.Labels[o] = v.Labels[src]
+				src := (sy-y0)*v.Shape[2] + sx
+				out.Image[o] = img[src]
+				out.Labels[o] = lab[src]
 				out.Known[o] = boolf(v.known(sz))
 			}
 		}
 	}
+	return nil
 }
 
 func boolf(b bool) float32 {

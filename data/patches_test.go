@@ -34,7 +34,7 @@ func TestPatchSamplerCopiesExactVoxels(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b := s.Sample(8, r)
+		b := mustSample(t, s, 8, r)
 		n := 4 * 8 * 8
 		for i := 0; i < b.B; i++ {
 			fg := false
@@ -69,7 +69,7 @@ func TestPatchSamplerPadsAndSingleSlice(t *testing.T) {
 		small.Labels[i] = 0
 	}
 	s, _ := NewPatchSampler([]*SegVolume{small}, [3]int{4, 8, 8}, 0, false)
-	b := s.Sample(1, r)
+	b := mustSample(t, s, 1, r)
 	var zeros int
 	for o := range b.Image {
 		if b.Image[o] == 0 {
@@ -87,7 +87,7 @@ func TestPatchSamplerPadsAndSingleSlice(t *testing.T) {
 	// FS-SS: only slice 4 of the volume is known; it must lie in every patch.
 	v := indexVolume([3]int{10, 12, 12}, []int{4})
 	s, _ = NewPatchSampler([]*SegVolume{v}, [3]int{3, 8, 8}, 0.33, true)
-	b = s.Sample(16, r)
+	b = mustSample(t, s, 16, r)
 	plane := 12 * 12
 	n := 3 * 8 * 8
 	for i := 0; i < b.B; i++ {
@@ -178,7 +178,7 @@ func TestPatchBatchDownsampleKeepsKnownSlice(t *testing.T) {
 func TestPatchBatchPart(t *testing.T) {
 	v := indexVolume([3]int{6, 10, 10}, nil)
 	s, _ := NewPatchSampler([]*SegVolume{v}, [3]int{4, 8, 8}, 0.5, false)
-	b := s.Sample(4, rand.New(rand.NewSource(4)))
+	b := mustSample(t, s, 4, rand.New(rand.NewSource(4)))
 	n := 4 * 8 * 8
 	for k := 0; k < 2; k++ {
 		p := b.Part(k, 2)
@@ -194,4 +194,13 @@ func TestPatchBatchPart(t *testing.T) {
 	if b.Part(0, 1) != b {
 		t.Fatal("the only part is the batch")
 	}
+}
+
+func mustSample(t *testing.T, s *PatchSampler, b int, r *rand.Rand) *PatchBatch {
+	t.Helper()
+	batch, err := s.Sample(b, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return batch
 }

@@ -14,12 +14,9 @@ type Prefetch struct {
 	Depth   int // items built ahead (0, or no workers: each built when asked)
 }
 
-// Do yields build(i) for i in [from, n), in order, built by p's workers ahead of use.
-func (p Prefetch) Do(from, n int, build func(int) Batch) iter.Seq2[int, Batch] {
-	return ahead(p, from, n, build)
-}
-
-func ahead[T any](p Prefetch, from, n int, build func(int) T) iter.Seq2[int, T] {
+// Ahead yields build(i) for i in [from, n), in order, built by p's workers ahead of use.
+// build must be safe to run concurrently and depend on i alone.
+func Ahead[T any](p Prefetch, from, n int, build func(int) T) iter.Seq2[int, T] {
 	if p.Workers <= 0 || p.Depth <= 0 {
 		return func(yield func(int, T) bool) {
 			for i := from; i < n; i++ {

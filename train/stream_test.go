@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/sli2vol/sli2vol/configs"
+	"github.com/sli2vol/sli2vol/data"
 	"github.com/sli2vol/sli2vol/runs"
 )
 
@@ -90,5 +92,40 @@ func TestStaleCacheRefused(t *testing.T) {
 	}
 	if _, err := PrepareCache(c, ds, "", true, nil); err != nil {
 		t.Fatalf("--force: %v", err)
+	}
+}
+
+// UNETR++ trained on pseudo-labels read patch by patch from the cache, batches drawn ahead,
+// takes the steps of one trained on volumes read whole.
+func TestStreamedRefineEqualsInMemory(t *testing.T) {
+	dir := t.TempDir()
+	if err := data.WritePhantomDataset(dir, 2, 4, [3]int{40, 36, 20}, data.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := data.OpenDataset(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := tinyUNETRConfig(t)
+	base.UNETR.Epochs, base.UNETR.IterationsPerEpoch = 1, 4
+	losses := func(name string, set func(c *configs.Config)) []float64 {
+		c := *base
+		set(&c)
+		vols, err := SegVolumesFromPL(&c, ds, dir, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		run := filepath.Join(t.TempDir(), name)
+		if _, err := TrainUNETRPP(&c, SegOptions{Vols: vols, RunOptions: RunOptions{Dir: run, Device: "cpu"}}); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return metricLosses(t, run)
+	}
+	want := losses("memory", func(c *configs.Config) { c.Data.Workers, c.Data.Prefetch = 0, 0 })
+	got := losses("cache", func(c *configs.Config) {
+		c.Data.Cache, c.Data.Workers, c.Data.Prefetch = filepath.Join(t.TempDir(), "cache"), 2, 2
+	})
+	if len(want) != 4 || !reflect.DeepEqual(got, want) {
+		t.Fatalf("losses from the cache %v, in memory %v", got, want)
 	}
 }

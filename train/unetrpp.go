@@ -3,6 +3,8 @@ package train
 import (
 	"cmp"
 	"fmt"
+	"io"
+	"iter"
 	"math"
 	"math/rand"
 	"slices"
@@ -22,9 +24,17 @@ type SegOptions struct {
 	Title string            // progress bar ("refine", "fs-ss")
 }
 
-// SegVolumesFromPL reads the training split with each case's pseudo-labels as labels
-// (every voxel known): what the refinement network trains on.
-func SegVolumesFromPL(c *configs.Config, ds *data.Dataset, pseudoDir string) ([]*data.SegVolume, error) {
+// SegVolumesFromPL gives the training split with each case's pseudo-labels as labels (every
+// voxel known): what the refinement network trains on. With data.cache, from the cache
+// (made first when missing), read patch by patch; otherwise read whole.
+func SegVolumesFromPL(c *configs.Config, ds *data.Dataset, pseudoDir string, log io.Writer) ([]*data.SegVolume, error) {
+	if c.Data.Cache != "" {
+		cc, err := PrepareCache(c, ds, pseudoDir, false, log)
+		if err != nil {
+			return nil, err
+		}
+		return cc.SegVolumes()
+	}
 	srcs, err := TrainSources(ds, pseudoDir)
 	if err != nil {
 		return nil, err
@@ -75,13 +85,15 @@ func TrainUNETRPP(c *configs.Config, o SegOptions) (Result, error) {
 		return Result{}, err
 	}
 	step := &SegStepper{Cfg: c, Model: model, Opt: opt, Device: o.Device, Sync: r.sync()}
-	for pos := range r.steps() {
+	for pos, global := range patchBatches(r, sampler, c, u.BatchSize*r.world()) {
+		torchx.ManualSeed(stepSeed(c.Seed, pos.Step)) // the step's dropout
 		lr := u.LR * math.Pow(1-float64(pos.Epoch)/float64(u.Epochs), u.PolyPower)
 		opt.SetLR(lr)
 		// Every rank draws the step's global batch and trains on its part of it.
-		global := sampler.Sample(u.BatchSize*r.world(), stepRNG(c.Seed, pos.Step))
-		batch := global.Part(r.rank(), r.world())
-		loss, err := step.Step(batch)
+		var loss float64
+		if err = global.Err; err == nil {
+			loss, err = step.Step(global.Batch.Part(r.rank(), r.world()))
+		}
 		if !r.record(pos, stepLog{Loss: loss, LR: lr, Samples: u.BatchSize, Unit: "patches"}, err) {
 			break
 		}
@@ -89,12 +101,36 @@ func TrainUNETRPP(c *configs.Config, o SegOptions) (Result, error) {
 	return r.finish()
 }
 
-// stepRNG seeds step's patch sampling, and libtorch's generator for its dropout, from the
+// stepSeed seeds step's patch sampling, and libtorch's generator for its dropout, from the
 // config seed and the step number alone, so a resumed run draws what an uninterrupted one
 // would.
-func stepRNG(seed int64, step int) *rand.Rand {
-	torchx.ManualSeed(uint64(seed)*1_000_003 + uint64(step))
-	return rand.New(rand.NewSource(seed*1_000_003 + int64(step)))
+func stepSeed(seed int64, step int) uint64 { return uint64(seed)*1_000_003 + uint64(step) }
+
+// sampled is a step's batch, or why it could not be read.
+type sampled struct {
+	Batch *data.PatchBatch
+	Err   error
+}
+
+// patchBatches yields the run's remaining steps with their global batches of size patches,
+// drawn ahead by data.workers (each from its step's seed alone, so the order of drawing
+// does not matter).
+func patchBatches(r *run, s *data.PatchSampler, c *configs.Config, size int) iter.Seq2[runs.Progress, sampled] {
+	return func(yield func(runs.Progress, sampled) bool) {
+		draw := func(step int) sampled {
+			b, err := s.Sample(size, rand.New(rand.NewSource(int64(stepSeed(c.Seed, step)))))
+			return sampled{b, err}
+		}
+		batches := data.Ahead(c.Data.Ahead(), r.pos.Step, r.plan.Total, draw)
+		next, stop := iter.Pull2(batches)
+		defer stop()
+		for pos := range r.steps() {
+			_, b, _ := next()
+			if !yield(pos, b) {
+				return
+			}
+		}
+	}
 }
 
 // newPatchSampler maps the volumes' labels to classes and samples patches of them.
@@ -116,7 +152,7 @@ func newPatchSampler(c *configs.Config, in []*data.SegVolume, dir string, resume
 func classVolumes(in []*data.SegVolume, dir string, resume bool) ([]*data.SegVolume, data.ClassMap, error) {
 	labels := make([][]int32, len(in))
 	for i, v := range in {
-		labels[i] = v.Labels
+		labels[i] = v.IDs()
 	}
 	classes := data.NewClassMap(labels...)
 	if len(classes.IDs) < 2 {
@@ -129,13 +165,10 @@ func classVolumes(in []*data.SegVolume, dir string, resume bool) ([]*data.SegVol
 	}
 	vols := make([]*data.SegVolume, len(in))
 	for i, v := range in {
-		cl, err := classes.ToClasses(v.Labels)
-		if err != nil {
+		var err error
+		if vols[i], err = v.WithClasses(classes); err != nil {
 			return nil, classes, fmt.Errorf("unetr: %s: %w", v.ID, err)
 		}
-		cp := *v
-		cp.Labels = cl
-		vols[i] = &cp
 	}
 	return vols, classes, nil
 }

@@ -27,7 +27,7 @@ func refine(cmd *cobra.Command, c *configs.Config, dev string, g *dist.Group, da
 		runDir = filepath.Join(out, "unetr")
 	}
 	if !runs.Has(runDir, runs.ModelFile) || resume {
-		vols, err := train.SegVolumesFromPL(c, ds, pseudo)
+		vols, err := train.SegVolumesFromPL(c, ds, pseudo, cmd.ErrOrStderr())
 		if err != nil {
 			return err
 		}
