@@ -114,7 +114,7 @@ a = np.load(%q); b = np.load(%q)
 assert a.shape == b.shape == (%d, %d, %d), (a.shape, b.shape)
 assert np.array_equal(a, np.fromfile(%q, dtype="<f4").reshape(a.shape))
 assert np.array_equal(b.astype(np.int32), np.fromfile(%q, dtype="<i4").reshape(b.shape))
-`, c.path(e.ID, imageSuffix), c.path(e.ID, plSuffix), e.Shape[0], e.Shape[1], e.Shape[2], raw+".f4", raw+".i4")
+`, c.path(e.ID, imageSuffix), c.path(e.ID, plSuffix(c.pls[0])), e.Shape[0], e.Shape[1], e.Shape[2], raw+".f4", raw+".i4")
 	if out, err := exec.Command(py, "-c", script).CombinedOutput(); err != nil {
 		t.Fatalf("numpy: %v\n%s", err, out)
 	}
@@ -204,5 +204,58 @@ func TestResidentBounded(t *testing.T) {
 				t.Fatalf("%d bytes resident, budget %d holds one volume of %d", used, one+one/2, one)
 			}
 		}
+	}
+}
+
+// One cache holds several pseudo-label sets of the same images (a pipeline's raw and refined
+// ones): adding a set writes its arrays alone, and each set reads back as itself.
+func TestCacheHoldsPseudoLabelSets(t *testing.T) {
+	srcs := phantomSources(t, 1)
+	dir := filepath.Join(t.TempDir(), "c")
+	if _, err := Prepare(dir, srcs, settings(), Options{}); err != nil {
+		t.Fatal(err)
+	}
+	image := filepath.Join(dir, casesDir, srcs[0].Case.ID+imageSuffix)
+	before, _ := os.Stat(image)
+	// A second set: the labels with every id raised by 300 (int32 storage).
+	lab, err := data.LoadLabels(srcs[0].PL, data.DefaultLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range lab.Data {
+		if v > 0 {
+			lab.Data[i] = v + 300
+		}
+	}
+	other := filepath.Join(t.TempDir(), srcs[0].Case.ID+".nii.gz")
+	if err := data.WriteLabels(other, lab.Data, &lab.Geometry, data.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	second := []Source{{Case: srcs[0].Case, PL: other}}
+	c2, err := Prepare(dir, second, settings(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := os.Stat(image); !os.SameFile(before, after) || !after.ModTime().Equal(before.ModTime()) {
+		t.Fatal("adding pseudo-labels rewrote the image")
+	}
+	c1, err := Prepare(dir, srcs, settings(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, want, sl, _ := memory(t, srcs[0])
+	got1, got2 := make([]int32, 24*20), make([]int32, 24*20)
+	for n := range 10 {
+		c1.TrainVolumes()[0].Slices.Labels(n, got1)
+		c2.TrainVolumes()[0].Slices.Labels(n, got2)
+		w := data.Slice(sl, want.Data, n)
+		for i := range w {
+			if got1[i] != w[i] || (w[i] > 0 && got2[i] != w[i]+300) || (w[i] == 0 && got2[i] != 0) {
+				t.Fatalf("slice %d voxel %d: sets read %d and %d, the labels hold %d", n, i, got1[i], got2[i], w[i])
+			}
+		}
+	}
+	if ids := c2.pls[0].LabelIDs; len(ids) == 0 || ids[0] <= 300 || c2.pls[0].Dtype != "<i4" {
+		t.Fatalf("second set: ids %v stored as %s", ids, c2.pls[0].Dtype)
 	}
 }

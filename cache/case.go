@@ -7,10 +7,23 @@ import (
 	"github.com/sli2vol/sli2vol/data"
 )
 
+// job is a case to (re)write: the whole case (image and pseudo-labels), or, when the
+// image is cached already (e), its pseudo-labels alone.
+type job struct {
+	src Source
+	e   *Entry
+}
+
 // prepareCase decodes one case and writes its arrays, then its entry (last, so that an
 // entry on disk means a complete case).
-func (c *Cache) prepareCase(src Source) error {
-	cs := src.Case
+func (c *Cache) prepareCase(j job) error {
+	if j.e != nil {
+		if err := c.writePL(j.e, j.src.PL); err != nil {
+			return err
+		}
+		return c.writeEntry(j.e)
+	}
+	cs := j.src.Case
 	e := &Entry{ID: cs.ID}
 	var err error
 	if e.Image, err = stamp(cs.Image, cs.Series); err != nil {
@@ -34,8 +47,8 @@ func (c *Cache) prepareCase(src Source) error {
 	if e.Seg, err = c.writeImage(e, img, sl, norm.Test()); err != nil {
 		return err
 	}
-	if src.PL != "" {
-		if err := c.writePL(e, src.PL, img, sl); err != nil {
+	if j.src.PL != "" {
+		if err := c.writePL(e, j.src.PL); err != nil {
 			return err
 		}
 	}
@@ -62,9 +75,9 @@ func (c *Cache) writeImage(e *Entry, img *data.Image, sl data.Slicer, test data.
 	return sum.Stats(), err
 }
 
-// writePL stores the pseudo-labels in slice order (uint8 when every id fits) and the
-// foreground voxels UNETR++ centres patches on.
-func (c *Cache) writePL(e *Entry, path string, img *data.Image, sl data.Slicer) error {
+// writePL stores the pseudo-labels at path in slice order (uint8 when every id fits) and
+// the foreground voxels UNETR++ centres patches on, and adds them to e.
+func (c *Cache) writePL(e *Entry, path string) error {
 	st, err := stamp(path, "")
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
@@ -73,20 +86,24 @@ func (c *Cache) writePL(e *Entry, path string, img *data.Image, sl data.Slicer) 
 	if err != nil {
 		return err
 	}
-	if err := img.SameGrid(&pl.Geometry, 1e-3); err != nil {
-		return fmt.Errorf("%s: does not lie on the grid of %s: %w", path, img.Source, err)
+	g := e.grid()
+	if err := g.SameGrid(&pl.Geometry, 1e-3); err != nil {
+		return fmt.Errorf("%s: does not lie on the grid of %s: %w", path, e.Image.Path, err)
 	}
-	e.PL = &st
+	sl, err := data.NewSlicer(&g, c.Settings.Axis)
+	if err != nil {
+		return fmt.Errorf("%s: %w", e.Image.Path, err)
+	}
+	p := &PLEntry{Stamp: st, Key: plKey(st.Path), Dtype: "|u1"}
 	labels := data.ToSliceOrder(sl, pl.Data)
-	e.PLType = "|u1"
 	for _, v := range labels {
 		if v > 255 {
-			e.PLType = "<i4"
+			p.Dtype = "<i4"
 			break
 		}
 	}
-	err = writeNPY(c.path(e.ID, plSuffix), e.PLType, e.Shape, func(w io.Writer) error {
-		if e.PLType == "<i4" {
+	err = writeNPY(c.path(e.ID, plSuffix(p)), p.Dtype, e.Shape, func(w io.Writer) error {
+		if p.Dtype == "<i4" {
 			_, err := w.Write(asBytes(labels))
 			return err
 		}
@@ -97,22 +114,29 @@ func (c *Cache) writePL(e *Entry, path string, img *data.Image, sl data.Slicer) 
 		_, err := w.Write(small)
 		return err
 	})
+	if err == nil {
+		err = c.writeForeground(e, p, labels)
+	}
 	if err != nil {
 		return err
 	}
-	return c.writeForeground(e, labels)
+	if e.PLs == nil {
+		e.PLs = map[string]*PLEntry{}
+	}
+	e.PLs[st.Path] = p
+	return nil
 }
 
 // writeForeground lists the foreground voxels of each label id (data.ForegroundIndex).
-func (c *Cache) writeForeground(e *Entry, labels []int32) error {
+func (c *Cache) writeForeground(e *Entry, p *PLEntry, labels []int32) error {
 	ids, lists := data.ForegroundIndex(e.ID, labels, e.Shape, nil)
-	e.LabelIDs, e.ForegroundOf = ids, make([]int, len(lists))
+	p.LabelIDs, p.ForegroundOf = ids, make([]int, len(lists))
 	total := 0
 	for k, l := range lists {
-		e.ForegroundOf[k] = len(l)
+		p.ForegroundOf[k] = len(l)
 		total += len(l)
 	}
-	return writeNPY(c.path(e.ID, fgSuffix), "<i4", [3]int{total, 1, 1}, func(w io.Writer) error {
+	return writeNPY(c.path(e.ID, fgSuffix(p)), "<i4", [3]int{total, 1, 1}, func(w io.Writer) error {
 		for _, l := range lists {
 			if _, err := w.Write(asBytes(l)); err != nil {
 				return err

@@ -1,6 +1,8 @@
 package cache
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,19 +52,38 @@ func stamp(path, series string) (Stamp, error) {
 
 // Entry is one cached case: cases/ID.json, written after its arrays.
 type Entry struct {
-	ID           string             `json:"id"`
-	Image        Stamp              `json:"image"`
-	PL           *Stamp             `json:"pseudo_labels,omitempty"`
-	Shape        [3]int             `json:"shape"` // D, H, W: anatomical slice order
-	ArrayShape   [3]int             `json:"array_shape"`
-	Affine       data.Mat4          `json:"affine"`
-	Axis         int                `json:"slice_axis"`
-	Reversed     bool               `json:"reversed"`
-	Norm         data.NormState     `json:"normalizer"`
-	Seg          data.StandardStats `json:"seg_standardization"` // of the test-windowed image
-	PLType       string             `json:"pseudo_label_dtype,omitempty"`
-	LabelIDs     []int32            `json:"label_ids,omitempty"`         // ids > 0 in the pseudo-labels
-	ForegroundOf []int              `json:"foreground_counts,omitempty"` // per label id: voxels listed
+	ID         string             `json:"id"`
+	Image      Stamp              `json:"image"`
+	Shape      [3]int             `json:"shape"` // D, H, W: anatomical slice order
+	ArrayShape [3]int             `json:"array_shape"`
+	Affine     data.Mat4          `json:"affine"`
+	Axis       int                `json:"slice_axis"`
+	Reversed   bool               `json:"reversed"`
+	Norm       data.NormState     `json:"normalizer"`
+	Seg        data.StandardStats `json:"seg_standardization"` // of the test-windowed image
+	// PLs are the case's cached pseudo-label sets by their file's absolute path: the raw and
+	// the refined pseudo-labels of a pipeline share one cache of the images.
+	PLs map[string]*PLEntry `json:"pseudo_labels,omitempty"`
+}
+
+// PLEntry is one cached pseudo-label volume of a case.
+type PLEntry struct {
+	Stamp
+	Key          string  `json:"key"`               // names its arrays: ID.pl-KEY.npy, ID.fg-KEY.npy
+	Dtype        string  `json:"dtype"`             // |u1 when every id fits, else <i4
+	LabelIDs     []int32 `json:"label_ids"`         // ids > 0 present
+	ForegroundOf []int   `json:"foreground_counts"` // per label id: voxels listed in the fg file
+}
+
+// plKey names a pseudo-label file's arrays: a short hash of its absolute path.
+func plKey(abs string) string {
+	h := sha256.Sum256([]byte(abs))
+	return hex.EncodeToString(h[:6])
+}
+
+// grid is the image's geometry as cached.
+func (e *Entry) grid() data.Geometry {
+	return data.Geometry{Shape: e.ArrayShape, Affine: e.Affine, Source: e.Image.Path}
 }
 
 func (c *Cache) path(id, suffix string) string { return filepath.Join(c.Dir, casesDir, id+suffix) }

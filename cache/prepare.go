@@ -38,6 +38,7 @@ type Cache struct {
 	Dir      string
 	Settings Settings
 	Entries  []*Entry
+	pls      []*PLEntry       // per entry, the pseudo-labels read with it (nil: none)
 	offsets  map[string]int64 // file → where its data starts
 }
 
@@ -88,10 +89,11 @@ func removeCache(dir string) error {
 	return os.Remove(filepath.Join(dir, indexFile))
 }
 
-// plan lists the sources that need (re)writing: not cached yet, or cached without the
-// pseudo-labels now wanted. A case cached from other files is an error, or with force, redone.
-func (c *Cache) plan(srcs []Source, force bool) ([]Source, error) {
-	var todo []Source
+// plan lists the work: cases not cached yet, and cached cases without the pseudo-labels
+// now wanted (those only). A case cached from files that changed since is an error naming
+// the file, or with force, redone whole.
+func (c *Cache) plan(srcs []Source, force bool) ([]job, error) {
+	var todo []job
 	for _, src := range srcs {
 		if err := checkID(src.Case.ID); err != nil {
 			return nil, fmt.Errorf("cache %s: %w", c.Dir, err)
@@ -100,54 +102,57 @@ func (c *Cache) plan(srcs []Source, force bool) ([]Source, error) {
 		if err != nil {
 			return nil, fmt.Errorf("cache %s: %w", c.Dir, err)
 		}
-		if e == nil || (src.PL != "" && e.PL == nil) {
-			todo = append(todo, src)
+		if e == nil {
+			todo = append(todo, job{src: src})
 			continue
 		}
-		if changed, err := changedSource(e, src); err != nil || changed != "" {
-			if err == nil && force {
-				todo = append(todo, src)
-				continue
-			}
-			if err != nil {
-				return nil, fmt.Errorf("cache %s: case %s: %w", c.Dir, src.Case.ID, err)
-			}
+		changed, pl, err := changedSource(e, src)
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("cache %s: case %s: %w", c.Dir, src.Case.ID, err)
+		case changed != "" && force:
+			todo = append(todo, job{src: src})
+		case changed != "":
 			return nil, fmt.Errorf("cache %s: case %s: %s changed since it was cached; rebuild it (sli2vol prepare --force)", c.Dir, src.Case.ID, changed)
+		case src.PL != "" && pl == nil:
+			todo = append(todo, job{src: src, e: e})
 		}
 	}
 	return todo, nil
 }
 
-// changedSource names the source file of src that differs from what e was made from.
-func changedSource(e *Entry, src Source) (string, error) {
+// changedSource names the source file of src that differs from what e was made from, and
+// returns the cached entry of src's pseudo-labels (nil when not cached).
+func changedSource(e *Entry, src Source) (string, *PLEntry, error) {
 	img, err := stamp(src.Case.Image, src.Case.Series)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if img != e.Image {
-		return src.Case.Image, nil
+		return src.Case.Image, nil, nil
 	}
 	if src.PL == "" {
-		return "", nil
+		return "", nil, nil
 	}
-	pl, err := stamp(src.PL, "")
+	st, err := stamp(src.PL, "")
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
-	if pl != *e.PL {
-		return src.PL, nil
+	p := e.PLs[st.Path]
+	if p != nil && p.Stamp != st {
+		return src.PL, nil, nil
 	}
-	return "", nil
+	return "", p, nil
 }
 
 // prepareAll writes the cases of todo, o.Workers at a time; the first error stops the rest.
-func (c *Cache) prepareAll(todo []Source, o Options) error {
+func (c *Cache) prepareAll(todo []job, o Options) error {
 	if len(todo) == 0 {
 		return nil
 	}
 	bar := progress.New(o.Log, len(todo), "prepare "+c.Dir, 5*time.Second)
 	defer bar.Finish()
-	next := make(chan Source)
+	next := make(chan job)
 	var mu sync.Mutex
 	var first error
 	var wg sync.WaitGroup
@@ -155,25 +160,25 @@ func (c *Cache) prepareAll(todo []Source, o Options) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for src := range next {
-				err := c.prepareCase(src)
+			for j := range next {
+				err := c.prepareCase(j)
 				mu.Lock()
 				if err != nil && first == nil {
 					first = err
 				}
-				bar.Add(1, src.Case.ID)
+				bar.Add(1, j.src.Case.ID)
 				mu.Unlock()
 			}
 		}()
 	}
-	for _, src := range todo {
+	for _, j := range todo {
 		mu.Lock()
 		failed := first != nil
 		mu.Unlock()
 		if failed {
 			break
 		}
-		next <- src
+		next <- j
 	}
 	close(next)
 	wg.Wait()

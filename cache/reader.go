@@ -7,11 +7,10 @@ import (
 	"github.com/sli2vol/sli2vol/data"
 )
 
-const (
-	imageSuffix = ".image.npy"
-	plSuffix    = ".pl.npy"
-	fgSuffix    = ".fg.npy"
-)
+const imageSuffix = ".image.npy"
+
+func plSuffix(p *PLEntry) string { return ".pl-" + p.Key + ".npy" }
+func fgSuffix(p *PLEntry) string { return ".fg-" + p.Key + ".npy" }
 
 // Reads go through positioned reads (pread) of the slice asked for rather than a memory
 // map: the bytes pass through the page cache, which the kernel sizes to the machine, and a
@@ -21,6 +20,7 @@ const (
 // trains from, with no voxel read.
 func (c *Cache) open(srcs []Source) (*Cache, error) {
 	c.Entries = make([]*Entry, 0, len(srcs))
+	c.pls = make([]*PLEntry, 0, len(srcs))
 	c.offsets = map[string]int64{}
 	for _, src := range srcs {
 		e, err := c.readEntry(src.Case.ID)
@@ -33,12 +33,16 @@ func (c *Cache) open(srcs []Source) (*Cache, error) {
 		if err := c.checkArray(c.path(e.ID, imageSuffix), "<f4", e.Shape); err != nil {
 			return nil, err
 		}
-		if e.PL != nil {
-			if err := c.checkArray(c.path(e.ID, plSuffix), e.PLType, e.Shape); err != nil {
+		var pl *PLEntry
+		if src.PL != "" {
+			if _, pl, err = changedSource(e, src); err != nil || pl == nil {
+				return nil, fmt.Errorf("cache %s: case %s: the pseudo-labels %s are not cached (run sli2vol prepare --pseudo)", c.Dir, e.ID, src.PL)
+			}
+			if err := c.checkArray(c.path(e.ID, plSuffix(pl)), pl.Dtype, e.Shape); err != nil {
 				return nil, err
 			}
 		}
-		c.Entries = append(c.Entries, e)
+		c.Entries, c.pls = append(c.Entries, e), append(c.pls, pl)
 	}
 	return c, nil
 }
@@ -87,7 +91,7 @@ func (c *Cache) TrainVolumes() []data.TrainVolume {
 	for i, e := range c.Entries {
 		norm := data.RestoreNormalizer(c.Settings.Intensity, e.Norm)
 		out[i] = data.TrainVolume{ID: e.ID, Source: e.Image.Path, Len: e.Shape[0], H: e.Shape[1], W: e.Shape[2],
-			HasPL: e.PL != nil, Slices: &slices{c: c, e: e, norm: norm}}
+			HasPL: c.pls[i] != nil, Slices: &slices{c: c, e: e, pl: c.pls[i], norm: norm}}
 	}
 	return out
 }
@@ -96,6 +100,7 @@ func (c *Cache) TrainVolumes() []data.TrainVolume {
 type slices struct {
 	c    *Cache
 	e    *Entry
+	pl   *PLEntry // the pseudo-labels read with the image; nil: none
 	norm *data.Normalizer
 }
 
@@ -116,8 +121,8 @@ func (s *slices) Image(n int, dst []float32) error {
 }
 
 func (s *slices) Labels(n int, dst []int32) error {
-	if s.e.PL == nil {
-		return fmt.Errorf("cache %s: case %s has no pseudo-labels", s.c.Dir, s.e.ID)
+	if s.pl == nil {
+		return fmt.Errorf("cache %s: case %s: no pseudo-labels", s.c.Dir, s.e.ID)
 	}
 	if err := s.check(n, len(dst)); err != nil {
 		return err
@@ -130,11 +135,11 @@ func (s *slices) Normalizer() (*data.Normalizer, error) { return s.norm, nil }
 // Bytes is the size of the cached arrays.
 func (c *Cache) Bytes() int64 {
 	var n int64
-	for _, e := range c.Entries {
+	for i, e := range c.Entries {
 		v := int64(e.Shape[0] * e.Shape[1] * e.Shape[2])
 		n += v * 4
-		if e.PL != nil {
-			n += v * int64(itemSize(e.PLType))
+		if p := c.pls[i]; p != nil {
+			n += v * int64(itemSize(p.Dtype))
 		}
 	}
 	return n
@@ -146,27 +151,28 @@ func (c *Cache) Bytes() int64 {
 func (c *Cache) SegVolumes() ([]*data.SegVolume, error) {
 	out := make([]*data.SegVolume, len(c.Entries))
 	for i, e := range c.Entries {
-		if e.PL == nil {
-			return nil, fmt.Errorf("cache %s: case %s has no pseudo-labels", c.Dir, e.ID)
+		p := c.pls[i]
+		if p == nil {
+			return nil, fmt.Errorf("cache %s: case %s: no pseudo-labels", c.Dir, e.ID)
 		}
-		fg, err := c.foreground(e)
+		fg, err := c.foreground(e, p)
 		if err != nil {
 			return nil, err
 		}
 		test := data.RestoreNormalizer(c.Settings.Intensity, e.Norm).Test()
-		out[i] = &data.SegVolume{ID: e.ID, Shape: e.Shape, LabelIDs: e.LabelIDs, Foreground: fg,
-			Rows: &segRows{slices: slices{c: c, e: e}, test: test}}
+		out[i] = &data.SegVolume{ID: e.ID, Shape: e.Shape, LabelIDs: p.LabelIDs, Foreground: fg,
+			Rows: &segRows{slices: slices{c: c, e: e, pl: p}, test: test}}
 	}
 	return out, nil
 }
 
 // foreground reads a case's foreground lists.
-func (c *Cache) foreground(e *Entry) ([][]int32, error) {
+func (c *Cache) foreground(e *Entry, p *PLEntry) ([][]int32, error) {
 	total := 0
-	for _, n := range e.ForegroundOf {
+	for _, n := range p.ForegroundOf {
 		total += n
 	}
-	path := c.path(e.ID, fgSuffix)
+	path := c.path(e.ID, fgSuffix(p))
 	if err := c.checkArray(path, "<i4", [3]int{total, 1, 1}); err != nil {
 		return nil, err
 	}
@@ -174,8 +180,8 @@ func (c *Cache) foreground(e *Entry) ([][]int32, error) {
 	if err := c.readAt(path, asBytes(all), 0); err != nil {
 		return nil, err
 	}
-	lists := make([][]int32, len(e.ForegroundOf))
-	for k, n := range e.ForegroundOf {
+	lists := make([][]int32, len(p.ForegroundOf))
+	for k, n := range p.ForegroundOf {
 		lists[k], all = all[:n:n], all[n:]
 	}
 	return lists, nil
@@ -206,8 +212,8 @@ func (s *segRows) Rows(z, y0, n int, img []float32, lab []int32) error {
 
 // labels reads len(dst) label ids from voxel at on.
 func (s *slices) labels(at int64, dst []int32) error {
-	path := s.c.path(s.e.ID, plSuffix)
-	if s.e.PLType == "<i4" {
+	path := s.c.path(s.e.ID, plSuffix(s.pl))
+	if s.pl.Dtype == "<i4" {
 		return s.c.readAt(path, asBytes(dst), at*4)
 	}
 	small := make([]uint8, len(dst))
