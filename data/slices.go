@@ -86,10 +86,16 @@ func Slice[T any](s Slicer, vol []T, n int) []T {
 
 // SliceInto copies anatomical slice n of vol into out (H·W, row-major).
 func SliceInto[T any](s Slicer, vol []T, n int, out []T) {
-	h, w := s.Size()
-	for r := 0; r < h; r++ {
+	h, _ := s.Size()
+	RowsInto(s, vol, n, 0, h, out)
+}
+
+// RowsInto copies rows r0 … r0+rows−1 of anatomical slice n of vol into out (rows·W).
+func RowsInto[T any](s Slicer, vol []T, n, r0, rows int, out []T) {
+	_, w := s.Size()
+	for r := 0; r < rows; r++ {
 		for c := 0; c < w; c++ {
-			out[r*w+c] = vol[s.voxel(n, r, c)]
+			out[r*w+c] = vol[s.voxel(n, r0+r, c)]
 		}
 	}
 }

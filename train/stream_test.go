@@ -128,4 +128,9 @@ func TestStreamedRefineEqualsInMemory(t *testing.T) {
 	if len(want) != 4 || !reflect.DeepEqual(got, want) {
 		t.Fatalf("losses from the cache %v, in memory %v", got, want)
 	}
+	// About one volume resident (image and labels: 40·36·20·8 bytes).
+	got = losses("resident", func(c *configs.Config) { c.Data.MaxResidentGB, c.Data.Workers, c.Data.Prefetch = 300e3/(1<<30), 2, 2 })
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("losses from resident volumes %v, in memory %v", got, want)
+	}
 }

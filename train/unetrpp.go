@@ -9,6 +9,7 @@ import (
 	"math/rand"
 	"slices"
 
+	"github.com/sli2vol/sli2vol/cache"
 	"github.com/sli2vol/sli2vol/configs"
 	"github.com/sli2vol/sli2vol/data"
 	"github.com/sli2vol/sli2vol/data/tensors"
@@ -26,7 +27,8 @@ type SegOptions struct {
 
 // SegVolumesFromPL gives the training split with each case's pseudo-labels as labels (every
 // voxel known): what the refinement network trains on. With data.cache, from the cache
-// (made first when missing), read patch by patch; otherwise read whole.
+// (made first when missing), read patch by patch; with data.max_resident_gb, decoded on
+// demand within it; otherwise read whole.
 func SegVolumesFromPL(c *configs.Config, ds *data.Dataset, pseudoDir string, log io.Writer) ([]*data.SegVolume, error) {
 	if c.Data.Cache != "" {
 		cc, err := PrepareCache(c, ds, pseudoDir, false, log)
@@ -38,6 +40,10 @@ func SegVolumesFromPL(c *configs.Config, ds *data.Dataset, pseudoDir string, log
 	srcs, err := TrainSources(ds, pseudoDir)
 	if err != nil {
 		return nil, err
+	}
+	if c.Data.MaxResidentGB > 0 {
+		vols, _, err := cache.NewResidentSeg(srcs, CacheSettings(c), int64(c.Data.MaxResidentGB*(1<<30)))
+		return vols, err
 	}
 	out := make([]*data.SegVolume, len(srcs))
 	for i, src := range srcs {
