@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -27,6 +28,9 @@ func refine(cmd *cobra.Command, c *configs.Config, dev string, g *dist.Group, da
 		runDir = filepath.Join(out, "unetr")
 	}
 	if !runs.Has(runDir, runs.ModelFile) || resume {
+		if err := cacheFirst(c, g, ds, pseudo, cmd.ErrOrStderr()); err != nil {
+			return err
+		}
 		vols, err := train.SegVolumesFromPL(c, ds, pseudo, cmd.ErrOrStderr())
 		if err != nil {
 			return err
@@ -55,6 +59,29 @@ func refine(cmd *cobra.Command, c *configs.Config, dev string, g *dist.Group, da
 		}
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "refined pseudo-labels for %d cases in %s\n", len(ds.Split("train")), out)
+	return nil
+}
+
+// cacheFirst makes or completes data.cache on rank 0 before every rank opens it, so that
+// the ranks of a node do not decode the same cases at once; a failure on rank 0 is every
+// rank's.
+func cacheFirst(c *configs.Config, g *dist.Group, ds *data.Dataset, pseudo string, log io.Writer) error {
+	if c.Data.Cache == "" || g == nil {
+		return nil
+	}
+	var msg []byte
+	if g.Rank() == 0 {
+		if _, err := train.PrepareCache(c, ds, pseudo, false, log); err != nil {
+			msg = []byte(err.Error())
+		}
+	}
+	msg, err := g.BroadcastBytes(msg, 0)
+	if err != nil {
+		return err
+	}
+	if len(msg) > 0 {
+		return fmt.Errorf("rank 0 could not prepare the cache: %s", msg)
+	}
 	return nil
 }
 
