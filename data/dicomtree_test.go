@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -146,7 +147,7 @@ func TestDICOMTree(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ref.Affine != img.Affine || !equalFloats(ref.Data, img.Data) {
+		if ref.Affine != img.Affine || !slices.Equal(ref.Data, img.Data) {
 			t.Errorf("%s: the case's image differs from LoadDICOMSeries(%s, %s)", c.ID, c.Image, w.uid)
 		}
 	}
@@ -154,18 +155,6 @@ func TestDICOMTree(t *testing.T) {
 	if _, err := LoadImage(filepath.Join(root, "pat2", "study"), DefaultLimits); err == nil || !strings.Contains(err.Error(), "holds 2 series") {
 		t.Fatalf("plain load of a two-series folder: %v", err)
 	}
-}
-
-func equalFloats(a, b []float32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // A tree without a usable series, or with IDs or sidecar files it cannot resolve, is a

@@ -121,32 +121,31 @@ func (p *PairSampler) Sample(e, i int, ref PairRef) (Pair, error) {
 	if swap {
 		a, b = b, a
 	}
+	crop := p.Cfg.Crop
+	img, lab := make([]float32, h*w), make([]int32, h*w)
+	image := func(n int) ([]float32, error) {
+		if err := v.Slices.Image(n, img); err != nil {
+			return nil, err
+		}
+		win.Apply(img, img)
+		return cropBilinear(img, h, w, side, oy, ox, crop), nil
+	}
+	labels := func(n int) ([]float32, error) {
+		if err := v.Slices.Labels(n, lab); err != nil {
+			return nil, err
+		}
+		return cropNearest(lab, h, w, side, oy, ox, crop), nil
+	}
 	pair := Pair{Ref: ref, Swapped: swap}
-	buf := make([]float32, h*w)
-	for _, x := range []struct {
-		n   int
-		out *[]float32
-	}{{a, &pair.A}, {b, &pair.B}} {
-		if err := v.Slices.Image(x.n, buf); err != nil {
-			return Pair{}, err
+	if pair.A, err = image(a); err == nil {
+		pair.B, err = image(b)
+	}
+	if err == nil && p.Cfg.PL {
+		if pair.PLA, err = labels(a); err == nil {
+			pair.PLB, err = labels(b)
 		}
-		win.Apply(buf, buf)
-		*x.out = cropBilinear(buf, h, w, side, oy, ox, p.Cfg.Crop)
 	}
-	if !p.Cfg.PL {
-		return pair, nil
-	}
-	lab := make([]int32, h*w)
-	for _, x := range []struct {
-		n   int
-		out *[]float32
-	}{{a, &pair.PLA}, {b, &pair.PLB}} {
-		if err := v.Slices.Labels(x.n, lab); err != nil {
-			return Pair{}, err
-		}
-		*x.out = cropNearest(lab, h, w, side, oy, ox, p.Cfg.Crop)
-	}
-	return pair, nil
+	return pair, err
 }
 
 // srcCoord maps output pixel d of a resize from n to m pixels to the input (half-pixel
