@@ -24,7 +24,8 @@ type SegNet struct {
 // Window is the sliding-window predictor the config asks for.
 func (n *SegNet) Window() SlidingWindow {
 	u := n.Cfg.UNETR
-	return SlidingWindow{Patch: u.PatchSize, Overlap: u.Overlap, Mirror: u.TestMirror, Batch: u.WindowBatch, Device: n.Device, Log: n.Log}
+	return SlidingWindow{Patch: u.PatchSize, Overlap: u.Overlap, Mirror: u.TestMirror, Batch: u.WindowBatch, Device: n.Device,
+		MaxDeviceAccumulatorBytes: int64(u.MaxDeviceAccumulatorGB * 1e9), Log: n.Log}
 }
 
 // PredictImage labels img (array order, label ids) by sliding-window prediction in the

@@ -21,7 +21,15 @@ type SlidingWindow struct {
 	Mirror  bool
 	Batch   int // windows per forward pass
 	Device  string
-	Log     io.Writer // progress (a bar on a terminal, lines otherwise); nil: quiet
+	// MaxDeviceAccumulatorBytes bounds what the sums take on Device: the K×D×H×W probability
+	// sum and the D×H×W weight sum of the padded volume, (K+1)·D·H·W·4 bytes. Bigger sums
+	// are kept in host memory: each window's weighted softmax, still computed on Device, is
+	// copied there and added in the same order, and float32 adds and divisions are correctly
+	// rounded on every device, so the labels and probabilities are the same floats. 0 means
+	// no bound (the sums always on Device), not "always on the host": an unset bound must not
+	// move a small prediction off the GPU; a bound of 1 byte does that where wanted.
+	MaxDeviceAccumulatorBytes int64
+	Log                       io.Writer // placement line and progress (a bar on a terminal, lines otherwise); nil: quiet
 }
 
 // PatchNet maps B×1×D×H×W patches to B×K×D×H×W logits.
@@ -69,110 +77,299 @@ func gaussianWeights(p [3]int) []float32 {
 	return out
 }
 
-// Probabilities returns the K×D×H×W class probabilities of img (D×H×W).
-func (s SlidingWindow) Probabilities(img []float32, shape [3]int, classes int, net PatchNet) (probs torchx.Tensor, err error) {
-	defer torchx.PinThread()()
-	if len(img) != shape[0]*shape[1]*shape[2] {
-		return probs, fmt.Errorf("sliding window: %d voxels for shape %v", len(img), shape)
-	}
-	err = torchx.Try(func() { probs = s.probabilities(img, shape, classes, net) })
-	return probs, err
+// slabBytes sizes the slabs of the final division and argmax: a K×n×H×W quotient of at most
+// this many bytes (at least one slice) at a time, so that labelling holds the sums plus one
+// slab instead of a full K×D×H×W quotient beside them. A variable for the tests.
+var slabBytes int64 = 64 << 20
+
+// Accumulator says where a prediction keeps its sums and what they take: the placement line
+// a prediction logs, and what a caller sizing a device can ask for beforehand.
+type Accumulator struct {
+	Classes    int
+	Padded     [3]int // the padded volume's D×H×W
+	Bytes      int64  // (K+1)·D·H·W·4: the probability and the weight sums
+	Device     string // where the sums live: the window's device, or "cpu" when Host
+	Bound      int64  // MaxDeviceAccumulatorBytes (0: none)
+	Host       bool   // moved to the host because Bytes exceeds Bound
+	SlabSlices int    // D-slices per slab of the final division and argmax
+	SlabBytes  int64  // the K×SlabSlices×H×W quotient of one slab
 }
 
-func (s SlidingWindow) probabilities(img []float32, shape [3]int, classes int, net PatchNet) torchx.Tensor {
-	dev := s.Device
-	if dev == "" {
-		dev = "cpu"
+func (a Accumulator) String() string {
+	where := "on " + a.Device
+	switch {
+	case a.Host:
+		where = fmt.Sprintf("on the host (over the %s bound)", byteSize(a.Bound))
+	case a.Bound > 0:
+		where += fmt.Sprintf(" (within the %s bound)", byteSize(a.Bound))
 	}
-	vol := torchx.FromFloat32(img, 1, 1, int64(shape[0]), int64(shape[1]), int64(shape[2]))
-	// Pad each axis shorter than the patch, half below and half above (as nnU-Net).
-	var padBelow, padded [3]int
-	pads := make([]int64, 6) // F.pad order: last axis first
-	for a := range 3 {
-		padded[a] = max(shape[a], s.Patch[a])
-		d := padded[a] - shape[a]
-		padBelow[a] = d / 2
-		pads[2*(2-a)], pads[2*(2-a)+1] = int64(d/2), int64(d-d/2)
-	}
-	vol = torchx.To(torchx.Pad(vol, pads, torchx.PadConstant, 0), dev, -1)
-	acc := torchx.Zeros([]int64{int64(classes), int64(padded[0]), int64(padded[1]), int64(padded[2])}, torchx.Float32, dev)
-	wsum := torchx.Zeros([]int64{1, int64(padded[0]), int64(padded[1]), int64(padded[2])}, torchx.Float32, dev)
-	pd, ph, pw := int64(s.Patch[0]), int64(s.Patch[1]), int64(s.Patch[2])
-	gauss := torchx.To(torchx.FromFloat32(gaussianWeights(s.Patch), 1, pd, ph, pw), dev, -1)
+	return fmt.Sprintf("%d×%d×%d×%d sum %s: %s; labels in %d-slice slabs (%s each)", a.Classes, a.Padded[0], a.Padded[1],
+		a.Padded[2], where, byteSize(a.Bytes), a.SlabSlices, byteSize(a.SlabBytes))
+}
 
-	var starts [][3]int
-	for _, z := range WindowStarts(padded[0], s.Patch[0], s.Overlap) {
-		for _, y := range WindowStarts(padded[1], s.Patch[1], s.Overlap) {
-			for _, x := range WindowStarts(padded[2], s.Patch[2], s.Overlap) {
-				starts = append(starts, [3]int{z, y, x})
+// byteSize in decimal units, as the config's bound is given.
+func byteSize(n int64) string {
+	if n >= 1e9 {
+		return fmt.Sprintf("%.2f GB", float64(n)/1e9)
+	}
+	return fmt.Sprintf("%.1f MB", float64(n)/1e6)
+}
+
+// Accumulator is where a prediction of a volume of this shape with this many classes keeps
+// its sums, and how big they and the final slabs are.
+func (s SlidingWindow) Accumulator(shape [3]int, classes int) Accumulator {
+	g := s.geometry(shape)
+	a := Accumulator{Classes: classes, Padded: g.padded, Device: s.device(), Bound: s.MaxDeviceAccumulatorBytes}
+	a.Bytes = int64(classes+1) * int64(g.padded[0]) * int64(g.padded[1]) * int64(g.padded[2]) * 4
+	if a.Bound > 0 && a.Bytes > a.Bound {
+		a.Host, a.Device = true, "cpu"
+	}
+	slice := int64(classes) * int64(shape[1]) * int64(shape[2]) * 4
+	a.SlabSlices = shape[0]
+	if slice > 0 {
+		a.SlabSlices = int(min(int64(shape[0]), max(1, slabBytes/slice)))
+	}
+	a.SlabBytes = int64(a.SlabSlices) * slice
+	return a
+}
+
+func (s SlidingWindow) device() string {
+	if s.Device == "" {
+		return "cpu"
+	}
+	return s.Device
+}
+
+// geometry is a volume zero-padded up to the patch where smaller, half below and half above
+// (as nnU-Net).
+type geometry struct{ shape, padded, below [3]int }
+
+func (s SlidingWindow) geometry(shape [3]int) geometry {
+	g := geometry{shape: shape}
+	for a := range 3 {
+		g.padded[a] = max(shape[a], s.Patch[a])
+		g.below[a] = (g.padded[a] - shape[a]) / 2
+	}
+	return g
+}
+
+// pads are F.pad's amounts, last axis first.
+func (g geometry) pads() []int64 {
+	p := make([]int64, 6)
+	for a := range 3 {
+		d := g.padded[a] - g.shape[a]
+		p[2*(2-a)], p[2*(2-a)+1] = int64(g.below[a]), int64(d-g.below[a])
+	}
+	return p
+}
+
+// crop is the volume's own voxels in D-slices z … z+n−1 of a C×D×H×W tensor over the padded
+// volume (a view).
+func (g geometry) crop(t torchx.Tensor, z, n int) torchx.Tensor {
+	t = torchx.Narrow(t, 1, int64(g.below[0]+z), int64(n))
+	t = torchx.Narrow(t, 2, int64(g.below[1]), int64(g.shape[1]))
+	return torchx.Narrow(t, 3, int64(g.below[2]), int64(g.shape[2]))
+}
+
+// starts are the windows' offsets, in the order their sums are added.
+func (g geometry) starts(patch [3]int, overlap float64) [][3]int {
+	var out [][3]int
+	for _, z := range WindowStarts(g.padded[0], patch[0], overlap) {
+		for _, y := range WindowStarts(g.padded[1], patch[1], overlap) {
+			for _, x := range WindowStarts(g.padded[2], patch[2], overlap) {
+				out = append(out, [3]int{z, y, x})
 			}
 		}
 	}
-	flips := [][]int64{nil}
-	if s.Mirror {
-		flips = [][]int64{nil, {4}, {3}, {3, 4}, {2}, {2, 4}, {2, 3}, {2, 3, 4}}
+	return out
+}
+
+// check refuses inputs that would fail deep inside libtorch with a less telling message.
+func (s SlidingWindow) check(img []float32, shape [3]int, classes int) error {
+	if len(img) != shape[0]*shape[1]*shape[2] {
+		return fmt.Errorf("sliding window: %d voxels for shape %v", len(img), shape)
 	}
-	bs := max(s.Batch, 1)
-	window := func(t torchx.Tensor, st [3]int) torchx.Tensor {
-		t = torchx.Narrow(t, 2, int64(st[0]), pd)
-		t = torchx.Narrow(t, 3, int64(st[1]), ph)
-		return torchx.Narrow(t, 4, int64(st[2]), pw)
+	if classes < 1 || s.Patch[0] < 1 || s.Patch[1] < 1 || s.Patch[2] < 1 {
+		return fmt.Errorf("sliding window: %d classes, patch %v", classes, s.Patch)
 	}
+	return nil
+}
+
+// start checks the input, works out the placement and logs it.
+func (s SlidingWindow) start(img []float32, shape [3]int, classes int) (geometry, Accumulator, error) {
+	if err := s.check(img, shape, classes); err != nil {
+		return geometry{}, Accumulator{}, err
+	}
+	a := s.Accumulator(shape, classes)
+	if s.Log != nil {
+		fmt.Fprintf(s.Log, "sliding window: %v\n", a)
+	}
+	return s.geometry(shape), a, nil
+}
+
+// Probabilities returns the K×D×H×W class probabilities of img (D×H×W), on Device, or on the
+// host where the sums exceed MaxDeviceAccumulatorBytes. The sums are divided in place, slab
+// by slab; a volume padded up to the patch then takes one more K×D×H×W copy (its own voxels
+// made contiguous). Predict needs neither.
+func (s SlidingWindow) Probabilities(img []float32, shape [3]int, classes int, net PatchNet) (probs torchx.Tensor, err error) {
+	defer torchx.PinThread()()
+	g, a, err := s.start(img, shape, classes)
+	if err != nil {
+		return probs, err
+	}
+	err = torchx.Try(func() {
+		probs = torchx.Tidy(func() torchx.Tensor {
+			acc, wsum := s.sums(img, g, a, net)
+			for z := 0; z < g.shape[0]; z += a.SlabSlices {
+				n := min(a.SlabSlices, g.shape[0]-z)
+				torchx.TidyDo(func() {
+					q := g.crop(acc, z, n)
+					torchx.CopyInto(q, torchx.Div(q, g.crop(wsum, z, n)))
+				})
+			}
+			return torchx.Contiguous(g.crop(acc, 0, g.shape[0]))
+		})
+	})
+	if err != nil {
+		return probs, fmt.Errorf("sliding window: %w", err)
+	}
+	return probs, nil
+}
+
+// Predict returns the most probable class of every voxel of img (D×H×W). Its memory: the
+// padded volume and one batch of windows on Device, the sums where Accumulator places them,
+// one slab's quotient beside the sums, and the labels.
+func (s SlidingWindow) Predict(img []float32, shape [3]int, classes int, net PatchNet) ([]int32, error) {
+	defer torchx.PinThread()()
+	g, a, err := s.start(img, shape, classes)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int32, 0, len(img))
+	err = torchx.Try(func() {
+		torchx.TidyDo(func() {
+			acc, wsum := s.sums(img, g, a, net)
+			for z := 0; z < g.shape[0]; z += a.SlabSlices {
+				n := min(a.SlabSlices, g.shape[0]-z)
+				idx := torchx.Tidy(func() torchx.Tensor {
+					return torchx.Argmax(torchx.Div(g.crop(acc, z, n), g.crop(wsum, z, n)), 0, false)
+				})
+				for _, v := range torchx.Int64s(idx) {
+					out = append(out, int32(v))
+				}
+				torchx.Free(idx)
+			}
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sliding window: %w", err)
+	}
+	return out, nil
+}
+
+// sums runs every window over img and returns the probability sum (K×D×H×W) and the weight
+// sum (1×D×H×W) of the padded volume, on a.Device. The windows' softmaxes are computed on
+// the window device either way; on the host path each group's is copied to the CPU first
+// and added there, window by window in the same order as on the device.
+func (s SlidingWindow) sums(img []float32, g geometry, a Accumulator, net PatchNet) (acc, wsum torchx.Tensor) {
+	dev := s.device()
+	vol := upload(img, g, dev)
+	size := func(c int) []int64 {
+		return []int64{int64(c), int64(g.padded[0]), int64(g.padded[1]), int64(g.padded[2])}
+	}
+	acc = torchx.Zeros(size(a.Classes), torchx.Float32, a.Device)
+	wsum = torchx.Zeros(size(1), torchx.Float32, a.Device)
+	gw := gaussianWeights(s.Patch)
+	pd, ph, pw := int64(s.Patch[0]), int64(s.Patch[1]), int64(s.Patch[2])
+	gauss := torchx.FromFloat32On(gw, dev, 1, pd, ph, pw)
+	gaussAcc := torchx.FromFloat32On(gw, a.Device, 1, pd, ph, pw) // the same floats where the sums are
+	starts := g.starts(s.Patch, s.Overlap)
 	acc5, wsum5 := torchx.Unsqueeze(acc, 0), torchx.Unsqueeze(wsum, 0) // views, batch-shaped like the windows
+	bs := max(s.Batch, 1)
 	bar := progress.New(s.Log, len(starts), "predict", 5*time.Second)
 	defer bar.Finish()
 	torchx.NoGrad(func() {
 		for i := 0; i < len(starts); i += bs {
 			group := starts[i:min(i+bs, len(starts))]
-			parts := make([]torchx.Tensor, len(group))
-			for j, st := range group {
-				parts[j] = window(vol, st)
-			}
-			x := torchx.Cat(parts, 0)
-			var p torchx.Tensor
-			for _, f := range flips {
-				var q torchx.Tensor
-				if f == nil {
-					q = torchx.Softmax(net(x), 1)
-				} else {
-					q = torchx.Flip(torchx.Softmax(net(torchx.Flip(x, f...)), 1), f...)
+			// One scope per group: its windows, softmaxes and host copies go as soon as they
+			// are added, not at the next collection (a host copy is K×patch per window).
+			torchx.TidyDo(func() {
+				q := s.windowProbs(vol, group, gauss, net)
+				p := torchx.To(q, a.Device, -1)
+				torchx.Free(q) // on the host path, the device's copy goes before the adds
+				for j, st := range group {
+					torchx.TidyDo(func() { // each add's K×patch temporary goes at once
+						w := s.window(acc5, st)
+						torchx.CopyInto(w, torchx.Add(w, torchx.Narrow(p, 0, int64(j), 1)))
+						w = s.window(wsum5, st)
+						torchx.CopyInto(w, torchx.Add(w, gaussAcc))
+					})
 				}
-				if p.T == nil {
-					p = q
-				} else {
-					p = torchx.Add(p, q)
-				}
-			}
-			p = torchx.Mul(torchx.DivScalar(p, float64(len(flips))), gauss)
-			for j, st := range group {
-				a := window(acc5, st)
-				torchx.CopyInto(a, torchx.Add(a, torchx.Narrow(p, 0, int64(j), 1)))
-				w := window(wsum5, st)
-				torchx.CopyInto(w, torchx.Add(w, gauss))
-			}
+			})
 			bar.Add(len(group), fmt.Sprintf("%d windows of %v", len(starts), s.Patch))
 			torchx.GC()
 		}
 	})
-	probs := torchx.Div(acc, wsum)
-	probs = torchx.Narrow(probs, 1, int64(padBelow[0]), int64(shape[0]))
-	probs = torchx.Narrow(probs, 2, int64(padBelow[1]), int64(shape[1]))
-	return torchx.Contiguous(torchx.Narrow(probs, 3, int64(padBelow[2]), int64(shape[2])))
+	return acc, wsum
 }
 
-// Predict returns the most probable class of every voxel of img (D×H×W).
-func (s SlidingWindow) Predict(img []float32, shape [3]int, classes int, net PatchNet) ([]int32, error) {
-	probs, err := s.Probabilities(img, shape, classes, net)
-	if err != nil {
-		return nil, err
+// upload puts img, zero-padded to g.padded, on dev: uploaded as it is and padded there, so
+// the host makes no padded copy, and the unpadded upload goes as soon as it is padded.
+func upload(img []float32, g geometry, dev string) torchx.Tensor {
+	return torchx.Tidy(func() torchx.Tensor {
+		v := torchx.FromFloat32On(img, dev, 1, 1, int64(g.shape[0]), int64(g.shape[1]), int64(g.shape[2]))
+		if g.padded != g.shape {
+			v = torchx.Pad(v, g.pads(), torchx.PadConstant, 0)
+		}
+		return v
+	})
+}
+
+// window is the patch at st of a B×C×D×H×W tensor (a view).
+func (s SlidingWindow) window(t torchx.Tensor, st [3]int) torchx.Tensor {
+	t = torchx.Narrow(t, 2, int64(st[0]), int64(s.Patch[0]))
+	t = torchx.Narrow(t, 3, int64(st[1]), int64(s.Patch[1]))
+	return torchx.Narrow(t, 4, int64(st[2]), int64(s.Patch[2]))
+}
+
+// windowProbs is the Gaussian-weighted softmax (B×K×patch) of a group of windows of vol,
+// averaged over the 8 mirrorings when Mirror is set.
+func (s SlidingWindow) windowProbs(vol torchx.Tensor, group [][3]int, gauss torchx.Tensor, net PatchNet) torchx.Tensor {
+	parts := make([]torchx.Tensor, len(group))
+	for j, st := range group {
+		parts[j] = s.window(vol, st)
 	}
-	var idx []int64
-	if err := torchx.Try(func() { idx = torchx.Int64s(torchx.Argmax(probs, 0, false)) }); err != nil {
-		return nil, err
+	x := torchx.Cat(parts, 0)
+	flips := [][]int64{nil}
+	if s.Mirror {
+		flips = [][]int64{nil, {4}, {3}, {3, 4}, {2}, {2, 4}, {2, 3}, {2, 3, 4}}
 	}
-	out := make([]int32, len(idx))
-	for i, v := range idx {
-		out[i] = int32(v)
+	// Each mirroring in its own scope, the running sum freed as it is replaced: a group then
+	// holds a few B×K×patch tensors at a time, not five per mirroring until it ends (with
+	// 42 classes and a 64×128×128 patch, 40 of 176 MB per window).
+	var p torchx.Tensor
+	for _, f := range flips {
+		prev := p
+		p = torchx.Tidy(func() torchx.Tensor {
+			var q torchx.Tensor
+			if f == nil {
+				q = torchx.Softmax(net(x), 1)
+			} else {
+				q = torchx.Flip(torchx.Softmax(net(torchx.Flip(x, f...)), 1), f...)
+			}
+			if prev.T == nil {
+				return q
+			}
+			return torchx.Add(prev, q)
+		})
+		torchx.Free(prev)
 	}
-	return out, nil
+	defer torchx.Free(p)
+	return torchx.Tidy(func() torchx.Tensor {
+		mean := p
+		if len(flips) > 1 { // x/1 is x: one window-sized temporary fewer without mirroring
+			mean = torchx.DivScalar(p, float64(len(flips)))
+		}
+		return torchx.Mul(mean, gauss)
+	})
 }
