@@ -41,7 +41,8 @@ CGO_LDFLAGS_SLI2VOL := -L$(ABS_LIBDIR) -L$(shell third_party/libtorch-flags.sh -
 GOENV := CGO_ENABLED=1 CGO_LDFLAGS='$(CGO_LDFLAGS_SLI2VOL)'
 
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-GOLDFLAGS := -X main.version=$(VERSION)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+GOLDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 # --- gotorch's C++ part, from the module cache -------------------------------------------
 GOMODCACHE := $(shell $(GO) env GOMODCACHE 2>/dev/null)

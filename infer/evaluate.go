@@ -37,6 +37,7 @@ type Row struct {
 // Evaluation holds the rows and the error-drift curves.
 type Evaluation struct {
 	Rows     []Row
+	Sources  string // markdown naming what was scored (runs, their commits and data), for the report
 	drift    map[string]map[int][2]float64 // method → |distance| → (sum of slice Dice, count)
 	overlays map[string]*overlay           // case → figure of its largest structure
 }
@@ -402,5 +403,6 @@ func (ev *Evaluation) Write(dir string, methods []string, title string) error {
 		"`drift.csv`, `drift.png`. Overlays of each case's largest structure (rows: " + strings.Join(methods, ", ") +
 		"; columns: its ends, the annotated slice framed yellow, ±5, ±10; truth outlined green, prediction red): " +
 		"`overlays/`.\n\n![drift](drift.png)\n")
+	md.WriteString(ev.Sources)
 	return atomicfile.WriteFile(filepath.Join(dir, "report.md"), []byte(md.String()))
 }

@@ -18,7 +18,9 @@ import (
 //	model.pt        the final weights (a PyTorch state dict), written at the end
 //	metrics.jsonl   one JSON object per logged step
 //	classes.json    UNETR++ runs only: the label id of each output class
+//	run.json        provenance: code, libraries, device, command, inputs and their hashes
 const (
+	RunFile        = "run.json"
 	ConfigFile     = "config.yaml"
 	CheckpointFile = "checkpoint.pt"
 	ModelFile      = "model.pt"

@@ -37,6 +37,9 @@ type RunOptions struct {
 	// trains on its shard of each epoch with gradients averaged over the ranks; rank 0 alone
 	// writes the run folder (config, metrics, checkpoints, model) and shows progress.
 	Group *dist.Group
+	// Provenance is the run's run.json record (code, device, command, inputs); rank 0
+	// writes it when the run starts and when it ends. nil: none.
+	Provenance *runs.Provenance
 }
 
 // rank0 reports whether this process writes the run folder.
@@ -282,6 +285,9 @@ func (r *run) openLog(c *configs.Config) error {
 	if err := runs.WriteConfig(r.Dir, c); err != nil {
 		return err
 	}
+	if err := r.Provenance.Begin(r.Dir, r.Resume); err != nil {
+		return fmt.Errorf("%s: %w", r.what, err)
+	}
 	f, err := os.OpenFile(runs.Path(r.Dir, runs.MetricsFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("%s: %w", r.what, err)
@@ -415,8 +421,21 @@ func (r *run) steps() iter.Seq[runs.Progress] {
 }
 
 // finish ends the run: a stop on request is a success with no final files, an error is
-// returned as it is, and otherwise the last checkpoint and model.pt are written.
+// returned as it is, and otherwise the last checkpoint and model.pt are written; run.json
+// says which.
 func (r *run) finish() (Result, error) {
+	res, err := r.end()
+	if r.rank0() && r.Provenance != nil {
+		var in *Interrupted
+		perr := r.Provenance.Finish(r.Dir, r.err == errStopped || errors.As(err, &in), err)
+		if err == nil && perr != nil {
+			err = fmt.Errorf("%s: %w", r.what, perr)
+		}
+	}
+	return res, err
+}
+
+func (r *run) end() (Result, error) {
 	r.close()
 	switch {
 	case r.err == errStopped:

@@ -83,7 +83,18 @@ func runEvaluate(cmd *cobra.Command, g *dist.Group, runDirs, fsss []string, data
 	for i, m := range ms.methods {
 		names[i] = m.Name
 	}
+	prov := newProvenance("evaluate", ms.base.Cfg.Seed, ms.base.Device, g)
+	addCases(prov, ds, "train", true)
+	addCases(prov, ds, "test", true)
+	for _, r := range append(append([]string(nil), runDirs...), fsss...) {
+		addModel(prov, r)
+	}
+	startHashing(prov)
+	ev.Sources = scoredRuns(append(append([]string(nil), runDirs...), fsss...))
 	if err := ev.Write(out, names, "sli2vol evaluation on "+ds.Name); err != nil {
+		return err
+	}
+	if err := finishOutput(prov, out, ms.base.Cfg); err != nil {
 		return err
 	}
 	fmt.Fprint(cmd.OutOrStdout(), ev.Table(names))
@@ -166,4 +177,30 @@ func (ms *methodSet) addBaselines() {
 	geig := models.NewGEIG(c.Model.GEIG.Directions, c.Model.GEIG.Scales)
 	aff := &infer.Job{Cfg: c, Device: ms.base.Device, Net: &infer.FeatureAffinity{Input: geig, Radius: c.Model.Radius}}
 	ms.methods = append([]infer.Method{{Name: ms.unique("copy")}, {Name: ms.unique("geig-affinity (untrained)"), Job: aff}}, ms.methods...)
+}
+
+// scoredRuns is the report's record of the runs it scored: each run's commit and data hash
+// (from its run.json), so a table can be traced to the code and data behind it.
+func scoredRuns(dirs []string) string {
+	if len(dirs) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("\nRuns scored (from their `run.json`):\n\n| run | sli2vol | commit | data hash | trained |\n|---|---|---|---|---|\n")
+	for _, d := range dirs {
+		p, err := runs.ReadProvenance(d)
+		if err != nil {
+			fmt.Fprintf(&b, "| %s | no run.json | | | |\n", d)
+			continue
+		}
+		commit := p.Software.Commit
+		if len(commit) > 12 {
+			commit = commit[:12]
+		}
+		if p.Software.Dirty {
+			commit += " (uncommitted changes)"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", d, p.Software.Sli2vol, commit, p.DataHash, p.Started.Format("2006-01-02 15:04 UTC"))
+	}
+	return b.String()
 }

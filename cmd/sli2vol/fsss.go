@@ -40,8 +40,12 @@ func newTrainFSSSCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			prov := newProvenance("train-fsss", c.Seed, dev, g)
+			addCases(prov, ds, "train", true)
+			addCases(prov, ds, "test", true)
+			startHashing(prov)
 			o := train.SegOptions{Vols: vols, Title: "fs-ss",
-				RunOptions: train.RunOptions{Dir: out, Device: dev, Resume: resume, Log: cmd.ErrOrStderr(), Group: g}}
+				RunOptions: train.RunOptions{Dir: out, Device: dev, Resume: resume, Log: cmd.ErrOrStderr(), Group: g, Provenance: prov}}
 			return trainSeg(c, o, cmd.OutOrStdout())
 		},
 	}

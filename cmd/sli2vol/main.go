@@ -17,6 +17,10 @@ import (
 // version is set at build time (-X main.version=...).
 var version = "dev"
 
+// commit is the full commit hash the binary was built from (make build sets it; run.json
+// records it).
+var commit = ""
+
 // cliArgs is the command line being run (what a --nproc launch gives its workers).
 var cliArgs []string
 
@@ -73,7 +77,7 @@ func newRoot() *cobra.Command {
 		return fmt.Errorf("%s: %w (see %s --help)", c.CommandPath(), err, c.CommandPath())
 	})
 	root.AddCommand(newVersionCmd(), newConfigCmd(), newModelCmd(), newPhantomCmd(), newPrepareCmd(), newTrainCmd(),
-		newPseudoLabelCmd(), newRefineCmd(), newTrainFSSSCmd(), newPipelineCmd(), newSegmentCmd(), newEvaluateCmd(), newExportCmd(), newImportCmd(), newSelftestCmd())
+		newPseudoLabelCmd(), newRefineCmd(), newTrainFSSSCmd(), newPipelineCmd(), newSegmentCmd(), newEvaluateCmd(), newExportCmd(), newImportCmd(), newSelftestCmd(), newReproduceCmd(), newRunsCmd())
 	return root
 }
 

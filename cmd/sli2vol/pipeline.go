@@ -82,7 +82,24 @@ func (pl *pipeline) run() error {
 	if err := os.MkdirAll(pl.out, 0o755); err != nil {
 		return fmt.Errorf("pipeline: %w", err)
 	}
-	// 1. Sli2Vol, 2. its pseudo-labels, 3. their refinement, 4. Sli2Vol+, 5. evaluation.
+	prov := newProvenance("pipeline", pl.cfg.Seed, pl.dev, pl.g)
+	addCases(prov, pl.ds, "train", true)
+	if err := pl.steps(); err != nil {
+		return err
+	}
+	if pl.testDir != "" {
+		if test, err := data.OpenDataset(pl.testDir); err == nil {
+			addCases(prov, test, "train", true)
+			addCases(prov, test, "test", true)
+		}
+	}
+	startHashing(prov)
+	return finishOutput(prov, pl.out, pl.cfg)
+}
+
+// steps are the method's steps in order: 1. Sli2Vol, 2. its pseudo-labels, 3. their
+// refinement, 4. Sli2Vol+, 5. evaluation.
+func (pl *pipeline) steps() error {
 	if err := pl.trainCFN(configs.ModeSli2Vol, pl.path(stepSli2Vol), ""); err != nil {
 		return err
 	}
@@ -136,8 +153,13 @@ func (pl *pipeline) trainCFN(mode configs.Mode, dir, pseudo string) error {
 	c.Model.Mode = mode
 	sig, stop := interrupts()
 	defer stop()
+	prov := newProvenance("pipeline train "+string(mode), c.Seed, pl.dev, pl.g)
+	addCases(prov, pl.ds, "train", false)
+	addPseudoLabels(prov, pl.ds, pseudo)
+	startHashing(prov)
 	r, err := train.TrainCFN(&c, train.Options{Data: pl.ds, PseudoDir: pseudo, RunOptions: train.RunOptions{Dir: dir,
-		Device: pl.dev, Resume: pl.done(runs.Path(dir, runs.CheckpointFile)), Log: pl.cmd.ErrOrStderr(), Interrupt: sig, Group: pl.g}})
+		Device: pl.dev, Resume: pl.done(runs.Path(dir, runs.CheckpointFile)), Log: pl.cmd.ErrOrStderr(), Interrupt: sig, Group: pl.g,
+		Provenance: prov}})
 	if err != nil {
 		return err
 	}
@@ -156,7 +178,14 @@ func (pl *pipeline) pseudoLabels() error {
 	if err != nil {
 		return err
 	}
+	prov := newProvenance("pipeline pseudo-label", j.Cfg.Seed, pl.dev, pl.g)
+	addCases(prov, pl.ds, "train", true)
+	addModel(prov, pl.path(stepSli2Vol))
+	startHashing(prov)
 	if err := j.PseudoLabels(pl.ds, out, data.WriteOptions{Overwrite: true}, ranksOf(pl.g)); err != nil {
+		return err
+	}
+	if err := finishOutput(prov, out, j.Cfg); err != nil {
 		return err
 	}
 	pl.say("pseudo-labels: %s", out)

@@ -35,7 +35,14 @@ func newPseudoLabelCmd() *cobra.Command {
 				return err
 			}
 			defer g.Close()
+			prov := newProvenance("pseudo-label", j.Cfg.Seed, j.Device, g)
+			addCases(prov, ds, "train", true)
+			addModel(prov, model)
+			startHashing(prov)
 			if err := j.PseudoLabels(ds, out, data.WriteOptions{Overwrite: force}, ranksOf(g)); err != nil || !isRank0(g) {
+				return err
+			}
+			if err := finishOutput(prov, out, j.Cfg); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "pseudo-labels for %d cases in %s\n", len(ds.Split("train")), out)

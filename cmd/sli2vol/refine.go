@@ -27,6 +27,7 @@ func refine(cmd *cobra.Command, c *configs.Config, dev string, g *dist.Group, da
 	if runDir == "" {
 		runDir = filepath.Join(out, "unetr")
 	}
+	prov := refineProvenance("refine", c, dev, g, ds, pseudo)
 	if !runs.Has(runDir, runs.ModelFile) || resume {
 		if err := cacheFirst(c, g, ds, pseudo, cmd.ErrOrStderr()); err != nil {
 			return err
@@ -36,7 +37,8 @@ func refine(cmd *cobra.Command, c *configs.Config, dev string, g *dist.Group, da
 			return err
 		}
 		o := train.SegOptions{Vols: vols, Title: "refine",
-			RunOptions: train.RunOptions{Dir: runDir, Device: dev, Resume: resume, Log: cmd.ErrOrStderr(), Group: g}}
+			RunOptions: train.RunOptions{Dir: runDir, Device: dev, Resume: resume, Log: cmd.ErrOrStderr(), Group: g,
+				Provenance: refineProvenance("refine-train", c, dev, g, ds, pseudo)}}
 		if err := trainSeg(c, o, cmd.OutOrStdout()); err != nil {
 			return err
 		}
@@ -58,8 +60,21 @@ func refine(cmd *cobra.Command, c *configs.Config, dev string, g *dist.Group, da
 			return err
 		}
 	}
+	addModel(prov, runDir)
+	if err := finishOutput(prov, out, c); err != nil {
+		return err
+	}
 	fmt.Fprintf(cmd.OutOrStdout(), "refined pseudo-labels for %d cases in %s\n", len(ds.Split("train")), out)
 	return nil
+}
+
+// refineProvenance records refinement's inputs: the training images and their pseudo-labels.
+func refineProvenance(kind string, c *configs.Config, dev string, g *dist.Group, ds *data.Dataset, pseudo string) *runs.Provenance {
+	prov := newProvenance(kind, c.Seed, dev, g)
+	addCases(prov, ds, "train", false)
+	addPseudoLabels(prov, ds, pseudo)
+	startHashing(prov)
+	return prov
 }
 
 // cacheFirst makes or completes data.cache on rank 0 before every rank opens it, so that

@@ -61,8 +61,14 @@ func newTrainCmd() *cobra.Command {
 			}
 			sig, stop := interrupts()
 			defer stop()
+			prov := newProvenance("train", c.Seed, dev, g)
+			addCases(prov, ds, "train", false)
+			if c.Model.Mode.UsesPL() {
+				addPseudoLabels(prov, ds, pseudo)
+			}
+			startHashing(prov)
 			r, err := train.TrainCFN(c, train.Options{Data: ds, PseudoDir: pseudo, RunOptions: train.RunOptions{
-				Dir: out, Device: dev, Resume: resume, Log: cmd.ErrOrStderr(), Interrupt: sig, Group: g}})
+				Dir: out, Device: dev, Resume: resume, Log: cmd.ErrOrStderr(), Interrupt: sig, Group: g, Provenance: prov}})
 			if err != nil || !isRank0(g) {
 				return err
 			}
