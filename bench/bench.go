@@ -491,8 +491,11 @@ func Propagate(dir, device string) (*Result, error) {
 	return res, err
 }
 
-func rssMiB(field string) float64 {
-	b, err := os.ReadFile("/proc/self/status")
+func rssMiB(field string) float64 { return statusMiB("/proc/self/status", field) }
+
+// statusMiB reads a kB field of a /proc status file in MiB (0 when unreadable).
+func statusMiB(path, field string) float64 {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0
 	}

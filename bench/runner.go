@@ -42,7 +42,15 @@ type RunOptions struct {
 	GPUMemoryCmd           string // nvidia-smi on CUDA: each side's peak GPU memory ("" skips)
 	Affinity               string // the Go side's affinity strategy, for the report ("" = auto)
 	Cpp                    string // bench/cpp/cfn_step: CFN training rows also in plain C++ ("" skips)
-	Log                    func(format string, a ...any)
+	// The data-streaming rows (stream.go), which run `sli2vol train` (Sli2vol) itself:
+	Sli2vol        string // bin/sli2vol
+	StreamSteps    int    // the memory-bound row: steps per training run (0: skip)
+	StreamCases    int    // its phantom volumes of 256×256×128
+	FirstStepCases int    // the time-to-first-step row: small phantom cases on disk (0: skip)
+	TrainerSteps   int    // the whole trainer beside the train-96 stepper: steps (0: skip)
+	TrainerConfig  string // that row's network (paper.yaml, as train-96)
+	StreamRounds   int    // rounds of each streaming row (each run is a whole training process)
+	Log            func(format string, a ...any)
 }
 
 type stats struct{ med, min, max float64 }
@@ -92,7 +100,9 @@ func runJSONEnv(env []string, name string, args ...string) (*Result, error) {
 func Run(o RunOptions) error {
 	var md strings.Builder
 	md.WriteString(reportHeader(o))
-	md.WriteString("| row | Go | PyTorch | Go/PyTorch (median) |\n|---|---|---|---|\n")
+	if len(o.Rows) > 0 {
+		md.WriteString("| row | Go | PyTorch | Go/PyTorch (median) |\n|---|---|---|---|\n")
+	}
 	gpu := newGPUMemory(o.GPUMemoryCmd)
 	if gpu != nil {
 		if _, err := exec.LookPath(o.GPUMemoryCmd); err != nil {
@@ -124,6 +134,9 @@ func Run(o RunOptions) error {
 	if err := dataParallelRow(o, &md); err != nil {
 		return err
 	}
+	if err := streamRows(o, &md); err != nil {
+		return err
+	}
 	if o.Recorded != "" {
 		if b, err := os.ReadFile(o.Recorded); err == nil {
 			md.WriteString("\n")
@@ -153,11 +166,16 @@ func reportHeader(o RunOptions) string {
 			}
 		}
 	}
+	date := time.Now().UTC().Format("2006-01-02")
+	if len(o.Rows) == 0 { // Go-only rows (memory, data-parallel, streaming): no comparison to describe
+		fmt.Fprintf(&md, "# Benchmarks\n\nWritten by `sli2vol-bench run` on %s: %s, %d cores (%s); device %s; %s intra-op threads; libtorch %s.\n",
+			date, cpu, runtime.NumCPU(), host, o.Device, th, torchx.LibtorchVersion())
+		return md.String()
+	}
 	pyVer, _ := exec.Command(o.Python, "-c", "import torch; print(torch.__version__)").Output()
 	fmt.Fprintf(&md, "# Benchmarks\n\nWritten by `make bench` on %s: %s, %d cores (%s); device %s; %s intra-op threads on both sides; "+
 		"libtorch %s under sli2vol, PyTorch %s for the reference; %d interleaved rounds, median (min–max).\n\n",
-		time.Now().UTC().Format("2006-01-02"), cpu, runtime.NumCPU(), host, o.Device, th, torchx.LibtorchVersion(),
-		strings.TrimSpace(string(pyVer)), o.Rounds)
+		date, cpu, runtime.NumCPU(), host, o.Device, th, torchx.LibtorchVersion(), strings.TrimSpace(string(pyVer)), o.Rounds)
 	md.WriteString("Go runs the trainer's own `train.Stepper` and infer's `Propagator`; PyTorch runs the repo's reference " +
 		"(`bench/pytorch/sli2vol_ref.py`, affinity by `F.unfold` as in the published code) on the same weights, batch and volume. " +
 		"UNETR++ rows: Go's `train.SegStepper` vs `bench/pytorch/unetrpp_ref.py` with the same loss (Dice + CE, deep supervision), " +

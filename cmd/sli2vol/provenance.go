@@ -5,8 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"runtime/debug"
+	"slices"
 	"strings"
 
 	"github.com/sli2vol/sli2vol/configs"

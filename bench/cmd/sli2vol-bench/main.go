@@ -5,6 +5,11 @@
 //	sli2vol-bench launch N train DIR DEVICE STEPS THREADS   (N data-parallel processes)
 //	sli2vol-bench propagate DIR DEVICE THREADS
 //	sli2vol-bench run [--device D] [--rounds N] [--threads T] [--paper] [--out BENCHMARKS.md]
+//	                  [--only ROWS] [--stream-steps N] [--stream-cases N] [--first-step-cases N]
+//	                  [--trainer-steps N] [--stream-rounds N]
+//
+// The data-streaming rows (--only stream,first-step,trainer) run bin/sli2vol train as child
+// processes and need no PyTorch.
 //
 // Each timing command prints one JSON line (bench.Result); run does the whole comparison.
 // SLI2VOL_BENCH_AFFINITY (auto, rows, shifts, unfold) and SLI2VOL_BENCH_FOREACH (auto, on, off)
@@ -57,15 +62,17 @@ func run(args []string) error {
 	threads := fs.Int("threads", runtime.NumCPU(), "intra-op threads, both sides")
 	paper := fs.Bool("paper", false, "also the paper-size UNETR++ row, 64×128×128 (always on CUDA)")
 	out := fs.String("out", "BENCHMARKS.md", "report")
-	only := fs.String("only", "", "comma-separated row names to run (train-96, train-256, propagate, 16×32×32, 64×128×128; memory, data-parallel); all when empty")
+	only := fs.String("only", "", "comma-separated row names to run (train-96, train-256, propagate, 16×32×32, 64×128×128; memory, data-parallel; "+
+		"stream, first-step, trainer: the data-streaming rows, Go only); all when empty")
+	streamSteps := fs.Int("stream-steps", 40, "stream row: training steps per run")
+	streamCases := fs.Int("stream-cases", 64, "stream row: phantom volumes of 256×256×128 (64 MiB each decoded)")
+	firstCases := fs.Int("first-step-cases", 500, "first-step row: phantom cases of 64×64×32 on disk")
+	trainerSteps := fs.Int("trainer-steps", 16, "trainer row: steps of sli2vol train (the first 4 not counted)")
+	streamRounds := fs.Int("stream-rounds", 1, "rounds of each data-streaming row")
 	cpp := fs.String("cpp", "", "bench/cpp/cfn_step built (make bench does): the CFN rows also in plain C++ libtorch")
 	affinity := fs.String("affinity", "auto", "the Go side's affinity strategy: auto, rows, shifts or unfold (torchx.AffinityStrategy)")
 	if err := fs.Parse(args); err != nil {
 		return err
-	}
-	py, ok := testpy.Lookup("torch")
-	if !ok {
-		return fmt.Errorf("no python3 with torch (apt install python3-torch)")
 	}
 	self, _ := os.Executable()
 	root := filepath.Join(filepath.Dir(self), "..", "..")
@@ -103,6 +110,18 @@ func run(args []string) error {
 		if !want["data-parallel"] {
 			dpSteps = 0
 		}
+		for name, n := range map[string]*int{"stream": streamSteps, "first-step": firstCases, "trainer": trainerSteps} {
+			if !want[name] {
+				*n = 0
+			}
+		}
+	}
+	py := "" // the Go-only rows run without PyTorch
+	if len(rows) > 0 {
+		var ok bool
+		if py, ok = testpy.Lookup("torch"); !ok {
+			return fmt.Errorf("no python3 with torch (apt install python3-torch)")
+		}
 	}
 	for i := range rows {
 		rows[i].Config = filepath.Clean(rows[i].Config)
@@ -116,7 +135,10 @@ func run(args []string) error {
 		Work: filepath.Join(root, "build", "bench", "work"), Device: *device, Threads: *threads, Rounds: *rounds,
 		Rows: rows, MemorySteps: memSteps, DataParallelSteps: dpSteps, Affinity: *affinity, Cpp: *cpp, MemoryConfig: filepath.Join(root, "configs", "cpu-small.yaml"),
 		Out: *out, GPUMemoryCmd: gpuMem, Recorded: filepath.Join(root, "bench", "recorded.md"),
-		Log: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...) },
+		Sli2vol: filepath.Join(root, "bin", "sli2vol"), StreamSteps: *streamSteps, StreamCases: *streamCases,
+		FirstStepCases: *firstCases, TrainerSteps: *trainerSteps, TrainerConfig: filepath.Join(root, "configs", "paper.yaml"),
+		StreamRounds: *streamRounds,
+		Log:          func(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...) },
 	})
 }
 
