@@ -66,7 +66,7 @@ func TestStreamedTrainingEqualsInMemory(t *testing.T) {
 	}{
 		{"cache", func(c *configs.Config) { c.Data.Cache, c.Data.Workers, c.Data.Prefetch = cacheDir, 2, 3 }},
 		{"cache-again", func(c *configs.Config) { c.Data.Cache, c.Data.Workers, c.Data.Prefetch = cacheDir, 1, 1 }},
-		{"resident", func(c *configs.Config) { c.Data.MaxResidentGB, c.Data.Workers, c.Data.Prefetch = 40e3/(1<<30), 2, 2 }},
+		{"resident", func(c *configs.Config) { c.Data.MaxResidentGB, c.Data.Workers, c.Data.Prefetch = 40e3/1e9, 2, 2 }},
 	} {
 		got := train(tc.name, tc.set)
 		for i := range 20 {
@@ -129,7 +129,7 @@ func TestStreamedRefineEqualsInMemory(t *testing.T) {
 		t.Fatalf("losses from the cache %v, in memory %v", got, want)
 	}
 	// About one volume resident (image and labels: 40·36·20·8 bytes).
-	got = losses("resident", func(c *configs.Config) { c.Data.MaxResidentGB, c.Data.Workers, c.Data.Prefetch = 300e3/(1<<30), 2, 2 })
+	got = losses("resident", func(c *configs.Config) { c.Data.MaxResidentGB, c.Data.Workers, c.Data.Prefetch = 300e3/1e9, 2, 2 })
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("losses from resident volumes %v, in memory %v", got, want)
 	}

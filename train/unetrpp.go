@@ -42,7 +42,7 @@ func SegVolumesFromPL(c *configs.Config, ds *data.Dataset, pseudoDir string, log
 		return nil, err
 	}
 	if c.Data.MaxResidentGB > 0 {
-		vols, _, err := cache.NewResidentSeg(srcs, CacheSettings(c), int64(c.Data.MaxResidentGB*(1<<30)))
+		vols, _, err := cache.NewResidentSeg(srcs, CacheSettings(c), int64(c.Data.MaxResidentGB*1e9))
 		return vols, err
 	}
 	out := make([]*data.SegVolume, len(srcs))

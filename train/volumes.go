@@ -77,7 +77,7 @@ func LoadTrainVolumes(c *configs.Config, ds *data.Dataset, pseudoDir string, log
 		return nil, err
 	}
 	if c.Data.MaxResidentGB > 0 {
-		vols, _, err := cache.NewResident(srcs, CacheSettings(c), int64(c.Data.MaxResidentGB*(1<<30)))
+		vols, _, err := cache.NewResident(srcs, CacheSettings(c), int64(c.Data.MaxResidentGB*1e9))
 		return vols, err
 	}
 	out := make([]data.TrainVolume, len(srcs))
