@@ -1,11 +1,14 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/sli2vol/sli2vol/data"
 	"github.com/sli2vol/sli2vol/infer"
+	"github.com/sli2vol/sli2vol/runs"
 )
 
 // meanPLDice is the mean Dice of every phantom structure of every case between a label
@@ -87,6 +90,14 @@ func TestPipelineRefinesPseudoLabels(t *testing.T) {
 	if code, o, e := runCLI(t, "evaluate", "--config", cfg, "--model", p("work/sli2vol"), "--model", p("work/sli2vol+"), "--estimate", "model",
 		"--estimate-model", p("work/refined/unetr"), "--data", p("test"), "--out", p("report3"), "--baselines=false"); code != 0 {
 		t.Fatalf("evaluate with a model estimate: %s %s", o, e)
+	}
+	// The report names the runs it scored by commit and data hash (their run.json).
+	rep, _ := os.ReadFile(p("report2/report.md"))
+	for _, run := range []string{p("work/sli2vol+"), p("fsss")} {
+		prov, err := runs.ReadProvenance(run)
+		if err != nil || !strings.Contains(string(rep), "| "+run+" | "+prov.Software.Sli2vol+" | ") || !strings.Contains(string(rep), prov.DataHash) {
+			t.Fatalf("report2/report.md does not name %s with its data hash (%v):\n%s", run, err, rep)
+		}
 	}
 	m2, m3 := meanDiceByMethod(t, p("report2/results.csv")), meanDiceByMethod(t, p("report3/results.csv"))
 	t.Logf("mean Dice: pipeline %v; FS-SS report %v; estimate model %v", m, m2, m3)
