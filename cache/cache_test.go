@@ -179,6 +179,26 @@ func TestPrepareRefuses(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(foreign, "notes.txt")); string(b) != "mine" {
 		t.Fatal("a user's file was touched")
 	}
+	// A foreign index.json is no licence to clear the folder, even with --force.
+	theirs := t.TempDir()
+	os.WriteFile(filepath.Join(theirs, indexFile), []byte(`{"title": "mine"}`), 0o644)
+	os.MkdirAll(filepath.Join(theirs, casesDir), 0o755)
+	os.WriteFile(filepath.Join(theirs, casesDir, "precious.txt"), []byte("mine"), 0o644)
+	if _, err := Prepare(theirs, srcs, settings(), Options{Force: true}); err == nil {
+		t.Fatal("a folder with a foreign index.json was taken over")
+	}
+	if b, _ := os.ReadFile(filepath.Join(theirs, casesDir, "precious.txt")); string(b) != "mine" {
+		t.Fatal("a user's file under cases/ was removed")
+	}
+	// A damaged array is named, and --force rebuilds it.
+	image := filepath.Join(dir, casesDir, srcs[0].Case.ID+imageSuffix)
+	os.Truncate(image, 1000)
+	if _, err := Prepare(dir, srcs, settings(), Options{}); err == nil || !strings.Contains(err.Error(), "truncated") {
+		t.Fatalf("truncated array: %v", err)
+	}
+	if _, err := Prepare(dir, srcs, settings(), Options{Force: true}); err != nil {
+		t.Fatalf("--force on a damaged array: %v", err)
+	}
 }
 
 // Resident volumes stay within the budget (plus the volume being read) and read the same

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -58,11 +59,13 @@ func Prepare(dir string, srcs []Source, s Settings, o Options) (*Cache, error) {
 		return nil, err
 	}
 	c := &Cache{Dir: dir, Settings: s}
-	if err := os.MkdirAll(filepath.Join(dir, casesDir), 0o755); err != nil {
-		return nil, fmt.Errorf("cache %s: %w", dir, err)
-	}
-	if err := writeIndex(dir, s.Keys); err != nil {
-		return nil, fmt.Errorf("cache %s: %w", dir, err)
+	if ix == nil { // a new cache; an existing one is left as it is (it may be read-only, shared)
+		if err := os.MkdirAll(filepath.Join(dir, casesDir), 0o755); err != nil {
+			return nil, fmt.Errorf("cache %s: %w", dir, err)
+		}
+		if err := writeIndex(dir, s.Keys); err != nil {
+			return nil, fmt.Errorf("cache %s: %w", dir, err)
+		}
 	}
 	todo, err := c.plan(srcs, o.Force)
 	if err != nil {
@@ -74,11 +77,12 @@ func Prepare(dir string, srcs []Source, s Settings, o Options) (*Cache, error) {
 	return c.open(srcs)
 }
 
-// isCache reports whether dir holds a cache index (of any version or settings): only such a
-// folder is ever cleared.
+// isCache reports whether dir holds a sli2vol cache index (of any version or settings):
+// only such a folder is ever cleared.
 func isCache(dir string) bool {
-	_, err := os.Stat(filepath.Join(dir, indexFile))
-	return err == nil
+	b, err := os.ReadFile(filepath.Join(dir, indexFile))
+	var ix index
+	return err == nil && json.Unmarshal(b, &ix) == nil && ix.Format == "sli2vol-cache"
 }
 
 // removeCache removes a cache's own files.
@@ -107,6 +111,9 @@ func (c *Cache) plan(srcs []Source, force bool) ([]job, error) {
 			continue
 		}
 		changed, pl, err := changedSource(e, src)
+		if err == nil && changed == "" && force && !c.intact(e) {
+			changed = "a damaged array" // rebuilt below, as --force promises
+		}
 		switch {
 		case err != nil:
 			return nil, fmt.Errorf("cache %s: case %s: %w", c.Dir, src.Case.ID, err)

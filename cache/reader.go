@@ -225,3 +225,24 @@ func (s *slices) labels(at int64, dst []int32) error {
 	}
 	return nil
 }
+
+// intact reports whether every array of e is there with its header, shape and size.
+func (c *Cache) intact(e *Entry) bool {
+	saved := c.offsets
+	defer func() { c.offsets = saved }()
+	c.offsets = map[string]int64{}
+	if c.checkArray(c.path(e.ID, imageSuffix), "<f4", e.Shape) != nil {
+		return false
+	}
+	for _, p := range e.PLs {
+		total := 0
+		for _, n := range p.ForegroundOf {
+			total += n
+		}
+		if c.checkArray(c.path(e.ID, plSuffix(p)), p.Dtype, e.Shape) != nil ||
+			c.checkArray(c.path(e.ID, fgSuffix(p)), "<i4", [3]int{total, 1, 1}) != nil {
+			return false
+		}
+	}
+	return true
+}

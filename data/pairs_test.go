@@ -289,3 +289,24 @@ func TestBatchesPrefetched(t *testing.T) {
 		t.Fatalf("%d goroutines before, %d after: prefetch workers left running", before, after)
 	}
 }
+
+// A panic while a worker builds an item is raised where that item is used.
+func TestAheadPanicReachesTheCaller(t *testing.T) {
+	got := func() (v any) {
+		defer func() { v = recover() }()
+		for i := range Ahead(Prefetch{Workers: 2, Depth: 2}, 0, 10, func(i int) int {
+			if i == 3 {
+				panic("item 3")
+			}
+			return i
+		}) {
+			if i > 3 {
+				t.Errorf("item %d used after the panic of item 3", i)
+			}
+		}
+		return nil
+	}()
+	if got != "item 3" {
+		t.Fatalf("recovered %v, want the worker's panic", got)
+	}
+}

@@ -26,18 +26,29 @@ func Ahead[T any](p Prefetch, from, n int, build func(int) T) iter.Seq2[int, T] 
 			}
 		}
 	}
+	// A panic while building travels with the item and is raised where the item is used,
+	// as it would be without prefetching (a worker's panic would otherwise end the process
+	// without the caller's deferred cleanup).
+	type result struct {
+		v     T
+		panic any
+	}
 	type job struct {
 		i   int
-		out chan T
+		out chan result
+	}
+	buildSafely := func(build func(int) T, i int) (r result) {
+		defer func() { r.panic = recover() }()
+		return result{v: build(i)}
 	}
 	return func(yield func(int, T) bool) {
 		done := make(chan struct{})
 		jobs := make(chan job)
-		order := make(chan chan T, p.Depth) // its capacity is the look-ahead
+		order := make(chan chan result, p.Depth) // its capacity is the look-ahead
 		go func() {
 			defer close(jobs)
 			for i := from; i < n; i++ {
-				j := job{i, make(chan T, 1)}
+				j := job{i, make(chan result, 1)}
 				select {
 				case order <- j.out:
 				case <-done:
@@ -57,7 +68,7 @@ func Ahead[T any](p Prefetch, from, n int, build func(int) T) iter.Seq2[int, T] 
 			go func() {
 				defer wg.Done()
 				for j := range jobs {
-					j.out <- build(j.i) // buffered: never blocks
+					j.out <- buildSafely(build, j.i) // buffered: never blocks
 				}
 			}()
 		}
@@ -65,7 +76,11 @@ func Ahead[T any](p Prefetch, from, n int, build func(int) T) iter.Seq2[int, T] 
 		defer func() { close(done); wg.Wait() }()
 		i := from
 		for out := range order {
-			if !yield(i, <-out) {
+			r := <-out
+			if r.panic != nil {
+				panic(r.panic)
+			}
+			if !yield(i, r.v) {
 				return
 			}
 			i++

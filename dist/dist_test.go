@@ -177,6 +177,14 @@ func collectives(g *Group) error {
 	if err != nil || string(b) != "from rank 1" {
 		return fmt.Errorf("bytes %q %v", b, err)
 	}
+	// First: rank 0's work, its error every rank's; the others wait by polling the store.
+	ran := false
+	if err := g.First(func() error { time.Sleep(300 * time.Millisecond); ran = true; return nil }, 50*time.Millisecond); err != nil || ran != (g.Rank() == 0) {
+		return fmt.Errorf("First: %v (ran here: %v)", err, ran)
+	}
+	if err := g.First(func() error { return fmt.Errorf("boom") }, 50*time.Millisecond); err == nil || !strings.HasSuffix(err.Error(), "boom") {
+		return fmt.Errorf("First's error on rank %d: %v", g.Rank(), err)
+	}
 	all, err := g.AllGatherBytes([]byte(strings.Repeat("x", g.Rank()+1)))
 	if err != nil || len(all) != 2 || string(all[0]) != "x" || string(all[1]) != "xx" {
 		return fmt.Errorf("all-gather %q %v", all, err)

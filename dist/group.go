@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -65,6 +66,7 @@ type Group struct {
 	stopBeat   chan struct{}
 	beatDone   chan struct{}
 	agentStore bool // torchrun's agent serves the store (else rank 0 does)
+	firsts     int  // calls of First so far: each waits on its own store key
 }
 
 const heartbeatEvery = time.Second
@@ -323,4 +325,45 @@ func cbool(b bool) C.int {
 		return 1
 	}
 	return 0
+}
+
+// First runs fn on rank 0 while the other ranks wait for it without a collective's timeout
+// (a first cache build may take hours): they poll the store every poll and give up only
+// when rank 0's heartbeat stops. fn's error is every rank's. Every rank must call First
+// the same number of times, in the same order.
+func (g *Group) First(fn func() error, poll time.Duration) error {
+	g.firsts++
+	key := C.CString("sli2vol-first/" + strconv.Itoa(g.firsts))
+	defer C.free(unsafe.Pointer(key))
+	if g.rank == 0 {
+		err := fn()
+		msg := "ok"
+		if err != nil {
+			msg = "error: " + err.Error()
+		}
+		v := C.CString(msg)
+		defer C.free(unsafe.Pointer(v))
+		if serr := cerr(C.tx_store_set(g.store, key, v)); serr != nil && err == nil {
+			return g.wrap("store", serr)
+		}
+		return err
+	}
+	buf := make([]byte, 4096)
+	for {
+		var found C.int
+		if err := cerr(C.tx_store_get(g.store, key, 2000, (*C.char)(unsafe.Pointer(&buf[0])), C.int(len(buf)), &found)); err != nil {
+			return g.wrap("waiting for rank 0", err)
+		}
+		if found != 0 {
+			msg := C.GoString((*C.char)(unsafe.Pointer(&buf[0])))
+			if msg == "ok" {
+				return nil
+			}
+			return fmt.Errorf("rank 0: %s", strings.TrimPrefix(msg, "error: "))
+		}
+		if slices.Contains(g.Lost(), 0) {
+			return fmt.Errorf("rank 0 stopped while the others waited for it")
+		}
+		time.Sleep(poll)
+	}
 }

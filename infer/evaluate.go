@@ -37,7 +37,7 @@ type Row struct {
 // Evaluation holds the rows and the error-drift curves.
 type Evaluation struct {
 	Rows     []Row
-	Sources  string // markdown naming what was scored (runs, their commits and data), for the report
+	Sources  string                        // markdown naming what was scored (runs, their commits and data), for the report
 	drift    map[string]map[int][2]float64 // method → |distance| → (sum of slice Dice, count)
 	overlays map[string]*overlay           // case → figure of its largest structure
 }

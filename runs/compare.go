@@ -68,22 +68,33 @@ func compareFile(a, b string) (string, bool, error) {
 	return "differs", false, nil
 }
 
-// Losses reads the per-step losses of a metrics.jsonl.
+// Losses reads the per-step losses of a metrics.jsonl in step order. A step logged twice (a
+// run resumed from a checkpoint older than its last logged step) counts as last logged.
 func Losses(path string) ([]float64, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	var out []float64
+	byStep := map[int]float64{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		var m struct {
+			Step int      `json:"step"`
 			Loss *float64 `json:"loss"`
 		}
 		if json.Unmarshal(sc.Bytes(), &m) == nil && m.Loss != nil {
-			out = append(out, *m.Loss)
+			byStep[m.Step] = *m.Loss
 		}
+	}
+	steps := make([]int, 0, len(byStep))
+	for s := range byStep {
+		steps = append(steps, s)
+	}
+	sort.Ints(steps)
+	out := make([]float64, len(steps))
+	for i, s := range steps {
+		out[i] = byStep[s]
 	}
 	return out, sc.Err()
 }

@@ -42,8 +42,9 @@ type Provenance struct {
 	Annotations map[string][]int  `json:"annotations,omitempty"` // case → annotated slices, where chosen
 	DataHash    string            `json:"data_hash"`             // over every input's role, path and hash
 
-	mu   sync.Mutex
-	done chan struct{} // closed when the inputs are hashed
+	mu     sync.Mutex
+	done   chan struct{}   // closed when the inputs listed at HashInputs are hashed
+	hashes *filehash.Cache // for inputs added later (Finish)
 }
 
 // Software is the code and libraries a run used.
@@ -116,7 +117,7 @@ func (p *Provenance) HashInputs(c *filehash.Cache) {
 	if p == nil || p.done != nil {
 		return
 	}
-	p.done = make(chan struct{})
+	p.done, p.hashes = make(chan struct{}), c
 	p.mu.Lock()
 	todo := append([]Input(nil), p.Inputs...)
 	p.mu.Unlock()
@@ -158,14 +159,18 @@ func (p *Provenance) Finish(dir string, stopped bool, err error) error {
 	}
 	if p.done != nil {
 		<-p.done
+		p.hashLate()
 	}
 	now := time.Now().UTC()
 	p.Ended, p.Status = &now, "finished"
 	switch {
+	case stopped: // a requested stop (its error says so) is not a failure
+		p.Status = "stopped"
+		if err != nil {
+			p.Error = err.Error()
+		}
 	case err != nil:
 		p.Status, p.Error = "failed", err.Error()
-	case stopped:
-		p.Status = "stopped"
 	}
 	return p.Write(dir)
 }
@@ -206,4 +211,20 @@ func (p *Provenance) Begin(dir string, resume bool) error {
 		p.Started = prev.Started
 	}
 	return p.Write(dir)
+}
+
+// hashLate hashes the inputs added after HashInputs started (such as a model trained by the
+// command itself).
+func (p *Provenance) hashLate() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, in := range p.Inputs {
+		if in.SHA256 != "" {
+			continue
+		}
+		if d, err := p.hashes.Sum(in.Path); err == nil {
+			p.Inputs[i].Size, p.Inputs[i].SHA256 = d.Size, d.SHA256
+		}
+	}
+	p.hashes.Save()
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"iter"
 	"math"
+	"time"
 
 	"github.com/sli2vol/sli2vol/configs"
 	"github.com/sli2vol/sli2vol/data"
@@ -120,15 +121,17 @@ func newCFNTraining(c *configs.Config, device string, total int) (*models.CFN, *
 }
 
 // newPairSampler opens the training volumes (and pseudo-labels) and samples their pairs,
-// prepared ahead by data.workers. With a cache, rank 0 makes it first; then every rank
-// opens it (on a shared file system, finding it complete).
+// prepared ahead by data.workers. With a cache, rank 0 makes it first, the others waiting
+// however long that takes (dist.Group.First); then every rank opens it (on a shared file
+// system, finding it complete).
 func newPairSampler(c *configs.Config, ds *data.Dataset, pseudo string, r *run) (*data.PairSampler, error) {
-	var err error
-	if c.Data.Cache != "" && r.rank0() {
-		_, err = PrepareCache(c, ds, pseudo, false, r.Log)
-	}
-	if err = r.agree(err); err != nil {
-		return nil, err
+	if c.Data.Cache != "" && r.Group != nil {
+		if err := r.Group.First(func() error {
+			_, err := PrepareCache(c, ds, pseudo, false, r.Log)
+			return err
+		}, time.Second); err != nil {
+			return nil, err
+		}
 	}
 	vols, err := LoadTrainVolumes(c, ds, pseudo, r.Log)
 	if err != nil {

@@ -131,8 +131,8 @@ func patchBatches(r *run, s *data.PatchSampler, c *configs.Config, size int) ite
 		next, stop := iter.Pull2(batches)
 		defer stop()
 		for pos := range r.steps() {
-			_, b, _ := next()
-			if !yield(pos, b) {
+			_, b, ok := next()
+			if !ok || !yield(pos, b) {
 				return
 			}
 		}

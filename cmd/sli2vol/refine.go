@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -78,26 +79,16 @@ func refineProvenance(kind string, c *configs.Config, dev string, g *dist.Group,
 }
 
 // cacheFirst makes or completes data.cache on rank 0 before every rank opens it, so that
-// the ranks of a node do not decode the same cases at once; a failure on rank 0 is every
-// rank's.
+// the ranks of a node do not decode the same cases at once; the others wait however long
+// it takes (no collective's timeout), and a failure on rank 0 is every rank's.
 func cacheFirst(c *configs.Config, g *dist.Group, ds *data.Dataset, pseudo string, log io.Writer) error {
 	if c.Data.Cache == "" || g == nil {
 		return nil
 	}
-	var msg []byte
-	if g.Rank() == 0 {
-		if _, err := train.PrepareCache(c, ds, pseudo, false, log); err != nil {
-			msg = []byte(err.Error())
-		}
-	}
-	msg, err := g.BroadcastBytes(msg, 0)
-	if err != nil {
+	return g.First(func() error {
+		_, err := train.PrepareCache(c, ds, pseudo, false, log)
 		return err
-	}
-	if len(msg) > 0 {
-		return fmt.Errorf("rank 0 could not prepare the cache: %s", msg)
-	}
-	return nil
+	}, time.Second)
 }
 
 func newRefineCmd() *cobra.Command {

@@ -116,47 +116,88 @@ func warnSoftware(p *runs.Provenance, w io.Writer) {
 
 // reproduceArgs is the recorded command writing into outAbs with RUN's effective config and
 // without --resume, and where RUN lies inside the command's output (rel: "." when RUN is it).
+// A refine's --run goes to the same place inside NEW as it was inside the recorded --out
+// (NEW/unetr when it was elsewhere); a data-parallel run gets its --nproc back (its workers
+// record the command without it).
 func reproduceArgs(p *runs.Provenance, runAbs, outAbs string) ([]string, string, error) {
 	if len(p.Command) < 2 {
 		return nil, "", fmt.Errorf("reproduce: %s records no command", runs.Path(runAbs, runs.RunFile))
 	}
-	var args []string
-	rel, hasConfig := ".", false
+	flags := recordedFlags(p)
+	newRun := ""
+	if old := flags["--run"]; old != "" {
+		newRun = filepath.Join(outAbs, "unetr")
+		if r, ok := within(flags["--out"], old); ok {
+			newRun = filepath.Join(outAbs, r)
+		}
+	}
+	rel := "."
+	if r, ok := within(flags["--out"], runAbs); ok {
+		rel = r
+	}
+	if r, ok := within(flags["--run"], runAbs); ok {
+		rel, _ = filepath.Rel(outAbs, filepath.Join(newRun, r))
+	}
+	args := []string{}
+	in := p.Command[1:]
+	for i := 0; i < len(in); i++ {
+		name, _, inline := strings.Cut(in[i], "=")
+		if _, valued := flags[name]; valued && !inline {
+			i++ // the value: replaced or kept below
+		}
+		switch name {
+		case "--resume", "--config":
+		case "--out":
+			args = append(args, "--out", outAbs)
+		case "--run":
+			args = append(args, "--run", newRun)
+		case "--nproc":
+			args = append(args, "--nproc", flags["--nproc"])
+		default:
+			args = append(args, in[i])
+		}
+	}
+	args = append(args, "--config", runs.Path(runAbs, runs.ConfigFile))
+	if _, ok := flags["--nproc"]; !ok && p.Runtime.WorldSize > 1 {
+		args = append(args, "--nproc", fmt.Sprint(p.Runtime.WorldSize))
+	}
+	return args, rel, nil
+}
+
+// recordedFlags are the values of the command's path flags, made absolute against its
+// working folder (--nproc only noted).
+func recordedFlags(p *runs.Provenance) map[string]string {
+	flags := map[string]string{}
 	in := p.Command[1:]
 	for i := 0; i < len(in); i++ {
 		name, value, inline := strings.Cut(in[i], "=")
-		valued := map[string]bool{"--out": true, "--config": true, "--run": true}[name]
-		if valued && !inline && i+1 < len(in) {
+		switch name {
+		case "--out", "--config", "--run", "--nproc":
+		default:
+			continue
+		}
+		if !inline && i+1 < len(in) {
 			i++
 			value = in[i]
 		}
-		switch {
-		case name == "--resume":
-		case name == "--out" && valued:
-			was := value
-			if !filepath.IsAbs(was) {
-				was = filepath.Join(p.Workdir, was)
-			}
-			if r, err := filepath.Rel(was, runAbs); err == nil && !strings.HasPrefix(r, "..") {
-				rel = r
-			}
-			args = append(args, "--out", outAbs)
-		case name == "--config" && valued:
-			hasConfig = true
-			args = append(args, "--config", runs.Path(runAbs, runs.ConfigFile))
-		case name == "--run" && valued:
-			args = append(args, "--run", filepath.Join(outAbs, "unetr"))
-		default:
-			args = append(args, in[i:i+1]...)
-			if valued {
-				args = append(args, value)
-			}
+		if name != "--nproc" && !filepath.IsAbs(value) {
+			value = filepath.Join(p.Workdir, value)
 		}
+		flags[name] = value
 	}
-	if !hasConfig {
-		args = append(args, "--config", runs.Path(runAbs, runs.ConfigFile))
+	return flags
+}
+
+// within is path relative to dir when it lies inside it.
+func within(dir, path string) (string, bool) {
+	if dir == "" {
+		return "", false
 	}
-	return args, rel, nil
+	r, err := filepath.Rel(dir, path)
+	if err != nil || r == ".." || strings.HasPrefix(r, ".."+string(filepath.Separator)) {
+		return "", false
+	}
+	return r, true
 }
 
 // rerun runs args in this process, in the run's working folder and with its SLI2VOL_*

@@ -97,3 +97,33 @@ func TestReproduceAndDiff(t *testing.T) {
 		t.Fatalf("runs diff: exit %d\n%s\n%s", code, o, e)
 	}
 }
+
+// The recorded command is rewritten to write into NEW: --out and a refine's --run moved,
+// --resume dropped, RUN's effective config, --nproc restored from the world size.
+func TestReproduceArgs(t *testing.T) {
+	for _, tc := range []struct {
+		cmd     string
+		world   int
+		run     string
+		args    string
+		compare string
+	}{
+		{"train --config c.yaml --data ds --out r --resume", 1, "/w/r",
+			"train --data ds --out /n --config /w/r/config.yaml", "."},
+		{"train --out=r --data ds", 2, "/w/r",
+			"train --out /n --data ds --config /w/r/config.yaml --nproc 2", "."},
+		{"refine --data ds --pseudo pl --out ref --run /elsewhere/net", 1, "/elsewhere/net",
+			"refine --data ds --pseudo pl --out /n --run /n/unetr --config /elsewhere/net/config.yaml", "unetr"},
+		{"refine --data ds --pseudo pl --out ref --run ref/net", 1, "/w/ref/net",
+			"refine --data ds --pseudo pl --out /n --run /n/net --config /w/ref/net/config.yaml", "net"},
+		{"pipeline --data ds --out p --nproc 2", 2, "/w/p/sli2vol+",
+			"pipeline --data ds --out /n --nproc 2 --config /w/p/sli2vol+/config.yaml", "sli2vol+"},
+	} {
+		p := &runs.Provenance{Command: append([]string{"sli2vol"}, strings.Fields(tc.cmd)...), Workdir: "/w",
+			Runtime: runs.Runtime{WorldSize: tc.world}}
+		args, rel, err := reproduceArgs(p, tc.run, "/n")
+		if err != nil || strings.Join(args, " ") != tc.args || rel != tc.compare {
+			t.Errorf("%s:\n got %q (compare %s) %v\nwant %q (compare %s)", tc.cmd, strings.Join(args, " "), rel, err, tc.args, tc.compare)
+		}
+	}
+}
