@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"github.com/sli2vol/sli2vol/runs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -115,6 +116,9 @@ func TestSignalsAndKill(t *testing.T) {
 	if _, err := os.Stat(p("int/checkpoint.pt")); err != nil {
 		t.Fatal("no checkpoint after SIGINT")
 	}
+	if prov, err := runs.ReadProvenance(p("int")); err != nil || prov.Status != "stopped" || prov.Ended == nil {
+		t.Fatalf("run.json after SIGINT: %+v %v", prov, err)
+	}
 
 	// kill -9 after the first periodic checkpoint, then resume to the end.
 	k, errOut := cliProcess(trainArgs(p("kill"))...)
@@ -130,6 +134,9 @@ func TestSignalsAndKill(t *testing.T) {
 	r, errOut := cliProcess(trainArgs(p("kill"), "--resume")...)
 	if err := r.Run(); err != nil {
 		t.Fatalf("resume: %v\n%s", err, errOut)
+	}
+	if prov, err := runs.ReadProvenance(p("kill")); err != nil || prov.Status != "finished" || len(prov.Resumed) != 1 {
+		t.Fatalf("run.json after kill -9 and --resume: %+v %v", prov, err)
 	}
 	a, b := modelValues(t, p("full")), modelValues(t, p("kill"))
 	for name := range a {
