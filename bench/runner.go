@@ -137,7 +137,7 @@ func Run(o RunOptions) error {
 	if err := streamRows(o, &md); err != nil {
 		return err
 	}
-	if o.Recorded != "" {
+	if o.Recorded != "" && len(o.Rows) > 0 { // recorded comparisons go with the comparison
 		if b, err := os.ReadFile(o.Recorded); err == nil {
 			md.WriteString("\n")
 			md.Write(b)

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"errors"
-	"github.com/sli2vol/sli2vol/runs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sli2vol/sli2vol/data"
+	"github.com/sli2vol/sli2vol/runs"
 	"github.com/sli2vol/sli2vol/torchx"
 )
 
