@@ -127,7 +127,12 @@ func (v *residentVol) acquire() (*data.Image, *data.Labels, error) {
 		r.mu.Unlock()
 		return img, pl, nil
 	}
+	// Make room before decoding, so that the peak is the budget, not the budget and one more.
+	freed := r.evict(v.bytes)
 	r.mu.Unlock()
+	if freed {
+		debug.FreeOSMemory()
+	}
 	img, pl, norm, seg, err := v.decode()
 	if err != nil {
 		return nil, nil, err
@@ -138,7 +143,7 @@ func (v *residentVol) acquire() (*data.Image, *data.Labels, error) {
 	r.tick++
 	v.last = r.tick
 	r.used += v.bytes
-	dropped := r.evict()
+	dropped := r.evict(0)
 	r.mu.Unlock()
 	if dropped {
 		debug.FreeOSMemory() // give the dropped volume back now, so that RSS follows the budget
@@ -152,10 +157,11 @@ func (v *residentVol) release() {
 	v.r.mu.Unlock()
 }
 
-// evict drops least recently used, unpinned volumes while over budget (r.mu held).
-func (r *Resident) evict() bool {
+// evict drops least recently used, unpinned volumes while the resident bytes and incoming
+// would exceed the budget (r.mu held).
+func (r *Resident) evict(incoming int64) bool {
 	dropped := false
-	for r.used > r.budget {
+	for r.used+incoming > r.budget {
 		var victim *residentVol
 		for _, o := range r.vols {
 			if o.img != nil && o.pins == 0 && (victim == nil || o.last < victim.last) {
