@@ -91,30 +91,9 @@ func run(args []string) error {
 		dpSteps = 0 // the data-parallel row splits the CPU's threads between two processes
 	}
 	if *only != "" {
-		want := map[string]bool{}
-		for _, n := range strings.Split(*only, ",") {
-			want[strings.TrimSpace(n)] = true
-		}
-		var kept []bench.Row // in the order given
-		for _, n := range strings.Split(*only, ",") {
-			for _, r := range rows {
-				if r.Name == strings.TrimSpace(n) {
-					kept = append(kept, r)
-				}
-			}
-		}
-		rows = kept
-		if !want["memory"] {
-			memSteps = 0
-		}
-		if !want["data-parallel"] {
-			dpSteps = 0
-		}
-		for name, n := range map[string]*int{"stream": streamSteps, "first-step": firstCases, "trainer": trainerSteps} {
-			if !want[name] {
-				*n = 0
-			}
-		}
+		// Go-only rows are gated by their step (or case) counts: 0 skips one.
+		rows = selectRows(*only, rows, map[string]*int{"memory": &memSteps, "data-parallel": &dpSteps,
+			"stream": streamSteps, "first-step": firstCases, "trainer": trainerSteps})
 	}
 	py := "" // the Go-only rows run without PyTorch
 	if len(rows) > 0 {
@@ -140,6 +119,28 @@ func run(args []string) error {
 		StreamRounds: *streamRounds,
 		Log:          func(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...) },
 	})
+}
+
+// selectRows keeps the rows named in only (in its order) and zeroes the gate of every
+// Go-only row it does not name.
+func selectRows(only string, rows []bench.Row, gates map[string]*int) []bench.Row {
+	want := map[string]bool{}
+	var kept []bench.Row
+	for _, n := range strings.Split(only, ",") {
+		n = strings.TrimSpace(n)
+		want[n] = true
+		for _, r := range rows {
+			if r.Name == n {
+				kept = append(kept, r)
+			}
+		}
+	}
+	for name, g := range gates {
+		if !want[name] {
+			*g = 0
+		}
+	}
+	return kept
 }
 
 // benchRows are make bench's Go-vs-PyTorch rows for the device.
