@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -91,6 +92,14 @@ func runEvaluate(cmd *cobra.Command, g *dist.Group, runDirs, fsss []string, data
 	}
 	startHashing(prov)
 	ev.Sources = scoredRuns(append(append([]string(nil), runDirs...), fsss...))
+	if prov != nil { // the slices the benchmark annotated, per case
+		prov.Annotations = map[string][]int{}
+		for _, r := range ev.Rows {
+			if !slices.Contains(prov.Annotations[r.Case], r.Slice) {
+				prov.Annotations[r.Case] = append(prov.Annotations[r.Case], r.Slice)
+			}
+		}
+	}
 	if err := ev.Write(out, names, "sli2vol evaluation on "+ds.Name); err != nil {
 		return err
 	}

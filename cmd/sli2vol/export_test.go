@@ -1,13 +1,17 @@
 package main
 
 import (
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -68,6 +72,21 @@ print(json.dumps(m.encoder.conv_out.bias.tolist()))`
 	// The imported run segments like any other.
 	if code, _, e := runCLI(t, "evaluate", "--model", p("imported"), "--baselines=false", "--data", p("ds"), "--out", p("rep")); code != 0 {
 		t.Fatalf("evaluate an imported run: %s", e)
+	}
+	// Its run.json records the slices the benchmark annotated: those of results.csv.
+	f, _ := os.Open(p("rep/results.csv"))
+	records, _ := csv.NewReader(f).ReadAll()
+	f.Close()
+	want := map[string][]int{}
+	for _, r := range records[1:] { // case, method, label, structure, annotated_slice, ...
+		s, _ := strconv.Atoi(r[4])
+		if !slices.Contains(want[r[0]], s) {
+			want[r[0]] = append(want[r[0]], s)
+		}
+	}
+	prov, err := runs.ReadProvenance(p("rep"))
+	if err != nil || prov.Kind != "evaluate" || len(want) == 0 || !reflect.DeepEqual(prov.Annotations, want) {
+		t.Fatalf("report run.json: annotations %v, results.csv %v (%v)", prov.Annotations, want, err)
 	}
 	// Weights of another architecture are refused.
 	os.WriteFile(p("wide.yaml"), []byte("model: {mode: sli2vol+, width: 8, stages: 1, blocks_per_stage: 1, feature_dim: 8, radius: 2}\n"), 0o644)

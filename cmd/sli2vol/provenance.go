@@ -117,7 +117,7 @@ func finishOutput(p *runs.Provenance, dir string, c *configs.Config) error {
 	if p == nil {
 		return nil
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, "annotations.json")); err == nil {
+	if b, err := os.ReadFile(filepath.Join(dir, "annotations.json")); err == nil && p.Annotations == nil {
 		var rec map[string][]struct {
 			Slice int `json:"slice"`
 		}
