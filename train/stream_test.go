@@ -1,9 +1,6 @@
 package train
 
 import (
-	"bufio"
-	"encoding/json"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -17,25 +14,11 @@ import (
 // metricLosses reads the per-step losses a run logged.
 func metricLosses(t *testing.T, dir string) []float64 {
 	t.Helper()
-	f, err := os.Open(runs.Path(dir, runs.MetricsFile))
+	l, err := runs.Losses(runs.Path(dir, runs.MetricsFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	var out []float64
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var m struct {
-			Loss *float64 `json:"loss"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			t.Fatal(err)
-		}
-		if m.Loss != nil {
-			out = append(out, *m.Loss)
-		}
-	}
-	return out
+	return l
 }
 
 // Training from a prepared cache, or from volumes decoded on demand within a budget of about
