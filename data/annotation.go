@@ -90,6 +90,21 @@ func FindAnnotation(l *Labels, s Slicer, slice int) (*Annotation, error) {
 		l.Source, len(found), strings.Join(shown, ", "), s.Axis)
 }
 
+// FindAnnotations returns every labelled slice of l as an annotation, in slice order (a
+// correction or a second annotated slice; see infer.Request).
+func FindAnnotations(l *Labels, s Slicer) ([]*Annotation, error) {
+	found := labelledSlices(l, s)
+	if len(found) == 0 {
+		return nil, fmt.Errorf("%s: no labelled voxel: the annotation is empty", l.Source)
+	}
+	out := make([]*Annotation, len(found))
+	for i, n := range found {
+		m := Slice(s, l.Data, n)
+		out[i] = &Annotation{Slice: n, Mask: m, IDs: IDsIn(m)}
+	}
+	return out, nil
+}
+
 // BenchmarkChoice records which slice the benchmark policy annotated for one structure.
 type BenchmarkChoice struct {
 	ID      int32

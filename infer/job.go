@@ -55,10 +55,15 @@ func (j *Job) Propagator() *Propagator {
 		MinArea: j.Cfg.Infer.MinArea, Estimate: est, Resize: j.Cfg.Infer.Resize, Log: j.Log}
 }
 
-// Segment propagates ann through a prepared volume. With estimate model, the Estimator's
-// prediction of the volume is made once per volume (without an Estimator, the propagator
-// refuses).
+// Segment propagates ann through a prepared volume.
 func (j *Job) Segment(p *Prepared, ann *data.Annotation) (*Result, error) {
+	return j.Run(p, Request{Annotations: []*data.Annotation{ann}})
+}
+
+// Run propagates a request (one or several annotated slices) through a prepared volume. With
+// estimate model, the Estimator's prediction of the volume is made once per volume (without
+// an Estimator, the propagator refuses).
+func (j *Job) Run(p *Prepared, r Request) (*Result, error) {
 	prop := j.Propagator()
 	if prop.Estimate == configs.EstimateModel && j.Estimator != nil {
 		if p.estimate == nil {
@@ -70,11 +75,12 @@ func (j *Job) Segment(p *Prepared, ann *data.Annotation) (*Result, error) {
 		}
 		prop.EstimateVolume = p.estimate
 	}
-	return prop.Segment(p.Image, p.Slicer, p.Window, ann)
+	return prop.Run(p.Image, p.Slicer, p.Window, r)
 }
 
 // SegmentFile is `sli2vol segment`: image and annotation files in, a label file out on the
-// image's grid with the annotation's ids. slice < 0: the annotation file must label one slice.
+// image's grid with the annotation's ids. slice < 0: every labelled slice of the annotation
+// file is an annotation (see Request); slice ≥ 0: that slice alone.
 func (j *Job) SegmentFile(imagePath, annotationPath string, slice int, out string, o data.WriteOptions) (*Result, error) {
 	lim := j.Cfg.VolumeLimits()
 	var img *data.Image
@@ -98,7 +104,7 @@ func (j *Job) SegmentFile(imagePath, annotationPath string, slice int, out strin
 	if err != nil {
 		return nil, err
 	}
-	ann, err := data.FindAnnotation(lab, p.Slicer, slice)
+	anns, err := findAnnotations(lab, p.Slicer, slice)
 	if err != nil {
 		return nil, err
 	}
@@ -107,9 +113,21 @@ func (j *Job) SegmentFile(imagePath, annotationPath string, slice int, out strin
 	if err := data.CheckOutput(out, &img.Geometry, o); err != nil {
 		return nil, err
 	}
-	res, err := j.Segment(p, ann)
+	res, err := j.Run(p, Request{Annotations: anns})
 	if err != nil {
 		return nil, err
 	}
 	return res, data.WriteLabels(out, res.Labels, &img.Geometry, o)
+}
+
+// findAnnotations is slice's annotation, or with slice < 0 every labelled slice.
+func findAnnotations(lab *data.Labels, s data.Slicer, slice int) ([]*data.Annotation, error) {
+	if slice < 0 {
+		return data.FindAnnotations(lab, s)
+	}
+	a, err := data.FindAnnotation(lab, s, slice)
+	if err != nil {
+		return nil, err
+	}
+	return []*data.Annotation{a}, nil
 }

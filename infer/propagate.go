@@ -1,6 +1,7 @@
 package infer
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"slices"
@@ -52,11 +53,29 @@ type Result struct {
 	First, Last int     // anatomical slice range that received a mask
 }
 
+// Request is one propagation: the annotated slices, and how the caller follows and stops it.
+type Request struct {
+	// Annotations: one or more labelled slices (distinct slice numbers). With several, each
+	// slice takes the propagation from its nearest annotated slice in each direction, blended
+	// by distance between two of them (see plan).
+	Annotations []*data.Annotation
+	// Ctx cancels the propagation between two slices; nil never does.
+	Ctx context.Context
+	// Progress, when set, is called after each slice with the slices done and the total.
+	Progress func(done, total int)
+}
+
 // Segment propagates ann through img (sliced by s, normalised by win).
 func (p *Propagator) Segment(img *data.Image, s data.Slicer, win data.Window, ann *data.Annotation) (*Result, error) {
+	return p.Run(img, s, win, Request{Annotations: []*data.Annotation{ann}})
+}
+
+// Run propagates the request's annotations through img (sliced by s, normalised by win).
+func (p *Propagator) Run(img *data.Image, s data.Slicer, win data.Window, r Request) (*Result, error) {
 	defer torchx.PinThread()()
-	if len(ann.IDs) == 0 {
-		return nil, fmt.Errorf("annotation on slice %d is empty", ann.Slice)
+	anns, err := checkAnnotations(s, r.Annotations)
+	if err != nil {
+		return nil, err
 	}
 	if p.Estimate == configs.EstimateModel && len(p.EstimateVolume) != img.NumVoxels() {
 		return nil, fmt.Errorf("infer.object_estimate model needs a UNETR++ run (--estimate-model RUN) to predict the volume first")
@@ -64,35 +83,63 @@ func (p *Propagator) Segment(img *data.Image, s data.Slicer, win data.Window, an
 	if m, ok := p.Model.(models.Module); ok {
 		models.SetTraining(m, false)
 	}
-	g := newPropagation(p, img, s, win, ann)
+	g := newPropagation(p, img, s, win, anns, r)
 	defer g.bar.Finish()
 	// One outer scope holds what a slice hands to the next; see scoped for the rest.
-	err := torchx.Try(func() {
+	err = torchx.Try(func() {
 		torchx.NoGrad(func() {
-			torchx.TidyDo(func() {
-				g.direction(-1)
-				g.direction(+1)
-			})
+			torchx.TidyDo(func() { g.run(planChains(anns)) })
 		})
 	})
+	if err == nil {
+		err = g.err
+	}
 	if err != nil {
 		return nil, err
 	}
 	return g.res, nil
 }
 
-// propagation is the state of one Segment call.
+// checkAnnotations refuses an empty request, empty or misshapen slices and a slice annotated
+// twice, and returns the annotations in slice order.
+func checkAnnotations(s data.Slicer, in []*data.Annotation) ([]*data.Annotation, error) {
+	if len(in) == 0 {
+		return nil, fmt.Errorf("no annotated slice")
+	}
+	h, w := s.Size()
+	anns := slices.Clone(in)
+	slices.SortFunc(anns, func(a, b *data.Annotation) int { return a.Slice - b.Slice })
+	for i, a := range anns {
+		switch {
+		case len(a.IDs) == 0:
+			return nil, fmt.Errorf("annotation on slice %d is empty", a.Slice)
+		case a.Slice < 0 || a.Slice >= s.Len():
+			return nil, fmt.Errorf("annotated slice %d is out of range (the volume has %d slices)", a.Slice, s.Len())
+		case len(a.Mask) != h*w:
+			return nil, fmt.Errorf("annotation on slice %d has %d pixels, the slice %d×%d", a.Slice, len(a.Mask), h, w)
+		case i > 0 && anns[i-1].Slice == a.Slice:
+			return nil, fmt.Errorf("slice %d is annotated twice", a.Slice)
+		}
+	}
+	return anns, nil
+}
+
+// propagation is the state of one Run call.
 type propagation struct {
 	*Propagator
 	img     *data.Image
 	s       data.Slicer
 	win     data.Window
-	ann     *data.Annotation
 	h, w    int
-	classes int64           // background + the annotation's ids
+	ids     []int32         // one-hot channel c > 0 → label id (the union of the annotations' ids)
+	classes int64           // background + ids
 	channel map[int32]int64 // label id → one-hot channel (0: background)
 	res     *Result
 	bar     *progress.Reporter
+	req     Request
+	done    int
+	total   int
+	err     error // the request's context ended
 	// The last slice's own features, computed once: the query of one step is the key of
 	// the next.
 	cacheN int // −1: none
@@ -103,53 +150,87 @@ type propagation struct {
 // the working grid) and its features, the key the next slice's query is compared with.
 type link struct{ mask, key torchx.Tensor }
 
-func newPropagation(p *Propagator, img *data.Image, s data.Slicer, win data.Window, ann *data.Annotation) *propagation {
+func newPropagation(p *Propagator, img *data.Image, s data.Slicer, win data.Window, anns []*data.Annotation, r Request) *propagation {
 	h, w := s.Size()
-	g := &propagation{Propagator: p, img: img, s: s, win: win, ann: ann, h: h, w: w, cacheN: -1,
-		classes: int64(len(ann.IDs) + 1), channel: map[int32]int64{0: 0},
-		res: &Result{Labels: make([]int32, img.NumVoxels()), First: ann.Slice, Last: ann.Slice},
-		bar: progress.New(p.Log, s.Len()-1, "segment", 5*time.Second)}
-	for i, id := range ann.IDs {
+	g := &propagation{Propagator: p, img: img, s: s, win: win, h: h, w: w, cacheN: -1, req: r,
+		channel: map[int32]int64{0: 0},
+		res:     &Result{Labels: make([]int32, img.NumVoxels()), First: anns[0].Slice, Last: anns[len(anns)-1].Slice}}
+	for _, a := range anns {
+		for _, id := range a.IDs {
+			if _, ok := g.channel[id]; !ok {
+				g.ids = append(g.ids, id)
+				g.channel[id] = 0
+			}
+		}
+		data.SetSlice(s, g.res.Labels, a.Slice, a.Mask)
+	}
+	slices.Sort(g.ids)
+	for i, id := range g.ids {
 		g.channel[id] = int64(i + 1)
 	}
-	data.SetSlice(s, g.res.Labels, ann.Slice, ann.Mask)
+	g.classes = int64(len(g.ids) + 1)
+	g.total = planLength(planChains(anns), s.Len())
+	g.bar = progress.New(p.Log, g.total, "segment", 5*time.Second)
 	return g
 }
 
-// direction carries the annotation slice by slice towards dir (−1 or +1) until the volume
-// ends or the mask vanishes.
-func (g *propagation) direction(dir int) {
-	l := g.first()
-	for n := g.ann.Slice + dir; n >= 0 && n < g.s.Len(); n += dir {
-		var ok bool
-		if l, ok = g.scoped(l, func() (link, bool) { return g.step(l, n) }); !ok {
-			return
-		}
+// advance counts n slices as done (visited, or skipped when a chain stops early).
+func (g *propagation) advance(n int, status string) {
+	g.done += n
+	g.bar.Add(n, status)
+	if g.req.Progress != nil {
+		g.req.Progress(g.done, g.total)
 	}
 }
 
+// cancelled reports (and records) that the request's context has ended.
+func (g *propagation) cancelled() bool {
+	if g.req.Ctx != nil && g.req.Ctx.Err() != nil {
+		g.err = g.req.Ctx.Err()
+		return true
+	}
+	return false
+}
+
+// chain carries ann towards dir (−1 or +1) slice by slice, up to but not including slice
+// stop, until the mask vanishes; emit receives each propagated slice's probabilities (on the
+// working grid) and labels. It returns the first slice it did not reach.
+func (g *propagation) chain(ann *data.Annotation, dir, stop int, emit func(n int, probs torchx.Tensor, mask []int32)) int {
+	l := g.first(ann)
+	for n := ann.Slice + dir; n != stop; n += dir {
+		if g.cancelled() {
+			return n
+		}
+		var ok bool
+		if l, ok = g.scoped(l, func() (link, bool) { return g.step(l, n, emit) }); !ok {
+			g.advance(dir*(stop-n)-1, "") // the stop slice itself was counted by step
+			return n
+		}
+	}
+	return stop
+}
+
 // first is the annotated slice's link: its mask and its features.
-func (g *propagation) first() link {
-	mask := g.oneHot(g.ann.Mask)
+func (g *propagation) first(ann *data.Annotation) link {
+	mask := g.oneHot(ann.Mask)
 	if g.Resize > 0 {
 		mask = g.hard(g.toWork(mask))
 	}
-	return link{mask: mask, key: g.features(g.ann.Slice, mask)}
+	return link{mask: mask, key: g.features(ann.Slice, mask)}
 }
 
 // step is Eq. 4 and the stop rule: slice n's features (the query) against the key give the
 // affinity that carries the mask onto slice n; a mask of fewer than MinArea pixels ends the
 // direction.
-func (g *propagation) step(l link, n int) (link, bool) {
+func (g *propagation) step(l link, n int, emit func(n int, probs torchx.Tensor, mask []int32)) (link, bool) {
 	query := g.features(n, l.mask)
 	probs := g.Model.Propagate(g.Model.Affinity(query, l.key), l.mask)
 	mask, area := g.labels(probs)
-	g.bar.Add(1, fmt.Sprintf("slice %d, %d px", n, area))
+	g.advance(1, fmt.Sprintf("slice %d, %d px", n, area))
 	if area < max(1, g.MinArea) {
 		return link{}, false
 	}
-	data.SetSlice(g.s, g.res.Labels, n, mask)
-	g.res.First, g.res.Last = min(g.res.First, n), max(g.res.Last, n)
+	emit(n, probs, mask)
 	next := link{mask: g.reencode(probs, mask), key: query}
 	if g.Estimate == configs.EstimatePropagated {
 		next.key = g.features(n, next.mask) // the key's estimate is the mask it carries
@@ -200,7 +281,7 @@ func (g *propagation) labels(probs torchx.Tensor) ([]int32, int) {
 	area := 0
 	for i, c := range arg {
 		if c > 0 {
-			mask[i] = g.ann.IDs[c-1]
+			mask[i] = g.ids[c-1]
 			area++
 		}
 	}

@@ -167,7 +167,6 @@ func (m *malformed) otherCases() []malformedCase {
 
 	cases := []malformedCase{
 		{"empty annotation", "annotation is empty", "empty-ann.nii.gz", m.seg(m.img, m.empty)},
-		{"two annotated slices", "2 slices are labelled", "ann2.nii.gz", m.seg(m.img, m.ann2)},
 		{"slice out of range", "slice 99 is out of range", "ann2.nii.gz", m.seg(m.img, m.ann2, "--slice", "99")},
 		{"image folder without DICOM", "no DICOM files", "emptydir", m.seg(m.p("emptydir"), m.ann)},
 		{"output folder missing", "does not exist", "nowhere", append(m.seg(m.img, m.ann)[:len(m.seg(m.img, m.ann))-1], m.p("nowhere/out.nii.gz"))},

@@ -37,9 +37,9 @@ func newSegmentCmd() *cobra.Command {
 	f.StringVar(&model, "model", "", "trained run folder (sli2vol train --out)")
 	f.StringVar(&image, "image", "", "image volume: NIfTI file, or a folder holding a DICOM series")
 	f.StringVar(&series, "series", "", "DICOM SeriesInstanceUID, when the image folder holds several series")
-	f.StringVar(&annotation, "annotation", "", "label file with the annotated slice, on the image's grid")
+	f.StringVar(&annotation, "annotation", "", "label file on the image's grid: its labelled slice (several: each propagates, blended between them)")
 	f.StringVar(&out, "out", "", "output mask (NIfTI, the image's geometry)")
-	f.IntVar(&slice, "slice", -1, "the annotated slice, when the annotation file labels several")
+	f.IntVar(&slice, "slice", -1, "take only this labelled slice of the annotation file")
 	f.BoolVar(&force, "force", false, "overwrite an existing output")
 	addInferFlags(cmd)
 	return cmd

@@ -1,0 +1,145 @@
+package infer
+
+import (
+	"github.com/sli2vol/sli2vol/data"
+	"github.com/sli2vol/sli2vol/torchx"
+)
+
+// Several annotated slices (beyond the paper, which annotates one): the user corrects a slice
+// and propagates again. The rule:
+//   - below the lowest annotated slice and above the highest, the mask is carried from that
+//     slice outwards, as with a single annotation (stopping when it vanishes);
+//   - between two annotated slices a < b, one chain runs up from a and one down from b, each
+//     stopping at the other annotation or where its mask vanishes (a vanished chain counts as
+//     background from there on); slice n takes the argmax of the distance-weighted mean of
+//     the two chains' class probabilities, w_a = (b−n)/(b−a), w_b = (n−a)/(b−a), so the
+//     nearer annotation weighs more and each annotation is reproduced on its own slice.
+// The two chains' probabilities for the slices between a and b are held on the host
+// (2·K·H·W float32 per slice) until the second chain ends.
+
+// segment is one piece of the plan: a chain from one annotation outwards (edge) or the
+// interval between two neighbouring annotations.
+type segment struct {
+	from, to *data.Annotation // to == nil: an edge chain from `from` towards dir
+	dir      int
+}
+
+// planChains splits the volume among sorted annotations.
+func planChains(anns []*data.Annotation) []segment {
+	plan := []segment{{from: anns[0], dir: -1}}
+	for i := 1; i < len(anns); i++ {
+		if anns[i].Slice-anns[i-1].Slice > 1 {
+			plan = append(plan, segment{from: anns[i-1], to: anns[i], dir: +1})
+		}
+	}
+	return append(plan, segment{from: anns[len(anns)-1], dir: +1})
+}
+
+// planLength is the number of chain steps the plan takes at most (the progress total):
+// slices between two annotations are visited twice.
+func planLength(plan []segment, n int) int {
+	total := 0
+	for _, p := range plan {
+		total += len(p.slices(n))
+	}
+	return total
+}
+
+// slices the segment's chain (or chains) visit at most; n is the volume's slice count.
+func (p segment) slices(n int) []int {
+	var out []int
+	switch {
+	case p.to != nil:
+		for k := p.from.Slice + 1; k < p.to.Slice; k++ {
+			out = append(out, k, k)
+		}
+	case p.dir < 0:
+		for k := p.from.Slice - 1; k >= 0; k-- {
+			out = append(out, k)
+		}
+	default:
+		for k := p.from.Slice + 1; k < n; k++ {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// run propagates each piece of the plan.
+func (g *propagation) run(plan []segment) {
+	for _, p := range plan {
+		if g.cancelled() {
+			return
+		}
+		switch {
+		case p.to != nil:
+			g.interval(p.from, p.to)
+		case p.dir < 0:
+			g.chain(p.from, -1, -1, g.write)
+		default:
+			g.chain(p.from, +1, g.s.Len(), g.write)
+		}
+	}
+}
+
+// write stores a propagated slice's labels in the result.
+func (g *propagation) write(n int, _ torchx.Tensor, mask []int32) {
+	data.SetSlice(g.s, g.res.Labels, n, mask)
+	g.res.First, g.res.Last = min(g.res.First, n), max(g.res.Last, n)
+}
+
+// interval fills the slices strictly between annotations a and b: both chains, then the
+// distance-weighted blend.
+func (g *propagation) interval(a, b *data.Annotation) {
+	gap := b.Slice - a.Slice
+	up, down := make([][]float32, gap-1), make([][]float32, gap-1)
+	keep := func(into [][]float32) func(int, torchx.Tensor, []int32) {
+		return func(n int, probs torchx.Tensor, _ []int32) {
+			into[n-a.Slice-1] = torchx.Float32s(g.toNative(probs))
+		}
+	}
+	g.chain(a, +1, b.Slice, keep(up))
+	if g.err != nil {
+		return
+	}
+	g.chain(b, -1, a.Slice, keep(down))
+	if g.err != nil {
+		return
+	}
+	for k := range up {
+		n := a.Slice + 1 + k
+		wb := float32(n-a.Slice) / float32(gap)
+		if mask, any := g.blend(up[k], down[k], 1-wb, wb); any {
+			g.write(n, torchx.Tensor{}, mask)
+		}
+	}
+}
+
+// blend is the argmax of wa·pa + wb·pb per pixel (K×H×W probabilities; nil: background
+// everywhere) as label ids, and whether any pixel is labelled. Ties go to the lower channel.
+func (g *propagation) blend(pa, pb []float32, wa, wb float32) ([]int32, bool) {
+	hw := g.h * g.w
+	prob := func(p []float32, c, i int) float32 {
+		switch {
+		case p != nil:
+			return p[c*hw+i]
+		case c == 0:
+			return 1
+		}
+		return 0
+	}
+	mask := make([]int32, hw)
+	any := false
+	for i := range hw {
+		best, arg := float32(-1), 0
+		for c := range int(g.classes) {
+			if v := wa*prob(pa, c, i) + wb*prob(pb, c, i); v > best {
+				best, arg = v, c
+			}
+		}
+		if arg > 0 {
+			mask[i], any = g.ids[arg-1], true
+		}
+	}
+	return mask, any
+}
