@@ -107,6 +107,7 @@ type Infer struct {
 	MinArea        int      `mapstructure:"min_area" yaml:"min_area"`
 	Resize         int      `mapstructure:"resize" yaml:"resize"`
 	Verification   bool     `mapstructure:"verification" yaml:"verification"`
+	EncodeBatch    int      `mapstructure:"encode_batch" yaml:"encode_batch"`
 }
 
 // UNETR configures UNETR++ (pseudo-label refinement and the FS-SS baseline).
@@ -357,6 +358,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Infer.Resize < 0 {
 		return fmt.Errorf("infer.resize is %d: 0 (native size) or a slice side in pixels", c.Infer.Resize)
+	}
+	if c.Infer.EncodeBatch < 0 {
+		return fmt.Errorf("infer.encode_batch is %d: 0 (auto) or a number of slices", c.Infer.EncodeBatch)
 	}
 	if len(c.Model.GEIG.Scales) == 0 {
 		return fmt.Errorf("model.geig.scales is empty")

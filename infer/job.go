@@ -52,7 +52,8 @@ func (j *Job) Propagator() *Propagator {
 		est = configs.EstimateNone
 	}
 	return &Propagator{Model: j.Net, Device: j.Device, Scale: j.Cfg.Data.IntensityScale,
-		MinArea: j.Cfg.Infer.MinArea, Estimate: est, Resize: j.Cfg.Infer.Resize, Log: j.Log}
+		MinArea: j.Cfg.Infer.MinArea, Estimate: est, Resize: j.Cfg.Infer.Resize,
+		EncodeBatch: j.Cfg.Infer.EncodeBatch, Log: j.Log}
 }
 
 // Segment propagates ann through a prepared volume.

@@ -75,9 +75,9 @@ func (g *propagation) run(plan []segment) {
 		case p.to != nil:
 			g.interval(p.from, p.to)
 		case p.dir < 0:
-			g.chain(p.from, -1, -1, g.write)
+			g.carry(p.from, -1, -1, g.write)
 		default:
-			g.chain(p.from, +1, g.s.Len(), g.write)
+			g.carry(p.from, +1, g.s.Len(), g.write)
 		}
 	}
 }
@@ -93,16 +93,16 @@ func (g *propagation) write(n int, _ torchx.Tensor, mask []int32) {
 func (g *propagation) interval(a, b *data.Annotation) {
 	gap := b.Slice - a.Slice
 	up, down := make([][]float32, gap-1), make([][]float32, gap-1)
-	keep := func(into [][]float32) func(int, torchx.Tensor, []int32) {
+	keep := func(into [][]float32) emitFunc {
 		return func(n int, probs torchx.Tensor, _ []int32) {
 			into[n-a.Slice-1] = torchx.Float32s(g.toNative(probs))
 		}
 	}
-	g.chain(a, +1, b.Slice, keep(up))
+	g.carry(a, +1, b.Slice, keep(up))
 	if g.err != nil {
 		return
 	}
-	g.chain(b, -1, a.Slice, keep(down))
+	g.carry(b, -1, a.Slice, keep(down))
 	if g.err != nil {
 		return
 	}

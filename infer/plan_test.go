@@ -26,8 +26,12 @@ func TestTwoAnnotationsBlendByDistance(t *testing.T) {
 		{Slice: 4, Mask: upper, IDs: []int32{3, 5}}, // out of order on purpose
 		{Slice: 0, Mask: lower, IDs: []int32{3}},
 	}
-	var calls, last, total int
 	p := &Propagator{Model: fixedFlow{0, 0}, Device: "cpu", Scale: 1, MinArea: 1}
+	withEngines(t, p, func(t *testing.T, p *Propagator) { checkTwoAnnotations(t, p, img, s, anns, both, low, high) })
+}
+
+func checkTwoAnnotations(t *testing.T, p *Propagator, img *data.Image, s data.Slicer, anns []*data.Annotation, both, low, high int) {
+	var calls, last, total int
 	res, err := p.Run(img, s, data.Window{Lo: 0, Up: 1}, Request{Annotations: anns,
 		Progress: func(done, n int) { calls, last, total = calls+1, done, n }})
 	if err != nil {
@@ -73,6 +77,11 @@ func TestVanishedChainIsBackground(t *testing.T) {
 	}
 	anns := []*data.Annotation{{Slice: 0, Mask: lower, IDs: []int32{7}}, {Slice: 4, Mask: upper, IDs: []int32{7}}}
 	p := &Propagator{Model: fixedFlow{0, 1}, Device: "cpu", Scale: 1, MinArea: 1}
+	withEngines(t, p, func(t *testing.T, p *Propagator) { checkVanishedChain(t, p, img, s, anns) })
+}
+
+func checkVanishedChain(t *testing.T, p *Propagator, img *data.Image, s data.Slicer, anns []*data.Annotation) {
+	h, w := s.Size()
 	res, err := p.Run(img, s, data.Window{Lo: 0, Up: 1}, Request{Annotations: anns})
 	if err != nil {
 		t.Fatal(err)

@@ -36,7 +36,13 @@ type Propagator struct {
 	// training sees them at (data.resize_range), and resamples each result back to the
 	// slice's own size; 0 propagates at the native size.
 	Resize int
-	Log    io.Writer
+	// EncodeBatch is the number of slices encoded (and their affinities computed) together;
+	// 0 sizes it to a working set of encodeBudgetBytes (see chunkSize).
+	EncodeBatch int
+	// PerSlice runs the reference path, one slice at a time with a host round trip each (the
+	// path the chunked one is tested against).
+	PerSlice bool
+	Log      io.Writer
 }
 
 // Network is what propagation needs of a correspondence-flow model (models.CFN).
@@ -59,7 +65,8 @@ type Request struct {
 	// slice takes the propagation from its nearest annotated slice in each direction, blended
 	// by distance between two of them (see plan).
 	Annotations []*data.Annotation
-	// Ctx cancels the propagation between two slices; nil never does.
+	// Ctx cancels the propagation between two slices (chunks of slices on the chunked
+	// path); nil never does.
 	Ctx context.Context
 	// Progress, when set, is called after each slice with the slices done and the total.
 	Progress func(done, total int)
@@ -140,6 +147,7 @@ type propagation struct {
 	done    int
 	total   int
 	err     error // the request's context ended
+	batch   int   // slices per chunk (chunked path)
 	// The last slice's own features, computed once: the query of one step is the key of
 	// the next.
 	cacheN int // −1: none
@@ -171,6 +179,7 @@ func newPropagation(p *Propagator, img *data.Image, s data.Slicer, win data.Wind
 	g.classes = int64(len(g.ids) + 1)
 	g.total = planLength(planChains(anns), s.Len())
 	g.bar = progress.New(p.Log, g.total, "segment", 5*time.Second)
+	g.batch = g.chunkSize()
 	return g
 }
 
@@ -192,10 +201,22 @@ func (g *propagation) cancelled() bool {
 	return false
 }
 
+// emitFunc receives a propagated slice: its number, probabilities (1×K×h×w on the working
+// grid, valid during the call) and labels (annotation ids, the slice's own grid).
+type emitFunc func(n int, probs torchx.Tensor, mask []int32)
+
+// carry runs one chain (see chain) on the chunked path, or the per-slice one when asked.
+func (g *propagation) carry(ann *data.Annotation, dir, stop int, emit emitFunc) int {
+	if g.PerSlice {
+		return g.chain(ann, dir, stop, emit)
+	}
+	return g.chunked(ann, dir, stop, emit)
+}
+
 // chain carries ann towards dir (−1 or +1) slice by slice, up to but not including slice
 // stop, until the mask vanishes; emit receives each propagated slice's probabilities (on the
 // working grid) and labels. It returns the first slice it did not reach.
-func (g *propagation) chain(ann *data.Annotation, dir, stop int, emit func(n int, probs torchx.Tensor, mask []int32)) int {
+func (g *propagation) chain(ann *data.Annotation, dir, stop int, emit emitFunc) int {
 	l := g.first(ann)
 	for n := ann.Slice + dir; n != stop; n += dir {
 		if g.cancelled() {
@@ -222,7 +243,7 @@ func (g *propagation) first(ann *data.Annotation) link {
 // step is Eq. 4 and the stop rule: slice n's features (the query) against the key give the
 // affinity that carries the mask onto slice n; a mask of fewer than MinArea pixels ends the
 // direction.
-func (g *propagation) step(l link, n int, emit func(n int, probs torchx.Tensor, mask []int32)) (link, bool) {
+func (g *propagation) step(l link, n int, emit emitFunc) (link, bool) {
 	query := g.features(n, l.mask)
 	probs := g.Model.Propagate(g.Model.Affinity(query, l.key), l.mask)
 	mask, area := g.labels(probs)

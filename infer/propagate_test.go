@@ -18,12 +18,15 @@ func (f fixedFlow) SliceFeatures(s torchx.Tensor) torchx.Tensor { return s }
 func (f fixedFlow) PLFeatures(m torchx.Tensor) torchx.Tensor    { return m }
 func (f fixedFlow) Affinity(q, _ torchx.Tensor) torchx.Tensor {
 	sh := q.Shape()
-	a := make([]float32, 9*sh[2]*sh[3])
-	d := (f.dy+1)*3 + f.dx + 1
-	for i := int64(0); i < sh[2]*sh[3]; i++ {
-		a[int64(d)*sh[2]*sh[3]+i] = 1
+	hw := sh[2] * sh[3]
+	a := make([]float32, sh[0]*9*hw)
+	d := int64((f.dy+1)*3 + f.dx + 1)
+	for b := int64(0); b < sh[0]; b++ {
+		for i := int64(0); i < hw; i++ {
+			a[(b*9+d)*hw+i] = 1
+		}
 	}
-	return torchx.FromFloat32(a, 1, 9, sh[2], sh[3])
+	return torchx.FromFloat32(a, sh[0], 9, sh[2], sh[3])
 }
 func (f fixedFlow) Propagate(a, src torchx.Tensor) torchx.Tensor { return torchx.Aggregate(a, src, 1) }
 
@@ -57,33 +60,36 @@ func testIdentityFlow(t *testing.T, estimate configs.Estimate) {
 			data.SetSlice(s, p.EstimateVolume, n, mask)
 		}
 	}
-	// Every tensor of a propagation lives in its scopes, and what a slice replaces is freed:
-	// none is left to the collector, so the per-slice torchx.GC never runs one.
-	torchx.GC()
-	forced := func() uint64 {
-		m := []metrics.Sample{{Name: "/gc/cycles/forced:gc-cycles"}}
-		metrics.Read(m)
-		return m[0].Value.Uint64()
-	}
-	gc0 := forced()
-	res, err := p.Segment(img, s, data.Window{Lo: 0, Up: 1}, ann)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := forced() - gc0; n != 0 {
-		t.Errorf("%d collections during the propagation: tensors were left to the collector", n)
-	}
-	if res.First != 0 || res.Last != s.Len()-1 {
-		t.Fatalf("covered slices %d..%d, want 0..%d", res.First, res.Last, s.Len()-1)
-	}
-	for n := 0; n < s.Len(); n++ {
-		got := data.Slice(s, res.Labels, n)
-		for i := range mask {
-			if got[i] != mask[i] {
-				t.Fatalf("slice %d pixel %d = %d, want %d", n, i, got[i], mask[i])
+	withEngines(t, p, func(t *testing.T, p *Propagator) {
+		// Every tensor of a propagation lives in its scopes, and what a slice replaces is freed:
+		// none is left to the collector, so the per-slice torchx.GC never runs one.
+		torchx.GC()
+		forced := func() uint64 {
+			m := []metrics.Sample{{Name: "/gc/cycles/forced:gc-cycles"}}
+			metrics.Read(m)
+			return m[0].Value.Uint64()
+		}
+		gc0 := forced()
+		res, err := p.Segment(img, s, data.Window{Lo: 0, Up: 1}, ann)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := forced() - gc0; n != 0 {
+			t.Errorf("%d collections during the propagation: tensors were left to the collector", n)
+		}
+		if res.First != 0 || res.Last != s.Len()-1 {
+			t.Fatalf("covered slices %d..%d, want 0..%d", res.First, res.Last, s.Len()-1)
+		}
+		for n := 0; n < s.Len(); n++ {
+			got := data.Slice(s, res.Labels, n)
+			for i := range mask {
+				if got[i] != mask[i] {
+					t.Fatalf("slice %d pixel %d = %d, want %d", n, i, got[i], mask[i])
+				}
 			}
 		}
-	}
+	})
+
 }
 
 // A flow that moves the mask one column left per slice going up, and (applied the other
@@ -101,33 +107,35 @@ func TestShiftFlowStopsWhenMaskVanishes(t *testing.T) {
 	}
 	ann := &data.Annotation{Slice: 2, Mask: mask, IDs: []int32{3}}
 	p := &Propagator{Model: fixedFlow{0, 1}, Device: "cpu", Scale: 1, MinArea: 3}
-	res, err := p.Segment(img, s, data.Window{Lo: 0, Up: 1}, ann)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Each step: out[y,x] = m[y,x+1] → columns 0-1 (area 4), then column 0 (area 2 < 3: stop).
-	if res.First != 1 || res.Last != 3 {
-		t.Fatalf("covered %d..%d, want 1..3", res.First, res.Last)
-	}
-	one := data.Slice(s, res.Labels, 3)
-	for y := 0; y < h; y++ {
-		for x := 0; x < w; x++ {
-			want := int32(0)
-			if (y == 2 || y == 3) && x <= 1 {
-				want = 3
-			}
-			if one[y*w+x] != want {
-				t.Fatalf("slice 3 (%d,%d) = %d, want %d", y, x, one[y*w+x], want)
+	withEngines(t, p, func(t *testing.T, p *Propagator) {
+		res, err := p.Segment(img, s, data.Window{Lo: 0, Up: 1}, ann)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Each step: out[y,x] = m[y,x+1] → columns 0-1 (area 4), then column 0 (area 2 < 3: stop).
+		if res.First != 1 || res.Last != 3 {
+			t.Fatalf("covered %d..%d, want 1..3", res.First, res.Last)
+		}
+		one := data.Slice(s, res.Labels, 3)
+		for y := 0; y < h; y++ {
+			for x := 0; x < w; x++ {
+				want := int32(0)
+				if (y == 2 || y == 3) && x <= 1 {
+					want = 3
+				}
+				if one[y*w+x] != want {
+					t.Fatalf("slice 3 (%d,%d) = %d, want %d", y, x, one[y*w+x], want)
+				}
 			}
 		}
-	}
-	for _, n := range []int{0, 4} {
-		for _, v := range data.Slice(s, res.Labels, n) {
-			if v != 0 {
-				t.Fatalf("slice %d labelled after the mask vanished", n)
+		for _, n := range []int{0, 4} {
+			for _, v := range data.Slice(s, res.Labels, n) {
+				if v != 0 {
+					t.Fatalf("slice %d labelled after the mask vanished", n)
+				}
 			}
 		}
-	}
+	})
 	if _, err := (&Propagator{Model: fixedFlow{}, Device: "cpu", Scale: 1, Estimate: configs.EstimateModel}).Segment(img, s, data.Window{Lo: 0, Up: 1}, ann); err == nil {
 		t.Fatal("estimate model accepted without a refinement network")
 	}
@@ -154,10 +162,11 @@ func TestResizedPropagationRoundTrips(t *testing.T) {
 		}
 	}
 	ann := &data.Annotation{Slice: 2, Mask: mask, IDs: []int32{7, 9}}
-	for _, size := range []int{16, 4} {
+	for _, c := range [][2]int{{16, 0}, {16, 1}, {16, 2}, {16, 3}, {4, 0}, {4, 3}} {
+		size, e := c[0], engines[c[1]]
 		seen := map[int64]bool{}
 		flow := sizeSpy{fixedFlow{0, 0}, seen}
-		p := &Propagator{Model: flow, Device: "cpu", Scale: 1, MinArea: 1, Resize: size}
+		p := &Propagator{Model: flow, Device: "cpu", Scale: 1, MinArea: 1, Resize: size, PerSlice: e.perSlice, EncodeBatch: e.batch}
 		res, err := p.Segment(img, s, data.Window{Lo: 0, Up: 1}, ann)
 		if err != nil {
 			t.Fatal(err)

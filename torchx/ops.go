@@ -13,6 +13,10 @@ func Cat(ts []Tensor, dim int64) Tensor {
 	})
 }
 
+// Clone copies t into its own storage (recorded by autograd): a view kept past the tensor it
+// views would keep all of that tensor's memory.
+func Clone(t Tensor) Tensor { return clone(t) }
+
 // Narrow is the view t[..., start:start+length, ...] along dim.
 func Narrow(t Tensor, dim, start, length int64) Tensor {
 	return call1([]Tensor{t}, func(out *C.TxTensor) C.TxErr {

@@ -48,8 +48,6 @@ func ClipGradNorm(params []Tensor, maxNorm float64) float64 {
 // GradEnabled reports whether autograd records ops on this goroutine's OS thread.
 func GradEnabled() bool { return gradEnabled() }
 
-// Clone copies t (recorded by autograd).
-func Clone(t Tensor) Tensor { return clone(t) }
 
 // RequiresGrad reports whether autograd tracks t.
 func RequiresGrad(t Tensor) bool { return requiresGrad(t) }
