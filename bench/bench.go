@@ -446,8 +446,9 @@ func countStepOps(res *Result, step func() error) error {
 }
 
 // Propagate times infer's propagation through the prepared volume from its middle slice
-// (every structure on it, both directions), as `sli2vol segment` runs it.
-func Propagate(dir, device string) (*Result, error) {
+// (every structure on it, both directions), as `sli2vol segment` runs it; perSlice: on the
+// per-slice reference path (the propagation before chunked encoding).
+func Propagate(dir, device string, perSlice bool) (*Result, error) {
 	c, m, err := loadModel(dir, device)
 	if err != nil {
 		return nil, err
@@ -469,8 +470,11 @@ func Propagate(dir, device string) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	prop := j.Propagator()
+	prop.PerSlice = perSlice
+	segment := func() (*infer.Result, error) { return prop.Segment(p.Image, p.Slicer, p.Window, ann) }
 	t0 := time.Now()
-	r, err := j.Segment(p, ann)
+	r, err := segment()
 	if err != nil {
 		return nil, err
 	}
@@ -481,13 +485,8 @@ func Propagate(dir, device string) (*Result, error) {
 			res.Labelled++
 		}
 	}
-	if os.Getenv(OpsEnv) != "" { // a second propagation, counted
-		res.Ops, err = torchx.CountOps(func() {
-			if _, e := j.Segment(p, ann); e != nil {
-				panic(&torchx.Error{Msg: e.Error()})
-			}
-		})
-	}
+	// One more propagation counted (and with "time" profiledSteps more, profiled).
+	err = countStepOps(res, func() error { _, e := segment(); return e })
 	return res, err
 }
 

@@ -65,11 +65,11 @@ func Command(a []string) (*Result, error) {
 		case len(a) == 5 && a[0] == "train-unetr":
 			torchx.SetNumThreads(atoi(a[4]))
 			r, err = TrainUNETRSteps(a[1], a[2], atoi(a[3]))
-		case len(a) == 4 && a[0] == "propagate":
+		case (len(a) == 4 || len(a) == 5 && a[4] == "per-slice") && a[0] == "propagate":
 			torchx.SetNumThreads(atoi(a[3]))
-			r, err = Propagate(a[1], a[2])
+			r, err = Propagate(a[1], a[2], len(a) == 5)
 		default:
-			err = fmt.Errorf("usage: prepare DIR CONFIG HW BATCH SLICES | train DIR DEVICE STEPS THREADS | propagate DIR DEVICE THREADS | prepare-unetr DIR CONFIG BATCH | train-unetr DIR DEVICE STEPS THREADS (got %v)", a)
+			err = fmt.Errorf("usage: prepare DIR CONFIG HW BATCH SLICES | train DIR DEVICE STEPS THREADS | propagate DIR DEVICE THREADS [per-slice] | prepare-unetr DIR CONFIG BATCH | train-unetr DIR DEVICE STEPS THREADS (got %v)", a)
 		}
 		if err != nil {
 			panic(&torchx.Error{Msg: err.Error()})

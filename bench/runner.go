@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -309,6 +310,7 @@ func runRow(md, cppMD *strings.Builder, o RunOptions, r Row, gpu *gpuMemory) err
 	}
 	var gv, pv, gm, pm, gg, pg, cv, cm []float64
 	var parity string
+	var before perSliceSide
 	withCpp := o.Cpp != "" && !r.Propagate && !r.UNETR
 	for i := 0; i < o.Rounds; i++ {
 		g, gGPU, err := runMeasured(gpu, o.Self, goArgs...)
@@ -334,6 +336,11 @@ func runRow(md, cppMD *strings.Builder, o RunOptions, r Row, gpu *gpuMemory) err
 		}
 		gv, pv, gm, pm = append(gv, gs), append(pv, ps), append(gm, g.PeakRSSMiB), append(pm, p.PeakRSSMiB)
 		gg, pg = append(gg, gGPU), append(pg, pGPU)
+		if r.Propagate {
+			if err := before.run(gpu, o, goArgs, g, i); err != nil {
+				return err
+			}
+		}
 		if withCpp {
 			c, err := runJSON(o.Cpp, dir, o.Device, fmt.Sprint(r.Steps), th)
 			if err != nil {
@@ -359,6 +366,9 @@ func runRow(md, cppMD *strings.Builder, o RunOptions, r Row, gpu *gpuMemory) err
 		fmt.Fprintf(md, "| … peak GPU memory (MiB, nvidia-smi, above idle) | %s | %s | %.2f |\n", GG, PG, GG.med/PG.med)
 	}
 	fmt.Fprintf(md, "| … parity (round 1) | %s | | |\n", parity)
+	if r.Propagate {
+		before.report(md, G, gpu != nil)
+	}
 	if withCpp {
 		C, CM := summarize(cv), summarize(cm)
 		fmt.Fprintf(cppMD, "| %s | %s | %s | **%.2f** |\n", r.describe(), G, C, G.med/C.med)
@@ -424,4 +434,32 @@ func runJSONOrNil(name string, args ...string) (*Result, error) {
 		return nil, fmt.Errorf("%s %v: %w: %s", filepath.Base(name), args, err, strings.TrimSpace(errb.String()))
 	}
 	return nil, nil
+}
+
+// perSliceSide is Go's per-slice propagation (the path before chunked encoding, kept as the
+// reference) in the same interleaved rounds: the row's "before".
+type perSliceSide struct{ v, rss, gpu []float64 }
+
+// run times one round; on the first it checks that both Go paths labelled the same voxels
+// (to 0.01 %, batched convolutions may round differently).
+func (b *perSliceSide) run(gpu *gpuMemory, o RunOptions, goArgs []string, chunked *Result, round int) error {
+	r, g, err := runMeasured(gpu, o.Self, append(slices.Clone(goArgs), "per-slice")...)
+	if err != nil {
+		return err
+	}
+	if d := math.Abs(float64(r.Labelled - chunked.Labelled)); round == 0 && d > 1e-4*float64(max(1, r.Labelled)) {
+		return parityError{fmt.Sprintf("propagation: the chunked path labelled %d voxels, the per-slice path %d", chunked.Labelled, r.Labelled)}
+	}
+	b.v, b.rss, b.gpu = append(b.v, r.SlicesPerS), append(b.rss, r.PeakRSSMiB), append(b.gpu, g)
+	o.Log("  round %d: Go per-slice %.3g", round+1, r.SlicesPerS)
+	return nil
+}
+
+func (b *perSliceSide) report(md *strings.Builder, chunked stats, gpu bool) {
+	S, M := summarize(b.v), summarize(b.rss)
+	fmt.Fprintf(md, "| … Go per-slice path (before chunked encoding; last column: Go ÷ this) | %s | | **%.2f** |\n", S, chunked.med/S.med)
+	fmt.Fprintf(md, "| … its peak RSS (MiB) | %s | | |\n", M)
+	if gpu {
+		fmt.Fprintf(md, "| … its peak GPU memory (MiB) | %s | | |\n", summarize(b.gpu))
+	}
 }

@@ -20,10 +20,15 @@ import (
 // It computes what the per-slice chain (chain) computes, in the same order per slice:
 // batched convolutions may round differently, nothing else differs.
 
-// encodeBudgetBytes bounds the working set of one chunk when infer.encode_batch is 0 (auto):
-// features, affinities and masks of the chunk's slices. 1 GiB keeps a 512² chunk at a few
-// slices and lets a 256² chunk hold ~16.
-const encodeBudgetBytes = 1 << 30
+// The working set of one chunk when infer.encode_batch is 0 (auto): the encoder's
+// activations, features, affinities and masks of the chunk's slices. A GPU gains from large
+// chunks (fewer, larger kernel launches): 2 GiB keeps a 512² chunk at 3 slices and a 256² one
+// at 13. A CPU gains nothing from batching (its convolutions are compute-bound already; see
+// BENCHMARKS.md), so a chunk there only amortises the per-slice bookkeeping: 256 MiB.
+const (
+	encodeBudgetGPU = 2 << 30
+	encodeBudgetCPU = 256 << 20
+)
 
 // chunkSize is the number of slices encoded together.
 func (g *propagation) chunkSize() int {
@@ -34,10 +39,15 @@ func (g *propagation) chunkSize() int {
 	if g.Resize > 0 {
 		hw = max(hw, int64(g.Resize)*int64(g.Resize))
 	}
-	// Per slice: query features (≤ 2×64 channels with a PL half), the (2R+1)² affinity for
-	// R ≤ 7, the propagated probabilities and their one-hot (2K), all float32.
-	perSlice := (128 + 225 + 2*g.classes) * hw * 4
-	return int(max(1, min(64, encodeBudgetBytes/perSlice)))
+	// Per slice, float32: ~4 live encoder activations of 64 channels, query features (≤ 2×64
+	// channels with a PL half), the (2R+1)² affinity for R ≤ 7, the propagated probabilities
+	// and their one-hot (2K).
+	perSlice := (4*64 + 128 + 225 + 2*g.classes) * hw * 4
+	budget := int64(encodeBudgetGPU)
+	if g.Device == "cpu" || g.Device == "" {
+		budget = encodeBudgetCPU
+	}
+	return int(max(1, min(64, budget/perSlice)))
 }
 
 // chunked is the chain of the chunked path (same contract as chain).

@@ -62,7 +62,7 @@ func run(args []string) error {
 	threads := fs.Int("threads", runtime.NumCPU(), "intra-op threads, both sides")
 	paper := fs.Bool("paper", false, "also the paper-size UNETR++ row, 64×128×128 (always on CUDA)")
 	out := fs.String("out", "BENCHMARKS.md", "report")
-	only := fs.String("only", "", "comma-separated row names to run (train-96, train-256, propagate, 16×32×32, 64×128×128; memory, data-parallel; "+
+	only := fs.String("only", "", "comma-separated row names to run (train-96, train-256, propagate, propagate-512 (CUDA), 16×32×32, 64×128×128; memory, data-parallel; "+
 		"stream, first-step, trainer: the data-streaming rows, Go only); all when empty")
 	streamSteps := fs.Int("stream-steps", 40, "stream row: training steps per run")
 	streamCases := fs.Int("stream-cases", 64, "stream row: phantom volumes of 256×256×128 (64 MiB each decoded)")
@@ -155,6 +155,9 @@ func benchRows(root, device string, paper bool, steps, hwProp, slices int) []ben
 		rows = append(rows, bench.Row{Name: "train-256", Config: paperCfg, HW: 256, Batch: 4, Steps: steps})
 	}
 	rows = append(rows, bench.Row{Name: "propagate", Config: paperCfg, HW: hwProp, Batch: 2, Slices: slices, Propagate: true})
+	if device != "cpu" { // a CT-size volume: 300 slices of 512²
+		rows = append(rows, bench.Row{Name: "propagate-512", Config: paperCfg, HW: 512, Batch: 2, Slices: 300, Propagate: true})
+	}
 	// UNETR++: the CPU preset's size always; the paper's 64×128×128 (about 8 s a step on two
 	// cores, 6 GB) with --paper or on CUDA.
 	rows = append(rows, bench.Row{Name: "16×32×32", Config: filepath.Join(root, "configs", "cpu-small.yaml"), Batch: 2, Steps: 5 * steps, UNETR: true})
