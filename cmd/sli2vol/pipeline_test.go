@@ -4,7 +4,9 @@ import (
 	"encoding/csv"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/sli2vol/sli2vol/data"
@@ -73,6 +75,53 @@ func TestPipelineOnPhantoms(t *testing.T) {
 
 	checkSegmentCommand(t, p("test"), p("s2vp"), dir)
 	checkTwoAnnotatedSlices(t, p("test"), p("s2vp"), dir)
+	checkSegmentCases(t, p("train"), p("s2vp"), dir)
+}
+
+// checkSegmentCases: `segment --data --annotations --out` writes, for every case, what a
+// single-volume `segment` writes for it, and refuses the whole folder before any work when
+// an output exists.
+func checkSegmentCases(t *testing.T, ds, model, dir string) {
+	annDir, out := filepath.Join(dir, "anns"), filepath.Join(dir, "masks")
+	os.MkdirAll(annDir, 0o755)
+	os.MkdirAll(out, 0o755)
+	ids := []string{"phantom_000", "phantom_001", "phantom_002"}
+	for _, id := range ids {
+		lab, err := data.LoadLabels(filepath.Join(ds, "labelsTr", id+".nii.gz"), data.DefaultLimits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, _ := data.NewSlicer(&lab.Geometry, -1)
+		ann := make([]int32, len(lab.Data))
+		data.SetSlice(s, ann, 14, data.Slice(s, lab.Data, 14))
+		if err := data.WriteLabels(filepath.Join(annDir, id+".nii.gz"), ann, &lab.Geometry, data.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, o, e := runCLI(t, "segment", "--model", model, "--data", ds, "--annotations", annDir, "--out", out); code != 0 {
+		t.Fatalf("segment --data: %s %s", o, e)
+	}
+	single := filepath.Join(dir, "single.nii.gz")
+	img := filepath.Join(ds, "imagesTr", ids[1]+".nii.gz")
+	if code, o, e := runCLI(t, "segment", "--model", model, "--image", img, "--annotation", filepath.Join(annDir, ids[1]+".nii.gz"), "--out", single); code != 0 {
+		t.Fatalf("segment: %s %s", o, e)
+	}
+	a, err := data.LoadLabels(single, data.DefaultLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := data.LoadLabels(filepath.Join(out, ids[1]+".nii.gz"), data.DefaultLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(a.Data, b.Data) || b.SameGrid(&a.Geometry, 1e-6) != nil {
+		t.Fatal("segment --data wrote another mask than segment for the same case")
+	}
+	os.Remove(filepath.Join(out, ids[0]+".nii.gz"))
+	code, _, e := runCLI(t, "segment", "--model", model, "--data", ds, "--annotations", annDir, "--out", out)
+	if _, err := os.Stat(filepath.Join(out, ids[0]+".nii.gz")); code != 2 || !strings.Contains(e, "exists; not overwriting") || err == nil {
+		t.Fatalf("existing outputs: exit %d, %q; the missing mask must not be written", code, e)
+	}
 }
 
 // checkTwoAnnotatedSlices: an annotation file with two labelled slices (the truth on slices
