@@ -50,24 +50,49 @@ func (g *propagation) chunkSize() int {
 	return int(max(1, min(64, budget/perSlice)))
 }
 
-// chunked is the chain of the chunked path (same contract as chain).
-func (g *propagation) chunked(ann *data.Annotation, dir, stop int, emit emitFunc) int {
-	l := g.firstChunked(ann)
-	for n := ann.Slice + dir; n != stop; {
-		if g.cancelled() {
-			return n
-		}
-		b := min(g.batch, dir*(stop-n))
-		var end int
-		var ok bool
-		if l, end, ok = g.scopedChunk(l, func() (link, int, bool) { return g.chunk(l, n, dir, b, emit) }); !ok {
-			g.advance(dir*(stop-end)-1, "") // the stop slice itself was counted by chunk
-			return end
-		}
-		n += dir * b
-	}
-	return stop
+// streamsAtOnce chains run in lockstep on the chunked path: their slices share the encoder's
+// batch and the affinity call, and each step carries all their masks in one Propagate.
+const streamsAtOnce = 2
+
+// stream is one chain of the propagation: from ann towards dir, up to (not including) stop.
+type stream struct {
+	ann       *data.Annotation
+	dir, stop int
+	emit      emitFunc
+	next      int  // the next slice to propagate
+	l         link // what the last slice hands on
+	done      bool
 }
+
+// chunked runs chains in lockstep, a chunk of slices of each per round, until every one has
+// stopped or reached its end (same contract per chain as chain).
+func (g *propagation) chunked(chains []*stream) {
+	for _, c := range chains {
+		c.next = c.ann.Slice + c.dir
+		c.done = c.next == c.stop
+		if !c.done {
+			c.l = tensorPair(torchx.TidyAll(func() []torchx.Tensor { l := g.firstChunked(c.ann); return []torchx.Tensor{l.mask, l.key} })).link()
+		}
+	}
+	per := max(1, g.batch/len(chains))
+	for {
+		var live []*stream
+		for _, c := range chains {
+			if !c.done {
+				live = append(live, c)
+			}
+		}
+		if len(live) == 0 || g.cancelled() {
+			return
+		}
+		g.scopedRound(live, func() { g.round(live, per) })
+	}
+}
+
+// tensorPair is a TidyAll result of [mask, key].
+type tensorPair []torchx.Tensor
+
+func (t tensorPair) link() link { return link{mask: t[0], key: t[1]} }
 
 // firstChunked is the annotated slice's link; its key is the image half alone with
 // estimate propagated (the PL half is added per step, from the mask the step carries).
@@ -79,38 +104,111 @@ func (g *propagation) firstChunked(ann *data.Annotation) link {
 	return link{mask: mask, key: g.featuresOf([]int{ann.Slice})}
 }
 
-// chunk carries l over the b slices n, n+dir, …: it returns the link after the last one, or
-// the stop slice and false where the mask vanished.
-func (g *propagation) chunk(l link, n, dir, b int, emit emitFunc) (link, int, bool) {
-	idx := make([]int, b)
-	for i := range idx {
-		idx[i] = n + i*dir
-	}
-	f := g.featuresOf(idx)
-	var aff torchx.Tensor
-	if g.Estimate != configs.EstimatePropagated { // every key is known: one affinity call
-		aff = g.Model.Affinity(f, torchx.Cat([]torchx.Tensor{l.key, torchx.Narrow(f, 0, 0, int64(b-1))}, 0))
-	}
-	mask, key := l.mask, l.key
-	probs, labs := make([]torchx.Tensor, b), make([]torchx.Tensor, b)
-	for i := range b {
-		query := torchx.Narrow(f, 0, int64(i), 1)
-		a := torchx.Tensor{}
-		if aff.T != nil {
-			a = torchx.Narrow(aff, 0, int64(i), 1)
-		} else { // Eq. 4's PL half: the same estimate beside the key's and the query's image half
-			plf := g.Model.PLFeatures(g.foreground(mask))
-			a = g.Model.Affinity(torchx.Cat([]torchx.Tensor{query, plf}, 1), torchx.Cat([]torchx.Tensor{key, plf}, 1))
+// round carries each live chain over its next (up to) per slices: one encoder batch and one
+// affinity call for all of them, then one Propagate per step for all chains still in it.
+func (g *propagation) round(live []*stream, per int) {
+	idx := make([][]int, len(live))
+	var all []int
+	for k, c := range live {
+		for n := c.next; n != c.stop && len(idx[k]) < per; n += c.dir {
+			idx[k] = append(idx[k], n)
 		}
-		probs[i] = g.Model.Propagate(a, mask)
-		labs[i] = torchx.Argmax(g.toNative(probs[i]), 1, false)
-		mask, key = g.hard(probs[i]), query
+		all = append(all, idx[k]...)
 	}
-	kept, stopped := g.emitChunk(idx, probs, torchx.Cat(labs, 0), emit)
-	if stopped {
-		return link{}, idx[kept], false
+	f := g.featuresOf(all)
+	feats, affs := g.chunkAffinities(live, idx, f)
+	probs, labs, masks, keys := g.steps(live, idx, feats, affs)
+	for k, c := range live {
+		kept, stopped := g.emitChunk(idx[k], probs[k], torchx.Cat(labs[k], 0), c.emit)
+		if stopped {
+			g.advance(c.dir*(c.stop-idx[k][kept])-1, "") // the stop slice itself was counted
+			c.done = true
+			continue
+		}
+		c.next = idx[k][len(idx[k])-1] + c.dir
+		c.done = c.next == c.stop
+		c.l = link{mask: torchx.Clone(masks[k]), key: torchx.Clone(keys[k])}
 	}
-	return link{mask: mask, key: torchx.Clone(key)}, 0, true
+}
+
+// chunkAffinities splits the round's features per chain and, where every key is known
+// (estimates none and model), computes all the round's affinities in one call: slice i's key
+// is slice i−1's query, the first one's the chain's carried key.
+func (g *propagation) chunkAffinities(live []*stream, idx [][]int, f torchx.Tensor) (feats, affs []torchx.Tensor) {
+	feats, affs = make([]torchx.Tensor, len(live)), make([]torchx.Tensor, len(live))
+	var keys []torchx.Tensor
+	off := int64(0)
+	for k, c := range live {
+		b := int64(len(idx[k]))
+		feats[k] = torchx.Narrow(f, 0, off, b)
+		keys = append(keys, c.l.key, torchx.Narrow(feats[k], 0, 0, b-1))
+		off += b
+	}
+	if g.Estimate == configs.EstimatePropagated {
+		return feats, nil
+	}
+	aff := g.Model.Affinity(f, torchx.Cat(keys, 0))
+	off = 0
+	for k := range live {
+		b := int64(len(idx[k]))
+		affs[k] = torchx.Narrow(aff, 0, off, b)
+		off += b
+	}
+	return feats, affs
+}
+
+// steps is Eq. 4 slice by slice for all chains at once: step i carries the masks of the
+// chains that have an i-th slice this round. It returns per chain the probabilities and
+// label maps of its slices, and the mask and key it ends with.
+func (g *propagation) steps(live []*stream, idx [][]int, feats, affs []torchx.Tensor) (probs, labs [][]torchx.Tensor, masks, keys []torchx.Tensor) {
+	probs, labs = make([][]torchx.Tensor, len(live)), make([][]torchx.Tensor, len(live))
+	masks, keys = make([]torchx.Tensor, len(live)), make([]torchx.Tensor, len(live))
+	for k, c := range live {
+		masks[k], keys[k] = c.l.mask, c.l.key
+	}
+	for i := 0; ; i++ {
+		var in []int // the chains in step i
+		for k := range live {
+			if i < len(idx[k]) {
+				in = append(in, k)
+			}
+		}
+		if len(in) == 0 {
+			return probs, labs, masks, keys
+		}
+		var a, m, q []torchx.Tensor
+		for _, k := range in {
+			q = append(q, torchx.Narrow(feats[k], 0, int64(i), 1))
+			m = append(m, masks[k])
+			if affs != nil {
+				a = append(a, torchx.Narrow(affs[k], 0, int64(i), 1))
+			}
+		}
+		var aff torchx.Tensor
+		if affs != nil {
+			aff = torchx.Cat(a, 0)
+		} else { // Eq. 4's PL half: the same estimate beside the key's and the query's image half
+			plf := g.Model.PLFeatures(g.foreground(torchx.Cat(m, 0)))
+			aff = g.Model.Affinity(torchx.Cat([]torchx.Tensor{torchx.Cat(q, 0), plf}, 1),
+				torchx.Cat([]torchx.Tensor{torchx.Cat(pick(keys, in), 0), plf}, 1))
+		}
+		p := g.Model.Propagate(aff, torchx.Cat(m, 0))
+		lab, hard := torchx.Argmax(g.toNative(p), 1, false), g.hard(p)
+		for j, k := range in {
+			probs[k] = append(probs[k], torchx.Narrow(p, 0, int64(j), 1))
+			labs[k] = append(labs[k], torchx.Narrow(lab, 0, int64(j), 1))
+			masks[k], keys[k] = torchx.Narrow(hard, 0, int64(j), 1), q[j]
+		}
+	}
+}
+
+// pick is ts at the indices in.
+func pick(ts []torchx.Tensor, in []int) []torchx.Tensor {
+	out := make([]torchx.Tensor, len(in))
+	for j, k := range in {
+		out[j] = ts[k]
+	}
+	return out
 }
 
 // emitChunk reads the chunk's areas (one transfer), hands the slices before the first one
@@ -181,20 +279,28 @@ func (g *propagation) featuresOf(idx []int) torchx.Tensor {
 	return torchx.Cat([]torchx.Tensor{f, g.Model.PLFeatures(torchx.Cat(est, 0))}, 1)
 }
 
-// scopedChunk is scoped for a chunk: its temporaries go with it, the link it returns passes
-// to the outer scope and the link it replaces is freed.
-func (g *propagation) scopedChunk(prev link, step func() (link, int, bool)) (link, int, bool) {
-	var next link
-	end, ok := 0, false
-	kept := torchx.TidyAll(func() []torchx.Tensor {
-		if next, end, ok = step(); !ok {
-			return nil
-		}
-		return []torchx.Tensor{next.mask, next.key}
-	})
-	if ok {
-		freeReplaced([]torchx.Tensor{prev.mask, prev.key}, kept)
-		torchx.GC()
+// scopedRound runs one round in its own scope: its temporaries go with it, the links the
+// chains carry on pass to the outer scope, and the links they replace are freed.
+func (g *propagation) scopedRound(live []*stream, round func()) {
+	var before []torchx.Tensor
+	for _, c := range live {
+		before = append(before, c.l.mask, c.l.key)
 	}
-	return next, end, ok
+	kept := torchx.TidyAll(func() []torchx.Tensor {
+		round()
+		var out []torchx.Tensor
+		for _, c := range live {
+			if !c.done { // a chain that stopped or ended needs its link no more
+				out = append(out, c.l.mask, c.l.key)
+			}
+		}
+		return out
+	})
+	freeReplaced(before, kept)
+	for _, c := range live {
+		if c.done {
+			c.l = link{}
+		}
+	}
+	torchx.GC()
 }

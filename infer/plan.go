@@ -65,20 +65,40 @@ func (p segment) slices(n int) []int {
 	return out
 }
 
-// run propagates each piece of the plan.
+// run propagates every chain of the plan, then blends the intervals. The chains are
+// independent of each other: the per-slice path runs them one after the other, the chunked
+// path two at a time in one batch (both directions from an annotation at once).
 func (g *propagation) run(plan []segment) {
+	var chains []*stream
+	var blends []func()
 	for _, p := range plan {
-		if g.cancelled() {
-			return
-		}
 		switch {
 		case p.to != nil:
-			g.interval(p.from, p.to)
+			up, down, blend := g.interval(p.from, p.to)
+			chains, blends = append(chains, up, down), append(blends, blend)
 		case p.dir < 0:
-			g.carry(p.from, -1, -1, g.write)
+			chains = append(chains, &stream{ann: p.from, dir: -1, stop: -1, emit: g.write})
 		default:
-			g.carry(p.from, +1, g.s.Len(), g.write)
+			chains = append(chains, &stream{ann: p.from, dir: +1, stop: g.s.Len(), emit: g.write})
 		}
+	}
+	if g.PerSlice {
+		for _, c := range chains {
+			if g.cancelled() {
+				return
+			}
+			g.chain(c.ann, c.dir, c.stop, c.emit)
+		}
+	} else {
+		for i := 0; i < len(chains); i += streamsAtOnce {
+			g.chunked(chains[i:min(len(chains), i+streamsAtOnce)])
+		}
+	}
+	if g.err != nil {
+		return
+	}
+	for _, b := range blends {
+		b()
 	}
 }
 
@@ -88,29 +108,25 @@ func (g *propagation) write(n int, _ torchx.Tensor, mask []int32) {
 	g.res.First, g.res.Last = min(g.res.First, n), max(g.res.Last, n)
 }
 
-// interval fills the slices strictly between annotations a and b: both chains, then the
-// distance-weighted blend.
-func (g *propagation) interval(a, b *data.Annotation) {
+// interval is the two chains that fill the slices strictly between annotations a and b, and
+// the distance-weighted blend of what they carried, to run after both.
+func (g *propagation) interval(a, b *data.Annotation) (up, down *stream, blend func()) {
 	gap := b.Slice - a.Slice
-	up, down := make([][]float32, gap-1), make([][]float32, gap-1)
+	pu, pd := make([][]float32, gap-1), make([][]float32, gap-1)
 	keep := func(into [][]float32) emitFunc {
 		return func(n int, probs torchx.Tensor, _ []int32) {
 			into[n-a.Slice-1] = torchx.Float32s(g.toNative(probs))
 		}
 	}
-	g.carry(a, +1, b.Slice, keep(up))
-	if g.err != nil {
-		return
-	}
-	g.carry(b, -1, a.Slice, keep(down))
-	if g.err != nil {
-		return
-	}
-	for k := range up {
-		n := a.Slice + 1 + k
-		wb := float32(n-a.Slice) / float32(gap)
-		if mask, any := g.blend(up[k], down[k], 1-wb, wb); any {
-			g.write(n, torchx.Tensor{}, mask)
+	up = &stream{ann: a, dir: +1, stop: b.Slice, emit: keep(pu)}
+	down = &stream{ann: b, dir: -1, stop: a.Slice, emit: keep(pd)}
+	return up, down, func() {
+		for k := range pu {
+			n := a.Slice + 1 + k
+			wb := float32(n-a.Slice) / float32(gap)
+			if mask, any := g.blend(pu[k], pd[k], 1-wb, wb); any {
+				g.write(n, torchx.Tensor{}, mask)
+			}
 		}
 	}
 }

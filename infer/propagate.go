@@ -205,14 +205,6 @@ func (g *propagation) cancelled() bool {
 // grid, valid during the call) and labels (annotation ids, the slice's own grid).
 type emitFunc func(n int, probs torchx.Tensor, mask []int32)
 
-// carry runs one chain (see chain) on the chunked path, or the per-slice one when asked.
-func (g *propagation) carry(ann *data.Annotation, dir, stop int, emit emitFunc) int {
-	if g.PerSlice {
-		return g.chain(ann, dir, stop, emit)
-	}
-	return g.chunked(ann, dir, stop, emit)
-}
-
 // chain carries ann towards dir (−1 or +1) slice by slice, up to but not including slice
 // stop, until the mask vanishes; emit receives each propagated slice's probabilities (on the
 // working grid) and labels. It returns the first slice it did not reach.
