@@ -72,9 +72,11 @@ $(BUILD)/obj/cgotorch/%.o: $(CGT_SRCDIR)/%.cc $(CGT_HDRS)
 	@mkdir -p $(@D)
 	$(CXX) $(CXXFLAGS_ALL) -O -I $(BUILD)/cgotorch-src -c $< -o $@
 
+# Linked beside the target and renamed over it: a process (a test, a helper's build) that has
+# the old library mapped keeps it intact.
 $(LIBDIR)/libcgotorch.so: $(CGT_OBJS)
 	@mkdir -p $(@D)
-	$(CXX) -shared -o $@ $^ $(TORCH_LDFLAGS)
+	$(CXX) -shared -o $@.tmp $^ $(TORCH_LDFLAGS) && mv -f $@.tmp $@
 
 $(BUILD)/obj/torchx/%.o: torchx/csrc/%.cc
 	@mkdir -p $(@D)
@@ -82,7 +84,7 @@ $(BUILD)/obj/torchx/%.o: torchx/csrc/%.cc
 
 $(LIBDIR)/libtorchx.so: $(TX_OBJS)
 	@mkdir -p $(@D)
-	$(CXX) -shared -o $@ $^ $(TORCH_LDFLAGS)
+	$(CXX) -shared -o $@.tmp $^ $(TORCH_LDFLAGS) && mv -f $@.tmp $@
 
 -include $(TX_OBJS:.o=.d)
 

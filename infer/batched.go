@@ -2,6 +2,8 @@ package infer
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/sli2vol/sli2vol/configs"
 	"github.com/sli2vol/sli2vol/data"
@@ -22,12 +24,14 @@ import (
 
 // The working set of one chunk when infer.encode_batch is 0 (auto): the encoder's
 // activations, features, affinities and masks of the chunk's slices. A GPU gains from large
-// chunks (fewer, larger kernel launches): 2 GiB keeps a 512² chunk at 3 slices and a 256² one
-// at 13. A CPU gains nothing from batching (its convolutions are compute-bound already; see
-// BENCHMARKS.md), so a chunk there only amortises the per-slice bookkeeping: 256 MiB.
+// chunks (fewer, larger kernel launches): a quarter of its free memory, at most 8 GiB (2 GiB
+// when it cannot be asked). A CPU gains nothing from batching (its convolutions are
+// compute-bound already; see BENCHMARKS.md), so a chunk there only amortises the per-slice
+// bookkeeping: 256 MiB.
 const (
-	encodeBudgetGPU = 2 << 30
-	encodeBudgetCPU = 256 << 20
+	encodeBudgetGPU    = 2 << 30
+	encodeBudgetGPUMax = 8 << 30
+	encodeBudgetCPU    = 256 << 20
 )
 
 // chunkSize is the number of slices encoded together.
@@ -43,11 +47,23 @@ func (g *propagation) chunkSize() int {
 	// channels with a PL half), the (2R+1)² affinity for R ≤ 7, the propagated probabilities
 	// and their one-hot (2K).
 	perSlice := (4*64 + 128 + 225 + 2*g.classes) * hw * 4
-	budget := int64(encodeBudgetGPU)
-	if g.Device == "cpu" || g.Device == "" {
-		budget = encodeBudgetCPU
+	return int(max(1, min(64, deviceBudget(g.Device)/perSlice)))
+}
+
+// deviceBudget is the automatic chunk working set on device ("cpu", "cuda", "cuda:N").
+func deviceBudget(device string) int64 {
+	if !strings.HasPrefix(device, "cuda") {
+		return encodeBudgetCPU
 	}
-	return int(max(1, min(64, budget/perSlice)))
+	index := 0
+	if s, ok := strings.CutPrefix(device, "cuda:"); ok {
+		index, _ = strconv.Atoi(s)
+	}
+	free, _, err := torchx.CUDAMemInfo(index)
+	if err != nil || free <= 0 {
+		return encodeBudgetGPU
+	}
+	return min(free/4, encodeBudgetGPUMax)
 }
 
 // streamsAtOnce chains run in lockstep on the chunked path: their slices share the encoder's

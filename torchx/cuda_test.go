@@ -192,3 +192,18 @@ func TestForeachCUDAMatchesPerParameter(t *testing.T) {
 		}
 	}
 }
+
+// The driver's memory figures: free within total on a GPU; an error, not an abort, on a build
+// or machine without one.
+func TestCUDAMemInfo(t *testing.T) {
+	free, total, err := CUDAMemInfo(0)
+	if !CUDAAvailable() {
+		if err == nil {
+			t.Fatalf("no GPU, yet free %d total %d", free, total)
+		}
+		return
+	}
+	if err != nil || free <= 0 || free > total {
+		t.Fatalf("free %d total %d: %v", free, total, err)
+	}
+}

@@ -111,3 +111,11 @@ func CUDADeviceName(index int) (string, error) {
 	})
 	return name, err
 }
+
+// CUDAMemInfo is the free and total memory of GPU index, in bytes, as the driver reports them
+// (memory the caching allocator holds for reuse counts as used).
+func CUDAMemInfo(index int) (free, total int64, err error) {
+	var f, t C.int64_t
+	err = Try(func() { check(C.tx_cuda_mem_info(C.int(index), &f, &t)) })
+	return int64(f), int64(t), err
+}

@@ -6,7 +6,10 @@
 
 #ifdef TORCHX_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <cuda_runtime_api.h>
 #endif
 
 #include "common.h"
@@ -62,6 +65,24 @@ TxErr tx_cuda_device_name(int index, char *buf, int buflen) {
 #else
   (void)index;
   std::snprintf(buf, buflen, "%s", "");
+  throw std::runtime_error("torchx: built without CUDA");
+#endif
+  TX_CATCH
+}
+
+// Free and total memory of a GPU as the driver sees them (memory the caching allocator keeps
+// for reuse counts as used): what an automatic working-set size starts from.
+TxErr tx_cuda_mem_info(int index, int64_t *free_bytes, int64_t *total_bytes) {
+  TX_TRY
+#ifdef TORCHX_WITH_CUDA
+  c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(index));
+  size_t f = 0, t = 0;
+  C10_CUDA_CHECK(cudaMemGetInfo(&f, &t));
+  *free_bytes = static_cast<int64_t>(f);
+  *total_bytes = static_cast<int64_t>(t);
+#else
+  (void)index;
+  *free_bytes = *total_bytes = 0;
   throw std::runtime_error("torchx: built without CUDA");
 #endif
   TX_CATCH

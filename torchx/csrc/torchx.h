@@ -53,6 +53,7 @@ int tx_cuda_available(void);
 int tx_cuda_device_count(void);
 int tx_cudnn_available(void);
 TxErr tx_cuda_device_name(int index, char *buf, int buflen);
+TxErr tx_cuda_mem_info(int index, int64_t *free_bytes, int64_t *total_bytes);
 TxErr tx_cuda_set_device(int index);
 void tx_manual_seed(uint64_t seed);
 void tx_set_num_threads(int n);
