@@ -224,7 +224,7 @@ func TestBadUploads(t *testing.T) {
 	}
 }
 
-func zipOf(t *testing.T, files map[string][]byte) []byte {
+func zipOf(t testing.TB, files map[string][]byte) []byte {
 	var b bytes.Buffer
 	zw := zip.NewWriter(&b)
 	for name, content := range files {
