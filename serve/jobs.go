@@ -100,9 +100,8 @@ func (s *Server) handleNewJob(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	// The annotation has the volume's voxels: a header claiming more is refused unread.
-	lab, err := data.ReadLabels("annotation", body, data.Limits{MaxVoxels: int64(prep.Image.NumVoxels())})
-	if err != nil {
+	lab, err := data.ReadLabels("annotation", body, data.Limits{MaxVoxels: s.lim.MaxVoxels})
+	if err := body.check(err); err != nil {
 		return err
 	}
 	if err := prep.Image.SameGrid(&lab.Geometry, 1e-3); err != nil {
@@ -130,6 +129,9 @@ func (s *Server) enqueue(r *http.Request, v *volume, anns []*data.Annotation) (*
 	defer s.mu.Unlock()
 	if cur, err := s.volumeOf(r); err != nil || cur != v {
 		return nil, fail(http.StatusNotFound, "volume %q was deleted or evicted meanwhile", v.id)
+	}
+	if s.ctx.Err() != nil {
+		return nil, fail(http.StatusServiceUnavailable, "the server is shutting down")
 	}
 	if s.active >= s.lim.MaxQueuedJobs {
 		return nil, fail(http.StatusTooManyRequests, "%d jobs are queued or running: try again later", s.active)

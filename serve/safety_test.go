@@ -214,12 +214,18 @@ func TestBadUploads(t *testing.T) {
 	if rec.Code != http.StatusRequestEntityTooLarge || body.n != 0 {
 		t.Fatalf("declared over the limit: %d after reading %d bytes", rec.Code, body.n)
 	}
-	// Undeclared length (chunked): cut off at the limit.
-	req = httptest.NewRequest("POST", path, io.MultiReader(bytes.NewReader(good), bytes.NewReader(make([]byte, 300<<10))))
+	// Undeclared length (chunked): cut off at the limit, and told so (not "truncated file").
+	small, _ := start(t, Options{Limits: Limits{MaxUploadBytes: int64(len(good)) / 2}})
+	sreq := httptest.NewRequest("POST", "/api/sessions", nil)
+	srec := httptest.NewRecorder()
+	small.ServeHTTP(srec, sreq)
+	var created map[string]any
+	json.Unmarshal(srec.Body.Bytes(), &created)
+	req = httptest.NewRequest("POST", "/api/sessions/"+created["session"].(string)+"/volumes", bytes.NewReader(good))
 	req.ContentLength = -1
 	rec = httptest.NewRecorder()
-	s.ServeHTTP(rec, req)
-	if rec.Code != http.StatusRequestEntityTooLarge && rec.Code != http.StatusBadRequest {
+	small.ServeHTTP(rec, req)
+	if rec.Code != http.StatusRequestEntityTooLarge {
 		t.Fatalf("chunked over the limit: %d %s", rec.Code, rec.Body)
 	}
 }

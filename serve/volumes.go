@@ -3,6 +3,7 @@ package serve
 import (
 	"compress/gzip"
 	"encoding/json"
+	"errors"
 	"io"
 	"math"
 	"net/http"
@@ -40,14 +41,39 @@ func planeOf(g *data.Geometry, a int) string {
 	return planes[w]
 }
 
+// limitedBody is a request body cut at the upload limit that remembers being cut: a reader
+// may report the cut as a truncated file, and the client must hear 413, not 400.
+type limitedBody struct {
+	r     io.Reader
+	limit int64
+	cut   bool
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	var mb *http.MaxBytesError
+	if errors.As(err, &mb) {
+		b.cut = true
+	}
+	return n, err
+}
+
+// check turns a decoding error into 413 when the body was cut at the limit.
+func (b *limitedBody) check(err error) error {
+	if err != nil && b.cut {
+		return fail(http.StatusRequestEntityTooLarge, "the body is over the server's upload limit of %d bytes", b.limit)
+	}
+	return err
+}
+
 // limitBody refuses a body declared over the upload limit before reading any of it, and
 // bounds one of unknown length as it is read.
-func (s *Server) limitBody(w http.ResponseWriter, r *http.Request) (io.Reader, error) {
+func (s *Server) limitBody(w http.ResponseWriter, r *http.Request) (*limitedBody, error) {
 	if r.ContentLength > s.lim.MaxUploadBytes {
 		return nil, fail(http.StatusRequestEntityTooLarge, "the body has %d bytes, over the server's upload limit of %d",
 			r.ContentLength, s.lim.MaxUploadBytes)
 	}
-	return http.MaxBytesReader(w, r.Body, s.lim.MaxUploadBytes), nil
+	return &limitedBody{r: http.MaxBytesReader(w, r.Body, s.lim.MaxUploadBytes), limit: s.lim.MaxUploadBytes}, nil
 }
 
 // checkSession answers 404 for an unknown session before a body is read.
@@ -69,7 +95,7 @@ func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	img, err := s.decodeUpload(name, body)
-	if err != nil {
+	if err := body.check(err); err != nil {
 		return err
 	}
 	return s.addVolume(w, r, name, img)
