@@ -159,8 +159,15 @@ func LoadLabels(path string, lim Limits) (*Labels, error) {
 
 // labelsFrom decodes a label volume's raw voxels (integral, non-negative ids).
 func labelsFrom(h *Header, raw []byte, path string) (*Labels, error) {
-	slope, inter, _ := h.scaling()
+	slope, inter, scaled := h.scaling()
 	l := &Labels{Geometry: h.geometry(path), Data: make([]int32, h.NumVoxels())}
+	if !scaled && h.Datatype == int16(nifti.DT_UINT8) {
+		// What masks are mostly written as: every byte is a valid id, no checks to make.
+		for i := range l.Data {
+			l.Data[i] = int32(raw[i])
+		}
+		return l, nil
+	}
 	var problem string
 	decode(h, raw, func(i int, v float64) {
 		v = v*slope + inter

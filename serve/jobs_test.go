@@ -4,6 +4,9 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/sli2vol/sli2vol/data"
 )
 
 // Two sessions working at once see only their own volumes and jobs: every path naming the
@@ -105,5 +108,39 @@ func TestCancelFreesSlot(t *testing.T) {
 		if j := s.sessions[sid].jobs[id]; j.anns != nil || j.mask != nil {
 			t.Fatalf("cancelled job %s still holds its annotations or a mask", id)
 		}
+	}
+}
+
+// A job for a 512×512×300 CT is running within a second of its POST (the annotation is
+// decoded and scanned, the volume was prepared at upload). Skipped with -short (2 GB).
+func TestBigJobStartsFast(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: allocates about 2 GB")
+	}
+	job, g := gatedJob(t, 1) // held at its first slice: the propagation itself is not timed
+	_, c := start(t, Options{Job: job})
+	geo := data.NewGeometry([3]int{512, 512, 300}, [3]float64{0.8, 0.8, 1.5}, [3]float64{})
+	p := phantom{img: make([]float32, geo.NumVoxels()), lab: make([]int32, geo.NumVoxels()), g: geo}
+	s, _ := data.NewSlicer(&geo, -1)
+	m := make([]int32, 512*512)
+	for i := 100 * 512; i < 200*512; i++ {
+		m[i] = 1
+	}
+	data.SetSlice(s, p.lab, 150, m)
+	sid := c.session()
+	vid := c.upload(sid, "big.nii.gz", p.niiGz(t))["volume"].(string)
+	ann := p.annotation(t, 150)
+	p = phantom{}
+	t0 := time.Now()
+	jid := c.must(http.StatusAccepted, "POST", "/api/sessions/"+sid+"/volumes/"+vid+"/jobs", ann)["job"].(string)
+	for c.must(http.StatusOK, "GET", "/api/sessions/"+sid+"/jobs/"+jid, nil)["state"] != "running" {
+		time.Sleep(5 * time.Millisecond)
+	}
+	took := time.Since(t0)
+	c.must(http.StatusNoContent, "DELETE", "/api/sessions/"+sid+"/jobs/"+jid, nil)
+	close(g.release)
+	t.Logf("512×512×300: POST → running in %v", took)
+	if took > time.Second {
+		t.Fatalf("the job started %v after its POST, want under a second", took)
 	}
 }
