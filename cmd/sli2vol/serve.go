@@ -61,8 +61,13 @@ func runServe(cmd *cobra.Command, o serveFlags) error {
 	if err != nil {
 		return err
 	}
+	// limits.max_voxels is the operator's (defaults ← --config ← SLI2VOL_*), not the run's.
+	own, err := loadConfig(cmd, inferFlags)
+	if err != nil {
+		return err
+	}
 	srv, err := serve.New(serve.Options{Job: j, Page: pageFS, DataRoot: o.data, Token: token, CORSOrigin: o.cors,
-		Limits: serve.Limits{MaxUploadBytes: o.maxUploadMB << 20},
+		Limits: serve.Limits{MaxUploadBytes: o.maxUploadMB << 20, MaxVoxels: own.VolumeLimits().MaxVoxels},
 		Info:   serve.Info{Version: version, Model: filepath.Base(filepath.Clean(o.model))}, Log: cmd.ErrOrStderr()})
 	if err != nil {
 		return err

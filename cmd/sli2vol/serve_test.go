@@ -42,11 +42,13 @@ func untrainedRun(t *testing.T) string {
 }
 
 // `sli2vol serve` on a loopback address serves without a token; on any other address it
-// generates one, prints it in the URL and requires it. SIGTERM stops it with status 0.
+// generates one, prints it in the URL and requires it. limits.max_voxels is the command's
+// setting. SIGTERM stops it with status 0.
 func TestServeCommand(t *testing.T) {
 	model := untrainedRun(t)
 	for _, tc := range []struct{ addr, want string }{{"127.0.0.1:0", ""}, {"0.0.0.0:0", "?token="}} {
 		p, errOut := cliProcess("serve", "--model", model, "--addr", tc.addr, "--threads", "1", "--data", filepath.Dir(model))
+		p.Env = append(p.Env, "SLI2VOL_LIMITS_MAX_VOXELS=123456") // the operator's limit, not the run's
 		stdout, _ := p.StdoutPipe()
 		if err := p.Start(); err != nil {
 			t.Fatal(err)
@@ -62,11 +64,11 @@ func TestServeCommand(t *testing.T) {
 			t.Errorf("serve %s printed %q", tc.addr, url)
 		}
 		base, query, _ := strings.Cut(url, "?")
-		if code := status(t, base+"api/info"); tc.want != "" && code != 401 || tc.want == "" && code != 200 {
+		if code, _ := get(t, base+"api/info"); tc.want != "" && code != 401 || tc.want == "" && code != 200 {
 			t.Errorf("serve %s: /api/info without a token: %d", tc.addr, code)
 		}
-		if code := status(t, base+"api/info?"+query); code != 200 {
-			t.Errorf("serve %s: /api/info with the printed URL's token: %d", tc.addr, code)
+		if code, body := get(t, base+"api/info?"+query); code != 200 || !strings.Contains(body, `"max_voxels":123456`) {
+			t.Errorf("serve %s: /api/info with the printed URL's token: %d %s", tc.addr, code, body)
 		}
 		p.Process.Signal(syscall.SIGTERM)
 		rest, _ := io.ReadAll(lines)
@@ -76,12 +78,13 @@ func TestServeCommand(t *testing.T) {
 	}
 }
 
-func status(t *testing.T, url string) int {
+func get(t *testing.T, url string) (int, string) {
 	c := http.Client{Timeout: 30 * time.Second}
 	resp, err := c.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	return resp.StatusCode
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
