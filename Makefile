@@ -133,6 +133,7 @@ FUZZTIME ?= 1m
 fuzz: build
 	$(GOENV) $(GO) test ./data -run '^$$' -fuzz FuzzNIfTI -fuzztime $(FUZZTIME)
 	$(GOENV) $(GO) test ./data -run '^$$' -fuzz FuzzDICOM -fuzztime $(FUZZTIME)
+	$(GOENV) $(GO) test ./serve -run '^$$' -fuzz FuzzUpload -fuzztime $(FUZZTIME)
 	$(GOENV) $(GO) test ./torchx -run '^$$' -fuzz FuzzStateDict -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/torchload -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 

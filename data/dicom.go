@@ -364,7 +364,7 @@ func orderSlices(slices []*dicomSlice, lim Limits) error {
 		}
 	}
 	if lim.MaxVoxels > 0 && int64(n)*int64(s0.rows*s0.cols) > lim.MaxVoxels {
-		return fmt.Errorf("%d×%d×%d voxels, over the limit of %d (limits.max_voxels)", s0.cols, s0.rows, n, lim.MaxVoxels)
+		return &VoxelLimitError{Dims: [3]int64{int64(s0.cols), int64(s0.rows), int64(n)}, Voxels: int64(n) * int64(s0.rows*s0.cols), Limit: lim.MaxVoxels}
 	}
 	return nil
 }

@@ -249,8 +249,7 @@ func readStream(path string, r io.Reader, gz bool, lim Limits) (*Header, []byte,
 	}
 	h.compressed = gz
 	if lim.MaxVoxels > 0 && h.NumVoxels() > lim.MaxVoxels {
-		return nil, nil, fail("header claims %d×%d×%d = %d voxels, over the limit of %d (limits.max_voxels)",
-			h.Dim[1], h.Dim[2], h.Dim[3], h.NumVoxels(), lim.MaxVoxels)
+		return nil, nil, fail("header claims %w", &VoxelLimitError{Dims: [3]int64{h.Dim[1], h.Dim[2], h.Dim[3]}, Voxels: h.NumVoxels(), Limit: lim.MaxVoxels})
 	}
 	hdrSize := int64(348)
 	if h.Version == 2 {

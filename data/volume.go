@@ -127,6 +127,11 @@ func LoadImage(path string, lim Limits) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
+	return imageFrom(h, raw, path)
+}
+
+// imageFrom decodes an image's raw voxels (scaled; NaN and infinities refused).
+func imageFrom(h *Header, raw []byte, path string) (*Image, error) {
 	slope, inter, _ := h.scaling()
 	img := &Image{Geometry: h.geometry(path), Data: make([]float32, h.NumVoxels())}
 	bad := 0
@@ -149,8 +154,20 @@ func LoadLabels(path string, lim Limits) (*Labels, error) {
 	if err != nil {
 		return nil, err
 	}
-	slope, inter, _ := h.scaling()
+	return labelsFrom(h, raw, path)
+}
+
+// labelsFrom decodes a label volume's raw voxels (integral, non-negative ids).
+func labelsFrom(h *Header, raw []byte, path string) (*Labels, error) {
+	slope, inter, scaled := h.scaling()
 	l := &Labels{Geometry: h.geometry(path), Data: make([]int32, h.NumVoxels())}
+	if !scaled && h.Datatype == int16(nifti.DT_UINT8) {
+		// What masks are mostly written as: every byte is a valid id, no checks to make.
+		for i := range l.Data {
+			l.Data[i] = int32(raw[i])
+		}
+		return l, nil
+	}
 	var problem string
 	decode(h, raw, func(i int, v float64) {
 		v = v*slope + inter
@@ -213,13 +230,23 @@ func CheckOutput(path string, g *Geometry, o WriteOptions) error {
 // WriteLabels writes ids on g's grid with g's header geometry (affine, qform/sform and
 // codes, spacing, units), as the smallest integer type that holds them.
 func WriteLabels(path string, data []int32, g *Geometry, o WriteOptions) error {
+	dt, body, err := labelEncoding(data, g)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return writeNIfTI(path, g, dt, o, body)
+}
+
+// labelEncoding picks the smallest integer datatype holding the ids and returns it with the
+// function writing the voxels.
+func labelEncoding(data []int32, g *Geometry) (int32, func(io.Writer) error, error) {
 	if len(data) != g.NumVoxels() {
-		return fmt.Errorf("%s: %d labels for a %v grid", path, len(data), g.Shape)
+		return 0, nil, fmt.Errorf("%d labels for a %v grid", len(data), g.Shape)
 	}
 	var maxID int32
 	for _, v := range data {
 		if v < 0 {
-			return fmt.Errorf("%s: negative label id %d", path, v)
+			return 0, nil, fmt.Errorf("negative label id %d", v)
 		}
 		maxID = max(maxID, v)
 	}
@@ -230,7 +257,7 @@ func WriteLabels(path string, data []int32, g *Geometry, o WriteOptions) error {
 	case maxID > math.MaxUint8:
 		dt = nifti.DT_INT16
 	}
-	return writeNIfTI(path, g, dt, o, func(w io.Writer) error {
+	return dt, func(w io.Writer) error {
 		switch dt {
 		case nifti.DT_UINT8:
 			b := make([]byte, len(data))
@@ -248,7 +275,7 @@ func WriteLabels(path string, data []int32, g *Geometry, o WriteOptions) error {
 		default:
 			return binary.Write(w, binary.LittleEndian, data)
 		}
-	})
+	}, nil
 }
 
 // WriteImageInt16 writes intensities rounded to int16 (CT in HU) on g's grid.
@@ -271,6 +298,29 @@ func writeNIfTI(path string, g *Geometry, datatype int32, o WriteOptions, body f
 	if err := CheckOutput(path, g, o); err != nil {
 		return err
 	}
+	return atomicfile.Write(path, func(f *os.File) error {
+		if !strings.HasSuffix(strings.ToLower(path), ".gz") {
+			return encodeNIfTI(f, g, datatype, body)
+		}
+		gz := gzip.NewWriter(f)
+		if err := encodeNIfTI(gz, g, datatype, body); err != nil {
+			return err
+		}
+		return gz.Close()
+	})
+}
+
+// encodeNIfTI writes the header (g's geometry, copied from its source header) and the voxels.
+func encodeNIfTI(w io.Writer, g *Geometry, datatype int32, body func(io.Writer) error) error {
+	if _, err := w.Write(headerBytes(g, datatype)); err != nil {
+		return err
+	}
+	return body(w)
+}
+
+// headerBytes is a single-file NIfTI-1 header (NIfTI-2 when a dim exceeds int16) for g's grid
+// and geometry, followed by the empty extension flag.
+func headerBytes(g *Geometry, datatype int32) []byte {
 	src := g.Header
 	if src == nil {
 		src = syntheticHeader(g)
@@ -310,24 +360,7 @@ func writeNIfTI(path string, g *Geometry, datatype int32, o WriteOptions, body f
 		binary.Write(&hdr, binary.LittleEndian, &n)
 	}
 	hdr.Write([]byte{0, 0, 0, 0}) // no extensions
-	return atomicfile.Write(path, func(f *os.File) error {
-		var w io.Writer = f
-		var gz *gzip.Writer
-		if strings.HasSuffix(strings.ToLower(path), ".gz") {
-			gz = gzip.NewWriter(f)
-			w = gz
-		}
-		if _, err := w.Write(hdr.Bytes()); err != nil {
-			return err
-		}
-		if err := body(w); err != nil {
-			return err
-		}
-		if gz != nil {
-			return gz.Close()
-		}
-		return nil
-	})
+	return hdr.Bytes()
 }
 
 // syntheticHeader describes a geometry built in memory (phantoms): the affine as sform

@@ -77,7 +77,7 @@ func newRoot() *cobra.Command {
 		return fmt.Errorf("%s: %w (see %s --help)", c.CommandPath(), err, c.CommandPath())
 	})
 	root.AddCommand(newVersionCmd(), newConfigCmd(), newModelCmd(), newPhantomCmd(), newPrepareCmd(), newTrainCmd(),
-		newPseudoLabelCmd(), newRefineCmd(), newTrainFSSSCmd(), newPipelineCmd(), newSegmentCmd(), newEvaluateCmd(), newExportCmd(), newImportCmd(), newSelftestCmd(), newReproduceCmd(), newRunsCmd())
+		newPseudoLabelCmd(), newRefineCmd(), newTrainFSSSCmd(), newPipelineCmd(), newSegmentCmd(), newServeCmd(), newEvaluateCmd(), newExportCmd(), newImportCmd(), newSelftestCmd(), newReproduceCmd(), newRunsCmd())
 	return root
 }
 
