@@ -105,6 +105,8 @@ function updateControls () {
 async function initViewer () {
   nv = new Niivue({
     backColor: [0.08, 0.08, 0.1, 1],
+    // translucent white: a red crosshair would hide label 1 while drawing
+    crosshairColor: [1, 1, 1, 0.45],
     show3Dcrosshair: true,
     multiplanarShowRender: SHOW_RENDER.ALWAYS,
     multiplanarLayout: MULTIPLANAR_TYPE.GRID,
@@ -159,6 +161,7 @@ async function initViewer () {
   })
 }
 
+const aPlane = (plane) => (plane === 'axial' ? 'an axial' : `a ${plane}`)
 const drawSliceType = () => PLANE_SLICE_TYPE[state.volume?.plane] ?? SLICE_TYPE.AXIAL
 
 function setLayout (name) {
@@ -280,7 +283,11 @@ async function showVolume (vol) {
   nv.createEmptyDrawing()
   nv.setDrawColormap(labelColormap())
   const v = nv.volumes[0]
-  setWindow(v.global_min !== undefined && v.global_min < -500 ? 'soft' : 'mri')
+  // CT (air at about −1000 HU) opens in the soft-tissue window, anything else at 1–99 %.
+  // (NiiVue's global_min skips the volume's border, where CT's air is.)
+  let mn = Infinity
+  for (let i = 0; i < v.img.length; i++) if (v.img[i] < mn) mn = v.img[i]
+  setWindow(mn * (v.hdr.scl_slope || 1) + (v.hdr.scl_inter || 0) < -500 ? 'soft' : 'mri')
   const [nx, ny, nz] = vol.dims
   const sp = (vol.spacing || []).map(s => +Number(s).toFixed(2)).join(' × ')
   $('volume-info').textContent = `${vol.name}: ${nx} × ${ny} × ${nz} voxels, ${sp} mm`
@@ -292,7 +299,7 @@ async function showVolume (vol) {
   $('job-info').textContent = ''
   setTool(state.tool === 'none' ? 'none' : state.tool)
   setLayout(state.tool === 'none' ? state.layout : Object.keys(LAYOUTS).find(k => LAYOUTS[k] === drawSliceType()))
-  setPhase('ready', `${vol.name} loaded. Choose Pen (D), draw the structure on a ${vol.plane} slice, press Propagate (P).`)
+  setPhase('ready', `${vol.name} loaded. Choose Pen (D), draw the structure on ${aPlane(vol.plane)} slice, press Propagate (P).`)
 }
 
 async function openListed () {
@@ -344,7 +351,7 @@ async function propagate () {
     const nii = await exportDrawing()
     const marked = labelledSlices(nii, state.volume.slice_axis)
     if (marked.count === 0) {
-      setStatus(`Nothing drawn yet: choose Pen (D) and outline the structure on a ${state.volume.plane} slice.`, true)
+      setStatus(`Nothing drawn yet: choose Pen (D) and outline the structure on ${aPlane(state.volume.plane)} slice.`, true)
       return
     }
     await cancelJob()
