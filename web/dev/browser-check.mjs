@@ -14,7 +14,8 @@
 import { readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { inflateSync } from 'node:zlib'
-import { LIVER, readNifti } from './mock-server.mjs'
+import { gzipSync } from 'node:zlib'
+import { LIVER, PHANTOMS, makePhantom, readNifti } from './mock-server.mjs'
 
 const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => {
   if (a.startsWith('--')) acc.push([a.slice(2), all[i + 1]])
@@ -130,6 +131,11 @@ const page = await browser.newPage({ viewport: { width: 1280, height: 800 }, acc
 const consoleErrors = []
 page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()) })
 page.on('pageerror', (e) => consoleErrors.push(String(e)))
+// Every API request must carry the token (header, or ?token= for EventSource and downloads).
+const unauthorized = []
+let sseWithToken = 0
+page.on('response', (r) => { if (r.status() === 401) unauthorized.push(r.url()) })
+page.on('request', (r) => { if (r.url().includes('/events') && /[?&]token=/.test(r.url())) sseWithToken++ })
 await page.goto(URL_)
 const waitState = (s, timeout = 60000) => page.waitForFunction((s) => document.body.dataset.state === s, s, { timeout })
 await page.waitForFunction(() => window.sli2vol && window.sli2vol.state.session, null, { timeout: 60000 })
@@ -194,6 +200,66 @@ for (const c of cases) {
   const liver = findLiver(png)
   check(!!liver && liver.n > 200, `${c.name}: liver found on screen (${liver && liver.n} px)`)
   if (!liver) continue
+  // The test hooks agree with the screen: the liver's centre voxel (file indices) maps to
+  // the middle of the grey blob found on the screenshot.
+  const hook = await page.evaluate(({ axis, at }) => {
+    const { nv, voxelToClient } = window.sli2vol
+    const mm = [-25, 12, 15]
+    mm[axis] = at
+    const v = nv.volumes[0]
+    const inv = (A, p) => { // world → file voxel, by solving the 3×3 system (axis-aligned here)
+      const ijk = [0, 0, 0]
+      for (let a = 0; a < 3; a++) for (let r = 0; r < 3; r++) if (Math.abs(A[r][a]) > 1e-6) ijk[a] = Math.round((p[r] - A[r][3]) / A[r][a])
+      return ijk
+    }
+    return voxelToClient(inv(v.hdr.affine, mm))
+  }, { axis: c.worldAxis, at: c.worldAt })
+  const dist = hook ? Math.hypot(hook.x - box.x - liver.cx, hook.y - box.y - liver.cy) : Infinity
+  check(dist < 12, `${c.name}: sli2vol.voxelToClient(liver centre) is ${dist.toFixed(1)} px from the liver's centroid on screen`)
+  // One click with a 1-voxel pen at voxelToClient(v) labels exactly voxel v of the exported
+  // file, for a few voxels around the liver (then undone).
+  {
+    await page.keyboard.press('d')
+    await page.evaluate(() => { window.sli2vol.nv.opts.penSize = 1 })
+    const probes = await page.evaluate(() => {
+      const { nv, state } = window.sli2vol
+      const d = nv.volumes[0].hdr.dims
+      // the file voxel under the crosshair, through world coordinates
+      const A = nv.volumes[0].hdr.affine
+      const mm = Array.from(nv.frac2mm(nv.scene.crosshairPos)).slice(0, 3)
+      const ijk = [0, 1, 2].map(a => { for (let r = 0; r < 3; r++) if (Math.abs(A[r][a]) > 1e-6) return Math.round((mm[r] - A[r][3]) / A[r][a]) })
+      const sa = state.volume.slice_axis
+      const out = []
+      for (const [du, dv] of [[0, 0], [7, -5], [-9, 4]]) {
+        const p = ijk.slice()
+        const inPlane = [0, 1, 2].filter(a => a !== sa)
+        p[inPlane[0]] = Math.min(d[inPlane[0] + 1] - 1, Math.max(0, p[inPlane[0]] + du))
+        p[inPlane[1]] = Math.min(d[inPlane[1] + 1] - 1, Math.max(0, p[inPlane[1]] + dv))
+        out.push(p)
+      }
+      return out
+    })
+    let exact = 0
+    for (const v of probes) {
+      const pt = await page.evaluate((v) => window.sli2vol.voxelToClient(v), v)
+      await page.mouse.click(pt.x, pt.y)
+      const got = await page.evaluate(async () => {
+        const b = await window.sli2vol.exportDrawing()
+        const dv = new DataView(b.buffer, b.byteOffset)
+        const n = [dv.getInt16(42, true), dv.getInt16(44, true), dv.getInt16(46, true)]
+        const off = dv.getFloat32(108, true)
+        const hits = []
+        for (let q = 0; q < n[0] * n[1] * n[2]; q++) if (b[off + q]) hits.push([q % n[0], Math.floor(q / n[0]) % n[1], Math.floor(q / (n[0] * n[1]))])
+        return hits
+      })
+      await page.keyboard.press('Control+z')
+      if (got.length === 1 && got[0].join() === v.join()) exact++
+      else console.log(`     click at voxel ${v} labelled ${JSON.stringify(got)}`)
+    }
+    check(exact === probes.length, `${c.name}: a 1-voxel click at voxelToClient(v) labels exactly v in the export (${exact}/${probes.length})`)
+    await page.evaluate((n) => { window.sli2vol.nv.opts.penSize = n }, 3)
+    await page.keyboard.press('f')
+  }
   const before = latestJob()
   await drawDisc(box, liver, c.how)
   await page.keyboard.press('p')
@@ -238,6 +304,28 @@ for (const c of cases) {
   check(mask.dims.join() === meta.dims.join() && mask.data.some(v => v > 0), `downloaded mask ${dl.suggestedFilename()} on the volume's grid`)
 }
 
+// Upload: the LIA phantom as a file from disk, through the file input.
+{
+  await page.setInputFiles('#upload', { name: 'uploaded-lia.nii.gz', mimeType: 'application/gzip', buffer: gzipSync(makePhantom(PHANTOMS['phantom-lia.nii.gz'].layout)) })
+  await waitState('ready')
+  const vol = await page.evaluate(() => window.sli2vol.state.volume)
+  check(vol.name === 'uploaded-lia.nii.gz' && vol.dims.join() === '96,48,80' && vol.slice_axis === 1, `upload: ${vol.name} ${vol.dims} slice_axis ${vol.slice_axis}`)
+}
+
+if (new URL(URL_).searchParams.get('token')) {
+  check(unauthorized.length === 0, `no request refused for the token${unauthorized.length ? ': ' + unauthorized.join(' ') : ''}`)
+  check(sseWithToken > 0, `the progress stream (EventSource) carried ?token= (${sseWithToken} streams)`)
+  // Without the token the page says why, and goes to the error state.
+  const p2 = await browser.newPage({ viewport: { width: 1280, height: 800 } })
+  const u = new URL(URL_)
+  u.searchParams.delete('token')
+  await p2.goto(u.toString())
+  await p2.waitForFunction(() => document.body.dataset.state === 'error', null, { timeout: 30000 })
+  const msg = await p2.textContent('#status')
+  check(/token/.test(msg), `without the token: error state, "${msg}"`)
+  await p2.close()
+}
+
 // Screenshot: the LPS phantom, 4-up with the 3D render, mask overlaid.
 if (SHOT) {
   await page.selectOption('#volume-list', 'phantom-lps.nii.gz')
@@ -245,6 +333,7 @@ if (SHOT) {
   await waitState('ready')
   await page.evaluate(() => { const nv = window.sli2vol.nv; nv.scene.crosshairPos = nv.mm2frac([-25, 12, 15]); nv.drawScene() })
   await page.keyboard.press('f')
+  await page.keyboard.press('1')
   await page.waitForTimeout(300)
   const box = await page.locator('#canvas').boundingBox()
   const liver = findLiver(decodePNG(await page.screenshot({ clip: box })))
@@ -256,13 +345,14 @@ if (SHOT) {
   await waitState('done')
   await page.keyboard.press('Escape')
   await page.click('#layout button[data-layout="multi"]')
-  await page.evaluate(() => { const nv = window.sli2vol.nv; nv.setRenderAzimuthElevation(120, 20) })
+  await page.evaluate(() => { window.sli2vol.nv.setRenderAzimuthElevation(120, 20) })
   await page.waitForTimeout(500)
   await page.screenshot({ path: SHOT })
   console.log(`screenshot ${SHOT}`)
 }
 
-check(consoleErrors.length === 0, `no console errors${consoleErrors.length ? ': ' + consoleErrors.join(' | ') : ''}`)
+const expected401 = (t) => /status of 401/.test(t)
+check(consoleErrors.filter(t => !expected401(t)).length === 0, `no console errors${consoleErrors.length ? ': ' + consoleErrors.join(' | ') : ''}`)
 await browser.close()
 console.log(failures ? `${failures} check(s) failed` : 'all checks passed')
 process.exit(failures ? 1 : 0)

@@ -99,7 +99,7 @@ export function phantomValue (x, y, z) {
 export const LIVER = { centre: [-25, 12, 15], radii: [28, 20, 30] }
 
 // layout: for each array axis, [world axis, sign].
-function makePhantom (layout) {
+export function makePhantom (layout) {
   const dims = layout.map(([w]) => WORLD_N[w])
   const affine = [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1]]
   layout.forEach(([w, s], a) => {
@@ -121,7 +121,7 @@ function makePhantom (layout) {
   return writeNifti({ dims, affine, data, datatype: 4 })
 }
 
-const PHANTOMS = {
+export const PHANTOMS = {
   'phantom-ras.nii.gz': { layout: [[0, 1], [1, 1], [2, 1]] },
   'phantom-lps.nii.gz': { layout: [[0, -1], [1, -1], [2, 1]] },
   'phantom-lia.nii.gz': { layout: [[0, -1], [2, -1], [1, 1]] },

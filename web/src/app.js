@@ -551,12 +551,37 @@ function onKey (e) {
   e.stopPropagation()
 }
 
+// ---- test hooks --------------------------------------------------------------------------
+// For a browser test that knows the truth in the file's own voxel indices (i, j, k as stored)
+// and wants to draw there with pointer events: where a voxel is, in world mm and on screen.
+
+function voxelToWorld (ijk) {
+  const A = nv.volumes[0].hdr.affine
+  return [0, 1, 2].map(r => A[r][0] * ijk[0] + A[r][1] * ijk[1] + A[r][2] * ijk[2] + A[r][3])
+}
+
+// goToVoxel puts the crosshair on voxel ijk, so the 2D views show the slices through it.
+function goToVoxel (ijk) {
+  nv.scene.crosshairPos = nv.mm2frac(voxelToWorld(ijk))
+  nv.drawScene()
+}
+
+// voxelToClient: the voxel's centre in client (CSS) pixels in the current 2D view, or null
+// when the view does not show it (another slice, the 3D render).
+function voxelToClient (ijk) {
+  const pos = nv.frac2canvasPos(nv.mm2frac(voxelToWorld(ijk)))
+  if (!pos) return null
+  const r = $('canvas').getBoundingClientRect()
+  const dpr = nv.uiData.dpr || window.devicePixelRatio || 1
+  return { x: r.left + pos[0] / dpr, y: r.top + pos[1] / dpr }
+}
+
 async function main () {
   setPhase('idle', 'Connecting…')
   bindUI()
   buildLegend()
   setBrush(state.brush)
-  window.sli2vol = { nv: null, state, api, exportDrawing }
+  window.sli2vol = { nv: null, state, api, exportDrawing, goToVoxel, voxelToClient, voxelToWorld }
   try {
     await initViewer()
     window.sli2vol.nv = nv
