@@ -304,6 +304,32 @@ for (const c of cases) {
   check(mask.dims.join() === meta.dims.join() && mask.data.some(v => v > 0), `downloaded mask ${dl.suggestedFilename()} on the volume's grid`)
 }
 
+// Window presets, eraser, mask → drawing, mask opacity.
+{
+  const win = async (name) => { await page.click(`#window button[data-window="${name}"]`); return page.evaluate(() => [window.sli2vol.nv.volumes[0].cal_min, window.sli2vol.nv.volumes[0].cal_max]) }
+  const soft = await win('soft'); const lung = await win('lung'); const bone = await win('bone'); const mri = await win('mri')
+  check(soft.join() === '-160,240' && lung.join() === '-1350,150' && bone.join() === '-500,1300', `CT windows: soft ${soft}, lung ${lung}, bone ${bone}`)
+  check(mri[0] <= -999 && mri[1] >= 140 && mri[1] <= 700, `MRI window at the 1st–99th percentile: ${mri.map(v => v.toFixed(0))}`)
+  await win('soft')
+  const count = () => page.evaluate(() => window.sli2vol.nv.drawBitmap.reduce((a, v) => a + (v > 0), 0))
+  const box = await page.locator('#canvas').boundingBox()
+  const liver = findLiver(decodePNG(await page.screenshot({ clip: box })))
+  const n0 = await count()
+  await page.keyboard.press('e')
+  await page.mouse.move(box.x + liver.cx - 30, box.y + liver.cy); await page.mouse.down(); await page.mouse.move(box.x + liver.cx + 30, box.y + liver.cy, { steps: 10 }); await page.mouse.up()
+  const n1 = await count()
+  check(n1 < n0, `eraser removes drawn voxels (${n0} → ${n1})`)
+  await page.click('#copy-mask')
+  const n2 = await count()
+  check(n2 >= n0, `Mask→draw copies the mask on this slice into the drawing (${n1} → ${n2})`)
+  await page.$eval('#opacity', (el) => { el.value = '0.2'; el.dispatchEvent(new Event('input')) })
+  const op = await page.evaluate(() => window.sli2vol.state.mask.opacity)
+  check(Math.abs(op - 0.2) < 1e-6, `mask opacity slider (${op})`)
+  for (const l of ['multi', 'axial', 'coronal', 'sagittal', 'render']) await page.click(`#layout button[data-layout="${l}"]`)
+  const st = await page.evaluate(() => [window.sli2vol.nv.opts.sliceType, window.sli2vol.nv.opts.drawingEnabled])
+  check(st[0] === 4 && st[1] === false, `3D view turns the pen off (sliceType ${st[0]}, drawing ${st[1]})`)
+}
+
 // Upload: the LIA phantom as a file from disk, through the file input.
 {
   await page.setInputFiles('#upload', { name: 'uploaded-lia.nii.gz', mimeType: 'application/gzip', buffer: gzipSync(makePhantom(PHANTOMS['phantom-lia.nii.gz'].layout)) })
