@@ -7,6 +7,7 @@
 #   make build                bin/sli2vol
 #   make test                 go vet + go test ./... (installs deps first)
 #   make demo                 the main job on synthetic data
+#   make web                  rebuild the page of `sli2vol serve` (npm; the bundle is committed)
 #   make LIBTORCH=/path ...   use another libtorch (include/ and lib/ under /path)
 
 SHELL := /bin/bash
@@ -56,7 +57,7 @@ CGT_HDRS := $(CGT_NAMES:%=$(CGT_SRCDIR)/%.h) $(CGT_SRCDIR)/torchdef.h $(CGT_SRCD
 TX_SRCS := $(wildcard torchx/csrc/*.cc)
 TX_OBJS := $(TX_SRCS:torchx/csrc/%.cc=$(BUILD)/obj/torchx/%.o)
 
-.PHONY: all deps native build test vet demo clean print-env testbin fuzz gpu-bundle test-bundle bench
+.PHONY: all deps native build test vet demo clean print-env testbin fuzz gpu-bundle test-bundle bench web
 all: build
 
 deps:
@@ -127,6 +128,12 @@ $(CFN_STEP): bench/cpp/cfn_step.cc torchx/csrc/torchx.h $(LIBDIR)/libtorchx.so
 bench: build $(CFN_STEP)
 	$(GOENV) $(GO) build -o $(BUILD)/bench/sli2vol-bench ./bench/cmd/sli2vol-bench
 	$(BUILD)/bench/sli2vol-bench run --out BENCHMARKS.md --cpp $(CFN_STEP) $(BENCH_FLAGS)
+
+# The page of `sli2vol serve` (web/: NiiVue + esbuild, versions pinned in package-lock.json),
+# bundled into serve/webui/dist with PROVENANCE.json. The bundle is committed, so only a change
+# to web/ needs this (and node + npm); serve/webui's test checks dist against PROVENANCE.json.
+web:
+	cd web && npm ci --no-audit --no-fund && node build.mjs
 
 # Fuzz the input readers, FUZZTIME each (the issue asks for 10 minutes before closing).
 FUZZTIME ?= 1m
