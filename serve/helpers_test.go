@@ -47,6 +47,9 @@ func testJob(t testing.TB) *infer.Job {
 			t.Fatal(err)
 		}
 		models.SetTraining(m, false)
+		// One slice per chain and round: progress (and the gate's count of affinity calls)
+		// advances slice by slice, as a long job's does.
+		c.Infer.EncodeBatch = 2
 		testModel, testCfg = m, c
 	})
 	if testModel == nil {

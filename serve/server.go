@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -215,7 +216,15 @@ func (s *Server) routes() *http.ServeMux {
 	m.HandleFunc("/api/", s.api(func(w http.ResponseWriter, r *http.Request) error {
 		return fail(http.StatusNotFound, "no API endpoint %s %s", r.Method, r.URL.Path)
 	}))
-	page := http.FileServerFS(s.opts.Page)
+	// The page asks for its scripts and styles as assets/NAME; the bundle holds them at its root.
+	files := http.FileServerFS(s.opts.Page)
+	page := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/assets/") {
+			http.StripPrefix("/assets", files).ServeHTTP(w, r)
+			return
+		}
+		files.ServeHTTP(w, r)
+	})
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			writeError(w, fail(http.StatusMethodNotAllowed, "%s %s: the page is read-only", r.Method, r.URL.Path))

@@ -1,23 +1,7 @@
 package main
 
-import (
-	"embed"
-	"io/fs"
-)
+import "github.com/sli2vol/sli2vol/serve/webui"
 
-// The page `sli2vol serve` serves at /. For now a placeholder saying the web bundle is not
-// built; the bundle replaces it here.
-
-//go:embed page
-var pageFiles embed.FS
-
-// pageFS is the page's folder as the server's root (index.html at /).
-var pageFS = mustSub(pageFiles, "page")
-
-func mustSub(f fs.FS, dir string) fs.FS {
-	sub, err := fs.Sub(f, dir)
-	if err != nil {
-		panic(err) // an embedded folder that is not there: a build mistake
-	}
-	return sub
-}
+// pageFS is the page `sli2vol serve` serves at /: the NiiVue bundle built from web/ by
+// `make web` and embedded by package webui (its PROVENANCE.json records how).
+var pageFS = webui.FS
