@@ -153,7 +153,7 @@ BUNDLE := build/gpu-bundle
 GOENV_BUNDLE := CGO_ENABLED=1 CGO_LDFLAGS='-L$(ABS_LIBDIR) -L$(shell third_party/libtorch-flags.sh --libdir $(LIBTORCH)) \
   -Wl,-rpath-link,$(shell third_party/libtorch-flags.sh --libdir $(LIBTORCH)) -Wl,--as-needed -Wl,-rpath,$$ORIGIN/../build/lib -Wl,-rpath,$$ORIGIN/../lib'
 gpu-bundle: build
-	rm -rf $(BUNDLE) && mkdir -p $(BUNDLE)/bin $(BUNDLE)/build/bench $(BUNDLE)/torchx $(BUNDLE)/models
+	rm -rf $(BUNDLE) && mkdir -p $(BUNDLE)/bin $(BUNDLE)/build/bench $(addprefix $(BUNDLE)/,$(TESTBIN_PKGS))
 	$(GOENV_BUNDLE) $(GO) build -ldflags '$(GOLDFLAGS) -s -w' -o $(BUNDLE)/bin/sli2vol ./cmd/sli2vol
 	$(GOENV_BUNDLE) $(GO) build -ldflags '-s -w' -o $(BUNDLE)/build/bench/sli2vol-bench ./bench/cmd/sli2vol-bench
 	$(foreach p,$(TESTBIN_PKGS),$(GOENV_BUNDLE) $(GO) test -c -ldflags '-s -w' -o $(BUNDLE)/bin/$(p).test ./$(p) &&) true
@@ -172,7 +172,7 @@ print-env:
 
 # Test binaries for a machine without Go (the GPU machine): bin/<pkg>.test, run there after
 # the two shim libraries are rebuilt against its libtorch.
-TESTBIN_PKGS := torchx models
+TESTBIN_PKGS := torchx models infer
 testbin: build
 	$(foreach p,$(TESTBIN_PKGS),$(GOENV) $(GO) test -c -o bin/$(p).test ./$(p) &&) true
 

@@ -7,6 +7,8 @@
 #   device-run.sh          everything: tests, benchmarks, a phantom pipeline, propagation speed
 #   device-run.sh bench    the build and `make bench`'s rows on CUDA only (BENCH_TIMEOUT s, 540)
 #   device-run.sh probe    the 96² step: Go, C++ and PyTorch timed and profiled, then rows
+#   device-run.sh propagate  chunked vs per-slice propagation on CUDA: the equality tests and
+#                          the propagate rows (100×256², 300×512²; Go, Go per-slice, PyTorch)
 set -uo pipefail
 script_start=$(date +%s)
 cd "$(dirname "$0")/../.."
@@ -51,6 +53,15 @@ cuda_bench() { # the interleaved Go/PyTorch rows; the report is rewritten after 
     ${BENCH_ONLY:+--only "$BENCH_ONLY"} $CPP_FLAG >"$OUT/bench-cuda.log" 2>&1 || echo "make bench on $DEV failed or timed out (rc $?)"
   tail -n 40 "$OUT/bench-cuda.log"
 }
+if [ "${1:-}" = propagate ]; then
+  # #19 on the GPU: chunked propagation equals the per-slice path, then its speed (slices/s,
+  # peak GPU memory) against the per-slice path and PyTorch at 100×256² and 300×512².
+  (cd infer && timeout 240 ../bin/infer.test -test.v -test.run 'ChunkedEquals' 2>&1) |
+    tee "$OUT/infer-cuda-tests.txt" | grep -E "^(--- |ok|FAIL|PASS)|cuda/.*differ" | tail -n 40
+  left=$(( ${DEVICE_SECONDS:-590} - ($(date +%s) - script_start) - 10 ))
+  BENCH_ONLY=${BENCH_ONLY-propagate,propagate-512} BENCH_TIMEOUT=$left cuda_bench
+  exit 0
+fi
 if [ "${1:-}" = probe ]; then
   # Where the Go side's 96² step time goes, beside the plain C++ step and PyTorch: the three
   # interleaved (PROBE_ROUNDS, 2), then each side's step profiled (per operator host time on
@@ -139,6 +150,7 @@ run_tests() { # package, extra args
 }
 run_tests torchx -test.v
 run_tests models -test.v
+run_tests infer -test.v -test.run 'ChunkedEquals|TwoAnnotations|Identity|Shift'
 echo "== benchmarks (Go)"
 (cd torchx && ../bin/torchx.test -test.run '^$' -test.bench Affinity -test.benchtime 5x 2>&1) | tee "$OUT/bench-affinity.txt" | grep -E "Benchmark"
 (cd models && ../bin/models.test -test.run '^$' -test.bench CFNTrainStep -test.benchtime 10x 2>&1) | tee "$OUT/bench-step.txt" | grep -E "Benchmark"
