@@ -495,5 +495,7 @@ func (c *Config) ForInference(command *Config, inferSet bool) *Config {
 	if inferSet {
 		out.Infer = command.Infer
 	}
+	// How many slices are encoded together is a property of the machine, like the device.
+	out.Infer.EncodeBatch = command.Infer.EncodeBatch
 	return &out
 }

@@ -39,27 +39,30 @@ func TestModeUsesPL(t *testing.T) {
 	}
 }
 
-// A run's config under a command's: device and threads always come from the command, the
-// infer section only when the user set an inference flag; nothing else changes.
+// A run's config under a command's: device, threads and the encode batch always come from
+// the command, the rest of the infer section only when the user set an inference flag;
+// nothing else changes.
 func TestForInference(t *testing.T) {
 	run := Defaults()
 	run.Device, run.Threads, run.Seed = "cpu", 1, 7
-	run.Infer.MinArea, run.Infer.ObjectEstimate = 5, EstimatePropagated
+	run.Infer.MinArea, run.Infer.ObjectEstimate, run.Infer.EncodeBatch = 5, EstimatePropagated, 16
 	run.Model.Radius = 3
 	cmd := Defaults()
 	cmd.Device, cmd.Threads, cmd.Seed = "cuda:1", 4, 9
-	cmd.Infer.MinArea, cmd.Infer.ObjectEstimate, cmd.Infer.Resize = 1, EstimateModel, 256
+	cmd.Infer.MinArea, cmd.Infer.ObjectEstimate, cmd.Infer.Resize, cmd.Infer.EncodeBatch = 1, EstimateModel, 256, 3
+	runInfer := run.Infer
+	runInfer.EncodeBatch = 3
 	for _, tc := range []struct {
 		inferSet bool
 		want     Infer
-	}{{false, run.Infer}, {true, cmd.Infer}} {
+	}{{false, runInfer}, {true, cmd.Infer}} {
 		got := run.ForInference(cmd, tc.inferSet)
 		if got.Device != "cuda:1" || got.Threads != 4 || got.Seed != 7 || got.Model.Radius != 3 || got.Infer != tc.want {
 			t.Errorf("inferSet %v: device %s threads %d seed %d radius %d infer %+v", tc.inferSet, got.Device, got.Threads,
 				got.Seed, got.Model.Radius, got.Infer)
 		}
 	}
-	if run.Device != "cpu" || run.Infer.MinArea != 5 {
+	if run.Device != "cpu" || run.Infer.MinArea != 5 || run.Infer.EncodeBatch != 16 {
 		t.Fatal("ForInference changed the run's own config")
 	}
 }

@@ -11,7 +11,12 @@ import (
 )
 
 // inferFlags bind the inference settings a command may override (flag → config key).
-var inferFlags = map[string]string{"min-area": "infer.min_area", "estimate": "infer.object_estimate", "resize": "infer.resize"}
+var inferFlags = map[string]string{"min-area": "infer.min_area", "estimate": "infer.object_estimate", "resize": "infer.resize",
+	"encode-batch": "infer.encode_batch"}
+
+// runtimeInferFlags set how inference runs, not what it computes: they never replace the
+// run's own inference settings (see configs.Config.ForInference).
+var runtimeInferFlags = map[string]bool{"encode-batch": true}
 
 func addInferFlags(cmd *cobra.Command) {
 	d := configs.Defaults().Infer
@@ -19,6 +24,7 @@ func addInferFlags(cmd *cobra.Command) {
 	cmd.Flags().String("estimate", string(d.ObjectEstimate), "test-time object estimate: none, propagated or model (config: infer.object_estimate)")
 	cmd.Flags().Int("resize", d.Resize, "propagate on slices resampled to N×N, 0 = native size (config: infer.resize)")
 	cmd.Flags().String("estimate-model", "", "UNETR++ run whose prediction is the estimate with --estimate model")
+	cmd.Flags().Int("encode-batch", d.EncodeBatch, "slices encoded together while propagating, 0 = auto (config: infer.encode_batch)")
 }
 
 // runJob loads a trained run for inference, with the command's runtime settings (device,
@@ -35,7 +41,7 @@ func runJob(cmd *cobra.Command, runDir string) (*infer.Job, error) {
 	}
 	inferSet := false
 	for name := range inferFlags {
-		inferSet = inferSet || cmd.Flags().Changed(name)
+		inferSet = inferSet || cmd.Flags().Changed(name) && !runtimeInferFlags[name]
 	}
 	c := run.Config.ForInference(flagsCfg, inferSet)
 	dev, err := applyRuntime(c)
