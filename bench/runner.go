@@ -51,7 +51,10 @@ type RunOptions struct {
 	TrainerSteps   int    // the whole trainer beside the train-96 stepper: steps (0: skip)
 	TrainerConfig  string // that row's network (paper.yaml, as train-96)
 	StreamRounds   int    // rounds of each streaming row (each run is a whole training process)
-	Log            func(format string, a ...any)
+	// BigVolumeSlices: the big-volume row segments 512×512×N phantoms for N = this/4 and this
+	// (bigvolume.go; 0: skip).
+	BigVolumeSlices int
+	Log             func(format string, a ...any)
 }
 
 type stats struct{ med, min, max float64 }
@@ -137,6 +140,11 @@ func Run(o RunOptions) error {
 	}
 	if err := streamRows(o, &md); err != nil {
 		return err
+	}
+	if o.BigVolumeSlices > 0 {
+		if err := bigVolumeRow(o, &md); err != nil {
+			return err
+		}
 	}
 	if o.Recorded != "" && len(o.Rows) > 0 { // recorded comparisons go with the comparison
 		if b, err := os.ReadFile(o.Recorded); err == nil {

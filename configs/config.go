@@ -58,6 +58,7 @@ type Data struct {
 	// use), or a bounded set of resident decoded volumes; workers prepare batches ahead.
 	Cache         string  `mapstructure:"cache" yaml:"cache"`
 	MaxResidentGB float64 `mapstructure:"max_resident_gb" yaml:"max_resident_gb"`
+	VolumeGroup   int     `mapstructure:"volume_group" yaml:"volume_group"`
 	Workers       int     `mapstructure:"workers" yaml:"workers"`
 	Prefetch      int     `mapstructure:"prefetch" yaml:"prefetch"`
 }
@@ -447,9 +448,9 @@ func (c *Config) validateData() error {
 	if d.CTWindow[0] >= d.CTWindow[1] {
 		return fmt.Errorf("data.ct_window %v is empty", d.CTWindow)
 	}
-	if d.MaxResidentGB < 0 || d.Workers < 0 || d.Prefetch < 0 {
-		return fmt.Errorf("data.max_resident_gb %g, data.workers %d and data.prefetch %d must not be negative",
-			d.MaxResidentGB, d.Workers, d.Prefetch)
+	if d.MaxResidentGB < 0 || d.Workers < 0 || d.Prefetch < 0 || d.VolumeGroup < 0 {
+		return fmt.Errorf("data.max_resident_gb %g, data.workers %d, data.prefetch %d and data.volume_group %d must not be negative",
+			d.MaxResidentGB, d.Workers, d.Prefetch, d.VolumeGroup)
 	}
 	return nil
 }

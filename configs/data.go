@@ -27,7 +27,7 @@ func (d Data) Axis() int {
 // PairSettings are the pair sampler's settings: the data section and the seed.
 func (c *Config) PairSettings() data.PairConfig {
 	return data.PairConfig{Strides: c.Data.PairStrides, SwapProb: c.Data.SwapProb, ResizeRange: c.Data.ResizeRange,
-		Crop: c.Data.Crop, Seed: c.Seed, PL: c.Model.Mode.UsesPL()}
+		Crop: c.Data.Crop, Seed: c.Seed, PL: c.Model.Mode.UsesPL(), VolumeGroup: c.Data.VolumeGroup}
 }
 
 // Ahead is how training batches are prepared ahead of the step.

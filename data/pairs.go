@@ -21,6 +21,9 @@ type PairConfig struct {
 	Crop        int
 	Seed        int64
 	PL          bool // sample the pseudo-labels with the slices
+	// VolumeGroup > 0 orders an epoch by groups of that many volumes (see Epoch); 0 shuffles
+	// its pairs over all volumes.
+	VolumeGroup int
 }
 
 // PairRef names one pair of an epoch.
@@ -82,11 +85,15 @@ func (p *PairSampler) rng(parts ...int64) *rand.Rand {
 }
 
 // Epoch lists epoch e's pairs in their shuffled order: one per start slice j of every volume,
-// with k drawn from the strides that fit.
+// with k drawn from the strides that fit. With VolumeGroup G the volumes are shuffled and cut
+// into groups of G, and the pairs are shuffled within each group: the epoch reads G volumes at
+// a time (a bounded set of resident volumes then decodes each once per epoch), at the price
+// of batches drawn from fewer volumes.
 func (p *PairSampler) Epoch(e int) []PairRef {
 	r := p.rng(int64(e), -1)
 	strides := append([]int(nil), p.Cfg.Strides...)
 	sort.Ints(strides)
+	byVol := make([][]PairRef, len(p.Vols))
 	var refs []PairRef
 	for vi, v := range p.Vols {
 		n := v.Len
@@ -97,10 +104,24 @@ func (p *PairSampler) Epoch(e int) []PairRef {
 					fit = append(fit, k)
 				}
 			}
-			refs = append(refs, PairRef{Vol: vi, J: j, K: fit[r.Intn(len(fit))]})
+			byVol[vi] = append(byVol[vi], PairRef{Vol: vi, J: j, K: fit[r.Intn(len(fit))]})
 		}
+		refs = append(refs, byVol[vi]...)
 	}
-	r.Shuffle(len(refs), func(a, b int) { refs[a], refs[b] = refs[b], refs[a] })
+	if p.Cfg.VolumeGroup <= 0 {
+		r.Shuffle(len(refs), func(a, b int) { refs[a], refs[b] = refs[b], refs[a] })
+		return refs
+	}
+	refs = refs[:0]
+	order := r.Perm(len(p.Vols))
+	for g := 0; g < len(order); g += p.Cfg.VolumeGroup {
+		start := len(refs)
+		for _, vi := range order[g:min(len(order), g+p.Cfg.VolumeGroup)] {
+			refs = append(refs, byVol[vi]...)
+		}
+		group := refs[start:]
+		r.Shuffle(len(group), func(a, b int) { group[a], group[b] = group[b], group[a] })
+	}
 	return refs
 }
 

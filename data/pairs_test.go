@@ -1,10 +1,12 @@
 package data
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"reflect"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 )
@@ -309,4 +311,66 @@ func TestAheadPanicReachesTheCaller(t *testing.T) {
 	if got != "item 3" {
 		t.Fatalf("recovered %v, want the worker's panic", got)
 	}
+}
+
+// data.volume_group: the epoch holds the same pairs as the global shuffle (the same strides
+// drawn), each volume's pairs form one run inside its group's stretch, a group's stretch
+// holds at most G volumes, and the order is a function of (seed, epoch).
+func TestVolumeGroupOrder(t *testing.T) {
+	var vols []TrainVolume
+	for i := 0; i < 5; i++ {
+		vols = append(vols, trainVol(t, [3]int{20, 20, 8 + i}))
+	}
+	cfg := PairConfig{Strides: []int{1, 2}, ResizeRange: [2]int{20, 24}, Crop: 16, Seed: 5}
+	global, _ := NewPairSampler(vols, cfg)
+	cfg.VolumeGroup = 2
+	grouped, _ := NewPairSampler(vols, cfg)
+	a, b := global.Epoch(1), grouped.Epoch(1)
+	sortRefs := func(r []PairRef) []PairRef {
+		r = slices.Clone(r)
+		slices.SortFunc(r, func(x, y PairRef) int { return cmp.Or(x.Vol-y.Vol, x.J-y.J) })
+		return r
+	}
+	if !slices.Equal(sortRefs(a), sortRefs(b)) {
+		t.Fatal("grouping changed which pairs the epoch holds")
+	}
+	// Volume stretches: the volumes in order of first appearance, then check the runs.
+	var seq []int
+	for _, r := range b {
+		if len(seq) == 0 || seq[len(seq)-1] != r.Vol {
+			seq = append(seq, r.Vol)
+		}
+	}
+	var firstSeen []int
+	for _, v := range seq {
+		if !slices.Contains(firstSeen, v) {
+			firstSeen = append(firstSeen, v)
+		}
+	}
+	groupOf := map[int]int{}
+	for i, v := range firstSeen {
+		groupOf[v] = i / 2
+	}
+	for i := 1; i < len(seq); i++ {
+		if groupOf[seq[i]] < groupOf[seq[i-1]] {
+			t.Fatalf("volume %d returns after its group ended: %v", seq[i], seq)
+		}
+	}
+	if len(seq) <= len(vols) {
+		t.Fatalf("pairs not shuffled within groups: volume runs %v", seq)
+	}
+	if !slices.Equal(b, grouped.Epoch(1)) || slices.Equal(firstSeen, firstOrder(grouped.Epoch(2))) {
+		t.Fatal("the grouped order is not a function of (seed, epoch)")
+	}
+}
+
+// firstOrder is the volumes of an epoch in order of first appearance.
+func firstOrder(refs []PairRef) []int {
+	var out []int
+	for _, r := range refs {
+		if !slices.Contains(out, r.Vol) {
+			out = append(out, r.Vol)
+		}
+	}
+	return out
 }

@@ -3,13 +3,13 @@
 //	sli2vol-bench prepare  DIR CONFIG HW BATCH SLICES
 //	sli2vol-bench train    DIR DEVICE STEPS THREADS
 //	sli2vol-bench launch N train DIR DEVICE STEPS THREADS   (N data-parallel processes)
-//	sli2vol-bench propagate DIR DEVICE THREADS
+//	sli2vol-bench propagate DIR DEVICE THREADS [per-slice]
 //	sli2vol-bench run [--device D] [--rounds N] [--threads T] [--paper] [--out BENCHMARKS.md]
 //	                  [--only ROWS] [--stream-steps N] [--stream-cases N] [--first-step-cases N]
-//	                  [--trainer-steps N] [--stream-rounds N]
+//	                  [--trainer-steps N] [--stream-rounds N] [--big-volume-slices N]
 //
-// The data-streaming rows (--only stream,first-step,trainer) run bin/sli2vol train as child
-// processes and need no PyTorch.
+// The data-streaming rows (--only stream,first-step,trainer) run bin/sli2vol train, and the
+// big-volume row (--only bigvolume) bin/sli2vol segment, as child processes: no PyTorch.
 //
 // Each timing command prints one JSON line (bench.Result); run does the whole comparison.
 // SLI2VOL_BENCH_AFFINITY (auto, rows, shifts, unfold) and SLI2VOL_BENCH_FOREACH (auto, on, off)
@@ -63,12 +63,13 @@ func run(args []string) error {
 	paper := fs.Bool("paper", false, "also the paper-size UNETR++ row, 64×128×128 (always on CUDA)")
 	out := fs.String("out", "BENCHMARKS.md", "report")
 	only := fs.String("only", "", "comma-separated row names to run (train-96, train-256, propagate, propagate-512 (CUDA), 16×32×32, 64×128×128; memory, data-parallel; "+
-		"stream, first-step, trainer: the data-streaming rows, Go only); all when empty")
+		"stream, first-step, trainer: the data-streaming rows; bigvolume: segment through 512×512×1000; Go only); all when empty")
 	streamSteps := fs.Int("stream-steps", 40, "stream row: training steps per run")
 	streamCases := fs.Int("stream-cases", 64, "stream row: phantom volumes of 256×256×128 (64 MiB each decoded)")
 	firstCases := fs.Int("first-step-cases", 500, "first-step row: phantom cases of 64×64×32 on disk")
 	trainerSteps := fs.Int("trainer-steps", 16, "trainer row: steps of sli2vol train (the first 4 not counted)")
 	streamRounds := fs.Int("stream-rounds", 1, "rounds of each data-streaming row")
+	bigSlices := fs.Int("big-volume-slices", 1000, "bigvolume row: segment 512×512×N phantoms, N = this/4 and this")
 	cpp := fs.String("cpp", "", "bench/cpp/cfn_step built (make bench does): the CFN rows also in plain C++ libtorch")
 	affinity := fs.String("affinity", "auto", "the Go side's affinity strategy: auto, rows, shifts or unfold (torchx.AffinityStrategy)")
 	if err := fs.Parse(args); err != nil {
@@ -93,7 +94,7 @@ func run(args []string) error {
 	if *only != "" {
 		// Go-only rows are gated by their step (or case) counts: 0 skips one.
 		rows = selectRows(*only, rows, map[string]*int{"memory": &memSteps, "data-parallel": &dpSteps,
-			"stream": streamSteps, "first-step": firstCases, "trainer": trainerSteps})
+			"stream": streamSteps, "first-step": firstCases, "trainer": trainerSteps, "bigvolume": bigSlices})
 	}
 	py := "" // the Go-only rows run without PyTorch
 	if len(rows) > 0 {
@@ -116,8 +117,8 @@ func run(args []string) error {
 		Out: *out, GPUMemoryCmd: gpuMem, Recorded: filepath.Join(root, "bench", "recorded.md"),
 		Sli2vol: filepath.Join(root, "bin", "sli2vol"), StreamSteps: *streamSteps, StreamCases: *streamCases,
 		FirstStepCases: *firstCases, TrainerSteps: *trainerSteps, TrainerConfig: filepath.Join(root, "configs", "paper.yaml"),
-		StreamRounds: *streamRounds,
-		Log:          func(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...) },
+		StreamRounds: *streamRounds, BigVolumeSlices: *bigSlices,
+		Log: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...) },
 	})
 }
 
