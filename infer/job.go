@@ -53,7 +53,7 @@ func (j *Job) Propagator() *Propagator {
 	}
 	return &Propagator{Model: j.Net, Device: j.Device, Scale: j.Cfg.Data.IntensityScale,
 		MinArea: j.Cfg.Infer.MinArea, Estimate: est, Resize: j.Cfg.Infer.Resize,
-		EncodeBatch: j.Cfg.Infer.EncodeBatch, Log: j.Log}
+		EncodeBatch: j.Cfg.Infer.EncodeBatch, Verify: j.Cfg.Infer.Verification, Log: j.Log}
 }
 
 // Segment propagates ann through a prepared volume.

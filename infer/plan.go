@@ -82,7 +82,7 @@ func (g *propagation) run(plan []segment) {
 			chains = append(chains, &stream{ann: p.from, dir: +1, stop: g.s.Len(), emit: g.write})
 		}
 	}
-	if g.PerSlice {
+	if g.PerSlice || g.Verify {
 		for _, c := range chains {
 			if g.cancelled() {
 				return

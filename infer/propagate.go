@@ -42,6 +42,9 @@ type Propagator struct {
 	// PerSlice runs the reference path, one slice at a time with a host round trip each (the
 	// path the chunked one is tested against).
 	PerSlice bool
+	// Verify applies Sli2Vol's verification module to every propagated slice (verify.go); it
+	// needs each slice's labels on the host, so it runs on the per-slice path.
+	Verify bool
 	Log      io.Writer
 }
 
@@ -148,6 +151,7 @@ type propagation struct {
 	total   int
 	err     error // the request's context ended
 	batch   int   // slices per chunk (chunked path)
+	ver     *verifier
 	// The last slice's own features, computed once: the query of one step is the key of
 	// the next.
 	cacheN int // −1: none
@@ -156,7 +160,12 @@ type propagation struct {
 
 // link is what one slice hands to the next: the mask it carries (one-hot probabilities on
 // the working grid) and its features, the key the next slice's query is compared with.
-type link struct{ mask, key torchx.Tensor }
+// With verification the per-slice path also keeps the slice's labels (host) and number.
+type link struct {
+	mask, key torchx.Tensor
+	labels    []int32
+	n         int
+}
 
 func newPropagation(p *Propagator, img *data.Image, s data.Slicer, win data.Window, anns []*data.Annotation, r Request) *propagation {
 	h, w := s.Size()
@@ -180,6 +189,7 @@ func newPropagation(p *Propagator, img *data.Image, s data.Slicer, win data.Wind
 	g.total = planLength(planChains(anns), s.Len())
 	g.bar = progress.New(p.Log, g.total, "segment", 5*time.Second)
 	g.batch = g.chunkSize()
+	g.ver = newVerifier(h, w)
 	return g
 }
 
@@ -229,7 +239,7 @@ func (g *propagation) first(ann *data.Annotation) link {
 	if g.Resize > 0 {
 		mask = g.hard(g.toWork(mask))
 	}
-	return link{mask: mask, key: g.features(ann.Slice, mask)}
+	return link{mask: mask, key: g.features(ann.Slice, mask), labels: ann.Mask, n: ann.Slice}
 }
 
 // step is Eq. 4 and the stop rule: slice n's features (the query) against the key give the
@@ -239,12 +249,22 @@ func (g *propagation) step(l link, n int, emit emitFunc) (link, bool) {
 	query := g.features(n, l.mask)
 	probs := g.Model.Propagate(g.Model.Affinity(query, l.key), l.mask)
 	mask, area := g.labels(probs)
+	if g.Verify {
+		mask, area = g.verified(l, n, mask)
+	}
 	g.advance(1, fmt.Sprintf("slice %d, %d px", n, area))
 	if area < max(1, g.MinArea) {
 		return link{}, false
 	}
+	next := link{mask: g.reencode(probs, mask), key: query, labels: mask, n: n}
+	if g.Verify { // the verified mask is what is carried on, and what an interval blends
+		next.mask = g.toWork(g.oneHot(mask))
+		if g.Resize > 0 {
+			next.mask = g.hard(next.mask)
+		}
+		probs = next.mask
+	}
 	emit(n, probs, mask)
-	next := link{mask: g.reencode(probs, mask), key: query}
 	if g.Estimate == configs.EstimatePropagated {
 		next.key = g.features(n, next.mask) // the key's estimate is the mask it carries
 	}
@@ -379,4 +399,17 @@ func freeReplaced(prev, kept []torchx.Tensor) {
 		}
 		torchx.Free(p)
 	}
+}
+
+// verified is mask after the verification module (slice n against the link's slice), and
+// its area.
+func (g *propagation) verified(l link, n int, mask []int32) ([]int32, int) {
+	out := g.ver.verify(mask, l.labels, data.Slice(g.s, g.img.Data, n), data.Slice(g.s, g.img.Data, l.n), g.ids)
+	area := 0
+	for _, v := range out {
+		if v != 0 {
+			area++
+		}
+	}
+	return out, area
 }
