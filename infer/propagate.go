@@ -45,7 +45,7 @@ type Propagator struct {
 	// Verify applies Sli2Vol's verification module to every propagated slice (verify.go); it
 	// needs each slice's labels on the host, so it runs on the per-slice path.
 	Verify bool
-	Log      io.Writer
+	Log    io.Writer
 }
 
 // Network is what propagation needs of a correspondence-flow model (models.CFN).
