@@ -11,6 +11,10 @@ want=(g++ make libopenjp2-7-dev)
 [ -z "$libtorch" ] && want+=(libtorch-dev libgloo-dev)
 # Interop tests and the PyTorch comparison only; never used by the product.
 want+=(python3-torch python3-nibabel)
+# The browser test of `sli2vol serve`'s page (cmd/sli2vol/browser_test.go, skipped without a
+# Chromium): headless Chromium with its own SwiftShader for WebGL; fonts-liberation so the
+# screenshot it writes has legible text (a Recommends that --no-install-recommends skips).
+want+=(chromium fonts-liberation)
 if [ -n "$libtorch" ]; then
   # Another libtorch (e.g. a CUDA one): install nothing, only check what the build needs.
   [ -d "$libtorch/include" ] && [ -d "$libtorch/lib" ] || {
