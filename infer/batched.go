@@ -22,22 +22,24 @@ import (
 // It computes what the per-slice chain (chain) computes, in the same order per slice:
 // batched convolutions may round differently, nothing else differs.
 
-// The working set of one chunk when infer.encode_batch is 0 (auto): the encoder's
+// The working set of one chunk when infer.encode_batch is 0 (auto) on a GPU: the encoder's
 // activations, features, affinities and masks of the chunk's slices. A GPU gains from large
 // chunks (fewer, larger kernel launches): a quarter of its free memory, at most 8 GiB (2 GiB
-// when it cannot be asked). A CPU gains nothing from batching (its convolutions are
-// compute-bound already; see BENCHMARKS.md), so a chunk there only amortises the per-slice
-// bookkeeping: 256 MiB.
+// when it cannot be asked). On the CPU auto is the per-slice path: there the convolutions are
+// compute-bound already, and batching them measured slower (0.89× the per-slice path's
+// slices/s at 128², 2 threads) for three times the memory (BENCHMARKS.md).
 const (
 	encodeBudgetGPU    = 2 << 30
 	encodeBudgetGPUMax = 8 << 30
-	encodeBudgetCPU    = 256 << 20
 )
 
-// chunkSize is the number of slices encoded together.
+// chunkSize is the number of slices encoded together; 0: the per-slice path.
 func (g *propagation) chunkSize() int {
 	if g.EncodeBatch > 0 {
 		return g.EncodeBatch
+	}
+	if !strings.HasPrefix(g.Device, "cuda") {
+		return 0
 	}
 	hw := int64(g.h) * int64(g.w)
 	if g.Resize > 0 {
@@ -50,11 +52,8 @@ func (g *propagation) chunkSize() int {
 	return int(max(1, min(64, deviceBudget(g.Device)/perSlice)))
 }
 
-// deviceBudget is the automatic chunk working set on device ("cpu", "cuda", "cuda:N").
+// deviceBudget is the automatic chunk working set on a GPU ("cuda", "cuda:N").
 func deviceBudget(device string) int64 {
-	if !strings.HasPrefix(device, "cuda") {
-		return encodeBudgetCPU
-	}
 	index := 0
 	if s, ok := strings.CutPrefix(device, "cuda:"); ok {
 		index, _ = strconv.Atoi(s)

@@ -67,7 +67,8 @@ func (p segment) slices(n int) []int {
 
 // run propagates every chain of the plan, then blends the intervals. The chains are
 // independent of each other: the per-slice path runs them one after the other, the chunked
-// path two at a time in one batch (both directions from an annotation at once).
+// path two at a time in one batch (both directions from an annotation at once). Auto on the
+// CPU (chunkSize 0) is the per-slice path.
 func (g *propagation) run(plan []segment) {
 	var chains []*stream
 	var blends []func()
@@ -82,7 +83,7 @@ func (g *propagation) run(plan []segment) {
 			chains = append(chains, &stream{ann: p.from, dir: +1, stop: g.s.Len(), emit: g.write})
 		}
 	}
-	if g.PerSlice || g.Verify {
+	if g.PerSlice || g.Verify || g.batch == 0 {
 		for _, c := range chains {
 			if g.cancelled() {
 				return

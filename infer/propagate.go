@@ -37,7 +37,8 @@ type Propagator struct {
 	// slice's own size; 0 propagates at the native size.
 	Resize int
 	// EncodeBatch is the number of slices encoded (and their affinities computed) together;
-	// 0 sizes it to the device's working-set budget (see chunkSize).
+	// 0 sizes it to the GPU's working-set budget, and on the CPU runs the per-slice path (see
+	// chunkSize).
 	EncodeBatch int
 	// PerSlice runs the reference path, one slice at a time with a host round trip each (the
 	// path the chunked one is tested against).
