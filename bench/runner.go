@@ -54,7 +54,9 @@ type RunOptions struct {
 	// BigVolumeSlices: the big-volume row segments 512×512×N phantoms for N = this/4 and this
 	// (bigvolume.go; 0: skip).
 	BigVolumeSlices int
-	Log             func(format string, a ...any)
+	// Accumulator runs the host-vs-device sliding-window accumulator row (accumulator.go).
+	Accumulator bool
+	Log         func(format string, a ...any)
 }
 
 type stats struct{ med, min, max float64 }
@@ -145,6 +147,15 @@ func Run(o RunOptions) error {
 		if err := bigVolumeRow(o, &md); err != nil {
 			return err
 		}
+	}
+	if o.Accumulator {
+		o.Log("accumulator: 42 classes, 256×256×200, host then device sums")
+		torchx.SetNumThreads(o.Threads) // this row runs in the runner's own process
+		r, err := AccumulatorRow(IssueAccumulatorOptions(o.Device))
+		if err != nil {
+			return fmt.Errorf("accumulator: %w", err)
+		}
+		md.WriteString("\n" + r.Markdown())
 	}
 	if o.Recorded != "" && len(o.Rows) > 0 { // recorded comparisons go with the comparison
 		if b, err := os.ReadFile(o.Recorded); err == nil {
