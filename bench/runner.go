@@ -56,6 +56,8 @@ type RunOptions struct {
 	BigVolumeSlices int
 	// Accumulator runs the host-vs-device sliding-window accumulator row (accumulator.go).
 	Accumulator bool
+	// ServeAccept runs the server's job-acceptance row (serveaccept.go).
+	ServeAccept bool
 	Log         func(format string, a ...any)
 }
 
@@ -145,6 +147,11 @@ func Run(o RunOptions) error {
 	}
 	if o.BigVolumeSlices > 0 {
 		if err := bigVolumeRow(o, &md); err != nil {
+			return err
+		}
+	}
+	if o.ServeAccept {
+		if err := serveAcceptRow(o, &md); err != nil {
 			return err
 		}
 	}

@@ -63,7 +63,7 @@ func run(args []string) error {
 	paper := fs.Bool("paper", false, "also the paper-size UNETR++ row, 64×128×128 (always on CUDA)")
 	out := fs.String("out", "BENCHMARKS.md", "report")
 	only := fs.String("only", "", "comma-separated row names to run (train-96, train-256, propagate, propagate-512 (CUDA), 16×32×32, 64×128×128; memory, data-parallel; "+
-		"stream, first-step, trainer: the data-streaming rows; bigvolume: segment through 512×512×1000; accumulator: sliding-window sums on host vs device; Go only); all when empty")
+		"stream, first-step, trainer: the data-streaming rows; bigvolume: segment through 512×512×1000; accumulator: sliding-window sums on host vs device; serve: a 512×512×300 job's acceptance; Go only); all when empty")
 	streamSteps := fs.Int("stream-steps", 40, "stream row: training steps per run")
 	streamCases := fs.Int("stream-cases", 64, "stream row: phantom volumes of 256×256×128 (64 MiB each decoded)")
 	firstCases := fs.Int("first-step-cases", 500, "first-step row: phantom cases of 64×64×32 on disk")
@@ -87,14 +87,14 @@ func run(args []string) error {
 		gpuMem = "nvidia-smi"
 	}
 	rows := benchRows(root, *device, *paper, steps, hwProp, slices)
-	memSteps, dpSteps, accumulator := 1000, 40, 1
+	memSteps, dpSteps, accumulator, serveAccept := 1000, 40, 1, 1
 	if *device != "cpu" || *threads < 2 {
 		dpSteps = 0 // the data-parallel row splits the CPU's threads between two processes
 	}
 	if *only != "" {
 		// Go-only rows are gated by their step (or case) counts: 0 skips one.
 		rows = selectRows(*only, rows, map[string]*int{"memory": &memSteps, "data-parallel": &dpSteps,
-			"stream": streamSteps, "first-step": firstCases, "trainer": trainerSteps, "bigvolume": bigSlices, "accumulator": &accumulator})
+			"stream": streamSteps, "first-step": firstCases, "trainer": trainerSteps, "bigvolume": bigSlices, "accumulator": &accumulator, "serve": &serveAccept})
 	}
 	py := "" // the Go-only rows run without PyTorch
 	if len(rows) > 0 {
@@ -117,7 +117,7 @@ func run(args []string) error {
 		Out: *out, GPUMemoryCmd: gpuMem, Recorded: filepath.Join(root, "bench", "recorded.md"),
 		Sli2vol: filepath.Join(root, "bin", "sli2vol"), StreamSteps: *streamSteps, StreamCases: *streamCases,
 		FirstStepCases: *firstCases, TrainerSteps: *trainerSteps, TrainerConfig: filepath.Join(root, "configs", "paper.yaml"),
-		StreamRounds: *streamRounds, BigVolumeSlices: *bigSlices, Accumulator: accumulator > 0,
+		StreamRounds: *streamRounds, BigVolumeSlices: *bigSlices, Accumulator: accumulator > 0, ServeAccept: serveAccept > 0,
 		Log: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...) },
 	})
 }
