@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"sync"
 	"testing"
-
 )
 
 // Two sessions working at once see only their own volumes and jobs: every path naming the
@@ -108,4 +107,3 @@ func TestCancelFreesSlot(t *testing.T) {
 		}
 	}
 }
-

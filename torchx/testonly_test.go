@@ -48,7 +48,6 @@ func ClipGradNorm(params []Tensor, maxNorm float64) float64 {
 // GradEnabled reports whether autograd records ops on this goroutine's OS thread.
 func GradEnabled() bool { return gradEnabled() }
 
-
 // RequiresGrad reports whether autograd tracks t.
 func RequiresGrad(t Tensor) bool { return requiresGrad(t) }
 
