@@ -12,7 +12,7 @@ import (
 
 // inferFlags bind the inference settings a command may override (flag → config key).
 var inferFlags = map[string]string{"min-area": "infer.min_area", "estimate": "infer.object_estimate", "resize": "infer.resize",
-	"encode-batch": "infer.encode_batch"}
+	"encode-batch": "infer.encode_batch", "verify": "infer.verification"}
 
 // runtimeInferFlags set how inference runs, not what it computes: they never replace the
 // run's own inference settings (see configs.Config.ForInference).
@@ -25,6 +25,7 @@ func addInferFlags(cmd *cobra.Command) {
 	cmd.Flags().Int("resize", d.Resize, "propagate on slices resampled to N×N, 0 = native size (config: infer.resize)")
 	cmd.Flags().String("estimate-model", "", "UNETR++ run whose prediction is the estimate with --estimate model")
 	cmd.Flags().Int("encode-batch", d.EncodeBatch, "slices encoded together while propagating, 0 = auto (config: infer.encode_batch)")
+	cmd.Flags().Bool("verify", d.Verification, "Sli2Vol's verification module on every propagated slice (config: infer.verification)")
 }
 
 // runJob loads a trained run for inference, with the command's runtime settings (device,
