@@ -318,21 +318,9 @@ func cppSection(rows *strings.Builder) string {
 // runRow prepares one row, checks parity on the first round and appends the row's lines.
 func runRow(md, cppMD *strings.Builder, o RunOptions, r Row, gpu *gpuMemory) error {
 	th := fmt.Sprint(o.Threads)
-	dir := filepath.Join(o.Work, r.Name)
-	o.Log("prepare %s", r.Name)
-	prep := []string{"prepare", dir, r.Config, fmt.Sprint(r.HW), fmt.Sprint(r.Batch), fmt.Sprint(r.Slices)}
-	trainCmd := "train"
-	if r.UNETR {
-		prep, trainCmd = []string{"prepare-unetr", dir, r.Config, fmt.Sprint(r.Batch)}, "train-unetr"
-	}
-	if _, err := runJSONOrNil(o.Self, prep...); err != nil {
+	dir, goArgs, pyArgs, err := prepareRow(o, r)
+	if err != nil {
 		return err
-	}
-	goArgs := []string{trainCmd, dir, o.Device, fmt.Sprint(r.Steps), th}
-	pyArgs := []string{o.PyScript, trainCmd, dir, o.Device, fmt.Sprint(r.Steps), th}
-	if r.Propagate {
-		goArgs = []string{"propagate", dir, o.Device, th}
-		pyArgs = []string{o.PyScript, "propagate", dir, o.Device, th}
 	}
 	var gv, pv, gm, pm, gg, pg, cv, cm []float64
 	var parity string
@@ -401,6 +389,26 @@ func runRow(md, cppMD *strings.Builder, o RunOptions, r Row, gpu *gpuMemory) err
 		fmt.Fprintf(cppMD, "| … peak RSS (MiB) | %s | %s | %.2f |\n", GM, CM, GM.med/CM.med)
 	}
 	return nil
+}
+
+// prepareRow writes the row's weights and data under o.Work and returns that folder and the
+// Go and PyTorch command lines of one round.
+func prepareRow(o RunOptions, r Row) (dir string, goArgs, pyArgs []string, err error) {
+	th := fmt.Sprint(o.Threads)
+	dir = filepath.Join(o.Work, r.Name)
+	o.Log("prepare %s", r.Name)
+	prep := []string{"prepare", dir, r.Config, fmt.Sprint(r.HW), fmt.Sprint(r.Batch), fmt.Sprint(r.Slices)}
+	cmd := "train"
+	if r.UNETR {
+		prep, cmd = []string{"prepare-unetr", dir, r.Config, fmt.Sprint(r.Batch)}, "train-unetr"
+	}
+	if _, err := runJSONOrNil(o.Self, prep...); err != nil {
+		return "", nil, nil, err
+	}
+	if r.Propagate {
+		return dir, []string{"propagate", dir, o.Device, th}, []string{o.PyScript, "propagate", dir, o.Device, th}, nil
+	}
+	return dir, []string{cmd, dir, o.Device, fmt.Sprint(r.Steps), th}, []string{o.PyScript, cmd, dir, o.Device, fmt.Sprint(r.Steps), th}, nil
 }
 
 // parityLine is what the first round found equal.

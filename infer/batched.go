@@ -112,11 +112,7 @@ func (t tensorPair) link() link { return link{mask: t[0], key: t[1]} }
 // firstChunked is the annotated slice's link; its key is the image half alone with
 // estimate propagated (the PL half is added per step, from the mask the step carries).
 func (g *propagation) firstChunked(ann *data.Annotation) link {
-	mask := g.oneHot(ann.Mask)
-	if g.Resize > 0 {
-		mask = g.hard(g.toWork(mask))
-	}
-	return link{mask: mask, key: g.featuresOf([]int{ann.Slice})}
+	return link{mask: g.carried(ann.Mask), key: g.featuresOf([]int{ann.Slice})}
 }
 
 // round carries each live chain over its next (up to) per slices: one encoder batch and one

@@ -35,34 +35,21 @@ func planChains(anns []*data.Annotation) []segment {
 	return append(plan, segment{from: anns[len(anns)-1], dir: +1})
 }
 
-// planLength is the number of chain steps the plan takes at most (the progress total):
-// slices between two annotations are visited twice.
+// planLength is the number of chain steps the plan takes at most in a volume of n slices
+// (the progress total): slices between two annotations are visited twice.
 func planLength(plan []segment, n int) int {
 	total := 0
 	for _, p := range plan {
-		total += len(p.slices(n))
+		switch {
+		case p.to != nil:
+			total += 2 * (p.to.Slice - p.from.Slice - 1)
+		case p.dir < 0:
+			total += p.from.Slice
+		default:
+			total += n - 1 - p.from.Slice
+		}
 	}
 	return total
-}
-
-// slices the segment's chain (or chains) visit at most; n is the volume's slice count.
-func (p segment) slices(n int) []int {
-	var out []int
-	switch {
-	case p.to != nil:
-		for k := p.from.Slice + 1; k < p.to.Slice; k++ {
-			out = append(out, k, k)
-		}
-	case p.dir < 0:
-		for k := p.from.Slice - 1; k >= 0; k-- {
-			out = append(out, k)
-		}
-	default:
-		for k := p.from.Slice + 1; k < n; k++ {
-			out = append(out, k)
-		}
-	}
-	return out
 }
 
 // run propagates every chain of the plan, then blends the intervals. The chains are

@@ -236,11 +236,18 @@ func (g *propagation) chain(ann *data.Annotation, dir, stop int, emit emitFunc) 
 
 // first is the annotated slice's link: its mask and its features.
 func (g *propagation) first(ann *data.Annotation) link {
-	mask := g.oneHot(ann.Mask)
+	mask := g.carried(ann.Mask)
+	return link{mask: mask, key: g.features(ann.Slice, mask), labels: ann.Mask, n: ann.Slice}
+}
+
+// carried is a native-grid label slice as the one-hot mask a chain carries: on the working
+// grid, hard (the argmax of its resampled one-hot).
+func (g *propagation) carried(labels []int32) torchx.Tensor {
+	mask := g.oneHot(labels)
 	if g.Resize > 0 {
 		mask = g.hard(g.toWork(mask))
 	}
-	return link{mask: mask, key: g.features(ann.Slice, mask), labels: ann.Mask, n: ann.Slice}
+	return mask
 }
 
 // step is Eq. 4 and the stop rule: slice n's features (the query) against the key give the
@@ -257,13 +264,12 @@ func (g *propagation) step(l link, n int, emit emitFunc) (link, bool) {
 	if area < max(1, g.MinArea) {
 		return link{}, false
 	}
-	next := link{mask: g.reencode(probs, mask), key: query, labels: mask, n: n}
+	next := link{key: query, labels: mask, n: n}
 	if g.Verify { // the verified mask is what is carried on, and what an interval blends
-		next.mask = g.toWork(g.oneHot(mask))
-		if g.Resize > 0 {
-			next.mask = g.hard(next.mask)
-		}
+		next.mask = g.carried(mask)
 		probs = next.mask
+	} else {
+		next.mask = g.reencode(probs, mask)
 	}
 	emit(n, probs, mask)
 	if g.Estimate == configs.EstimatePropagated {
