@@ -109,6 +109,9 @@ type Infer struct {
 	Resize         int      `mapstructure:"resize" yaml:"resize"`
 	Verification   bool     `mapstructure:"verification" yaml:"verification"`
 	EncodeBatch    int      `mapstructure:"encode_batch" yaml:"encode_batch"`
+	AdaptSteps     int      `mapstructure:"adapt_steps" yaml:"adapt_steps"`
+	AdaptLR        float64  `mapstructure:"adapt_lr" yaml:"adapt_lr"`
+	AdaptRounds    int      `mapstructure:"adapt_rounds" yaml:"adapt_rounds"`
 }
 
 // UNETR configures UNETR++ (pseudo-label refinement and the FS-SS baseline).
@@ -363,6 +366,9 @@ func (c *Config) Validate() error {
 	if c.Infer.EncodeBatch < 0 {
 		return fmt.Errorf("infer.encode_batch is %d: 0 (auto) or a number of slices", c.Infer.EncodeBatch)
 	}
+	if err := c.Infer.validateAdapt(); err != nil {
+		return err
+	}
 	if len(c.Model.GEIG.Scales) == 0 {
 		return fmt.Errorf("model.geig.scales is empty")
 	}
@@ -499,4 +505,17 @@ func (c *Config) ForInference(command *Config, inferSet bool) *Config {
 	// How many slices are encoded together is a property of the machine, like the device.
 	out.Infer.EncodeBatch = command.Infer.EncodeBatch
 	return &out
+}
+
+// validateAdapt checks the test-time adaptation settings.
+func (i Infer) validateAdapt() error {
+	switch {
+	case i.AdaptSteps < 0:
+		return fmt.Errorf("infer.adapt_steps is %d: 0 (no adaptation) or a number of steps", i.AdaptSteps)
+	case i.AdaptSteps > 0 && !(i.AdaptLR > 0):
+		return fmt.Errorf("infer.adapt_lr is %g: adaptation needs a positive learning rate", i.AdaptLR)
+	case i.AdaptRounds < 1:
+		return fmt.Errorf("infer.adapt_rounds is %d: at least 1", i.AdaptRounds)
+	}
+	return nil
 }

@@ -18,6 +18,9 @@ type Job struct {
 	// Estimator predicts each test volume for infer.object_estimate "model" (a UNETR++
 	// run, e.g. the refinement network).
 	Estimator *SegNet
+	// Adapter fine-tunes a copy of Net on each volume before propagating it when
+	// infer.adapt_steps > 0 (train.Adapter); nil: such a config is refused.
+	Adapter Adapter
 }
 
 // Prepared is a volume ready for propagation: slicing and test-time window decided.
@@ -25,6 +28,7 @@ type Prepared struct {
 	Image  *data.Image
 	Slicer data.Slicer
 	Window data.Window
+	norm   *data.Normalizer // the volume's normalisation (adaptation samples it as training does)
 	// estimate is the Estimator's prediction of Image, made once per volume.
 	estimate []int32
 }
@@ -39,19 +43,22 @@ func (j *Job) Prepare(img *data.Image) (*Prepared, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Prepared{Image: img, Slicer: s, Window: n.Test()}, nil
+	return &Prepared{Image: img, Slicer: s, Window: n.Test(), norm: n}, nil
 }
 
 // Propagator for this job.
 // A Sli2Vol network (model.mode sli2vol) has no pseudo-label input, so the object estimate
 // does not apply to it: it propagates with estimate none whatever infer.object_estimate says,
 // which lets one evaluate command compare Sli2Vol and Sli2Vol+ under --estimate.
-func (j *Job) Propagator() *Propagator {
+func (j *Job) Propagator() *Propagator { return j.propagatorFor(j.Net) }
+
+// propagatorFor is the job's propagator around net (the job's own, or an adapted copy).
+func (j *Job) propagatorFor(net Network) *Propagator {
 	est := j.Cfg.Infer.ObjectEstimate
 	if !j.Cfg.Model.Mode.UsesPL() {
 		est = configs.EstimateNone
 	}
-	return &Propagator{Model: j.Net, Device: j.Device, Scale: j.Cfg.Data.IntensityScale,
+	return &Propagator{Model: net, Device: j.Device, Scale: j.Cfg.Data.IntensityScale,
 		MinArea: j.Cfg.Infer.MinArea, Estimate: est, Resize: j.Cfg.Infer.Resize,
 		EncodeBatch: j.Cfg.Infer.EncodeBatch, Verify: j.Cfg.Infer.Verification, Log: j.Log}
 }
@@ -63,17 +70,35 @@ func (j *Job) Segment(p *Prepared, ann *data.Annotation) (*Result, error) {
 
 // Run propagates a request (one or several annotated slices) through a prepared volume. With
 // estimate model, the Estimator's prediction of the volume is made once per volume (without
-// an Estimator, the propagator refuses).
+// an Estimator, the propagator refuses). With infer.adapt_steps > 0 a copy of the network is
+// first adapted to the volume (adaptedRun); the job's own network never changes.
 func (j *Job) Run(p *Prepared, r Request) (*Result, error) {
-	prop := j.Propagator()
-	if prop.Estimate == configs.EstimateModel && j.Estimator != nil {
-		if p.estimate == nil {
-			est, err := j.Estimator.PredictImage(p.Image)
-			if err != nil {
-				return nil, err
-			}
-			p.estimate = est
-		}
+	if j.Cfg.Infer.AdaptSteps > 0 {
+		return j.adaptedRun(p, r)
+	}
+	if err := j.ensureEstimate(p); err != nil {
+		return nil, err
+	}
+	return j.runWith(j.Net, p, r)
+}
+
+// ensureEstimate makes the Estimator's prediction of p once, when estimate model asks for it.
+func (j *Job) ensureEstimate(p *Prepared) error {
+	if j.Propagator().Estimate != configs.EstimateModel || j.Estimator == nil || p.estimate != nil {
+		return nil
+	}
+	est, err := j.Estimator.PredictImage(p.Image)
+	if err != nil {
+		return err
+	}
+	p.estimate = est
+	return nil
+}
+
+// runWith propagates r through p with net.
+func (j *Job) runWith(net Network, p *Prepared, r Request) (*Result, error) {
+	prop := j.propagatorFor(net)
+	if prop.Estimate == configs.EstimateModel {
 		prop.EstimateVolume = p.estimate
 	}
 	return prop.Run(p.Image, p.Slicer, p.Window, r)

@@ -221,3 +221,17 @@ func ParamCount(m Module) int64 {
 	}
 	return n
 }
+
+// Free releases m's tensors now (each once, however many names share it), for a model made
+// for one task — a test-time-adapted copy — whose memory should not wait for the collector.
+// m must not be used afterwards.
+func Free(m Module) {
+	seen := map[any]bool{}
+	m.Visit("", &Visitor{Tensor: func(_ string, t *Tensor, _ bool) {
+		if t.T == nil || seen[t.T] {
+			return
+		}
+		seen[t.T] = true
+		torchx.Free(*t)
+	}})
+}

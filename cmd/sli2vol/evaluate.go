@@ -20,6 +20,7 @@ import (
 func newEvaluateCmd() *cobra.Command {
 	var runs, fsss []string
 	var dataDir, out string
+	var variants []string
 	var baselines, force bool
 	cmd := &cobra.Command{
 		Use:   "evaluate --model RUN [--model RUN2 ...] --data DIR --out REPORT",
@@ -29,7 +30,11 @@ func newEvaluateCmd() *cobra.Command {
 			if launched, err := launchIfAsked(cmd); launched {
 				return err
 			}
-			return runEvaluate(cmd, nil, runs, fsss, dataDir, out, baselines, force)
+			vs, err := parseVariants(variants)
+			if err != nil {
+				return err
+			}
+			return runEvaluate(cmd, nil, evalInputs{runs, fsss, vs}, dataDir, out, baselines, force)
 		},
 	}
 	f := cmd.Flags()
@@ -37,6 +42,7 @@ func newEvaluateCmd() *cobra.Command {
 	f.StringArrayVar(&fsss, "fsss", nil, "FS-SS baseline run folder (sli2vol train-fsss; repeatable)")
 	f.StringVar(&dataDir, "data", "", "labelled dataset to evaluate on")
 	f.StringVar(&out, "out", "", "report folder (report.md, results.csv, drift.csv)")
+	f.StringSliceVar(&variants, "variants", nil, "score each run several ways, a column each: plain, adapted (needs --adapt-steps), verified, adapted+verified (default: as configured)")
 	f.BoolVar(&baselines, "baselines", true, "include the copy and untrained GEIG-affinity baselines")
 	f.BoolVar(&force, "force", false, "overwrite an existing report")
 	addInferFlags(cmd)
@@ -44,9 +50,16 @@ func newEvaluateCmd() *cobra.Command {
 	return cmd
 }
 
+// evalInputs are what an evaluation scores: propagation runs (each in its variants), FS-SS runs.
+type evalInputs struct {
+	runs, fsss []string
+	variants   []variant // nil: each run as configured
+}
+
 // runEvaluate scores the runs (propagation models), FS-SS runs and baselines on dataDir. g is
 // the pipeline's process group; nil joins the launch's own, if any.
-func runEvaluate(cmd *cobra.Command, g *dist.Group, runDirs, fsss []string, dataDir, out string, baselines, force bool) error {
+func runEvaluate(cmd *cobra.Command, g *dist.Group, in evalInputs, dataDir, out string, baselines, force bool) error {
+	runDirs, fsss := in.runs, in.fsss
 	if dataDir == "" || out == "" {
 		return fmt.Errorf("evaluate: --data and --out are required")
 	}
@@ -58,7 +71,7 @@ func runEvaluate(cmd *cobra.Command, g *dist.Group, runDirs, fsss []string, data
 		return err
 	}
 	ms := methodSet{seen: map[string]bool{}}
-	if err := ms.addRuns(cmd, runDirs); err != nil {
+	if err := ms.addRuns(cmd, runDirs, in.variants); err != nil {
 		return err
 	}
 	if err := ms.addFSSS(fsss); err != nil {
@@ -128,9 +141,10 @@ func (ms *methodSet) unique(name string) string {
 	return name
 }
 
-// addRuns adds the propagation runs. A method is named by its mode (sli2vol+), or by its
-// run folder when several runs share a mode.
-func (ms *methodSet) addRuns(cmd *cobra.Command, runDirs []string) error {
+// addRuns adds the propagation runs, each in every variant asked for. A method is named by
+// its mode (sli2vol+), or by its run folder when several runs share a mode, and by its
+// variant ("sli2vol+ (adapted)").
+func (ms *methodSet) addRuns(cmd *cobra.Command, runDirs []string, variants []variant) error {
 	modes := map[configs.Mode]int{}
 	for _, r := range runDirs {
 		if c, err := runs.ReadConfig(r); err == nil {
@@ -147,9 +161,19 @@ func (ms *methodSet) addRuns(cmd *cobra.Command, runDirs []string) error {
 		if modes[j.Cfg.Model.Mode] > 1 {
 			name = filepath.Base(filepath.Clean(r))
 		}
-		ms.methods = append(ms.methods, infer.Method{Name: ms.unique(name), Job: j})
 		if ms.base == nil {
 			ms.base = j
+		}
+		if variants == nil {
+			ms.methods = append(ms.methods, infer.Method{Name: ms.unique(name + variantOf(j.Cfg.Infer).suffix()), Job: j})
+			continue
+		}
+		for _, v := range variants {
+			vj, err := v.job(j)
+			if err != nil {
+				return err
+			}
+			ms.methods = append(ms.methods, infer.Method{Name: ms.unique(name + v.suffix()), Job: vj})
 		}
 	}
 	if ms.base != nil {
@@ -183,6 +207,11 @@ func (ms *methodSet) addFSSS(fsss []string) error {
 // addBaselines puts the copy and untrained-affinity baselines first.
 func (ms *methodSet) addBaselines() {
 	c := ms.base.Cfg
+	if c.Infer.AdaptSteps > 0 { // an untrained affinity has nothing to adapt
+		cc := *c
+		cc.Infer.AdaptSteps = 0
+		c = &cc
+	}
 	geig := models.NewGEIG(c.Model.GEIG.Directions, c.Model.GEIG.Scales)
 	aff := &infer.Job{Cfg: c, Device: ms.base.Device, Net: &infer.FeatureAffinity{Input: geig, Radius: c.Model.Radius}}
 	ms.methods = append([]infer.Method{{Name: ms.unique("copy")}, {Name: ms.unique("geig-affinity (untrained)"), Job: aff}}, ms.methods...)
@@ -212,4 +241,59 @@ func scoredRuns(dirs []string) string {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", d, p.Software.Sli2vol, commit, p.DataHash, p.Started.Format("2006-01-02 15:04 UTC"))
 	}
 	return b.String()
+}
+
+// variant is one way of running a propagation model in an evaluation.
+type variant struct{ adapted, verified bool }
+
+// variantNames are the --variants values.
+var variantNames = map[string]variant{"plain": {}, "adapted": {adapted: true}, "verified": {verified: true},
+	"adapted+verified": {adapted: true, verified: true}}
+
+func parseVariants(names []string) ([]variant, error) {
+	var out []variant
+	for _, n := range names {
+		v, ok := variantNames[n]
+		if !ok {
+			return nil, fmt.Errorf("evaluate: --variants %q: want plain, adapted, verified or adapted+verified", n)
+		}
+		if !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
+// variantOf is the variant an inference config runs.
+func variantOf(i configs.Infer) variant {
+	return variant{adapted: i.AdaptSteps > 0, verified: i.Verification}
+}
+
+// suffix is the variant's part of a column name.
+func (v variant) suffix() string {
+	switch {
+	case v.adapted && v.verified:
+		return " (adapted, verified)"
+	case v.adapted:
+		return " (adapted)"
+	case v.verified:
+		return " (verified)"
+	}
+	return ""
+}
+
+// job is j run as the variant: adaptation with j's infer.adapt_* settings or none,
+// verification on or off.
+func (v variant) job(j *infer.Job) (*infer.Job, error) {
+	if v.adapted && j.Cfg.Infer.AdaptSteps == 0 {
+		return nil, fmt.Errorf("evaluate: --variants adapted needs a number of adaptation steps (--adapt-steps N)")
+	}
+	c := *j.Cfg
+	if !v.adapted {
+		c.Infer.AdaptSteps = 0
+	}
+	c.Infer.Verification = v.verified
+	out := *j
+	out.Cfg = &c
+	return &out, nil
 }

@@ -8,11 +8,13 @@ import (
 	"github.com/sli2vol/sli2vol/configs"
 	"github.com/sli2vol/sli2vol/infer"
 	"github.com/sli2vol/sli2vol/runs"
+	"github.com/sli2vol/sli2vol/train"
 )
 
 // inferFlags bind the inference settings a command may override (flag → config key).
 var inferFlags = map[string]string{"min-area": "infer.min_area", "estimate": "infer.object_estimate", "resize": "infer.resize",
-	"encode-batch": "infer.encode_batch", "verify": "infer.verification"}
+	"encode-batch": "infer.encode_batch", "verify": "infer.verification",
+	"adapt-steps": "infer.adapt_steps", "adapt-lr": "infer.adapt_lr", "adapt-rounds": "infer.adapt_rounds"}
 
 // runtimeInferFlags set how inference runs, not what it computes: they never replace the
 // run's own inference settings (see configs.Config.ForInference).
@@ -26,6 +28,9 @@ func addInferFlags(cmd *cobra.Command) {
 	cmd.Flags().String("estimate-model", "", "UNETR++ run whose prediction is the estimate with --estimate model")
 	cmd.Flags().Int("encode-batch", d.EncodeBatch, "slices encoded together while propagating, 0 = auto (config: infer.encode_batch)")
 	cmd.Flags().Bool("verify", d.Verification, "Sli2Vol's verification module on every propagated slice (config: infer.verification)")
+	cmd.Flags().Int("adapt-steps", d.AdaptSteps, "test-time adaptation: fine-tune a copy of the network on each volume for N steps first, 0 = none (config: infer.adapt_steps)")
+	cmd.Flags().Float64("adapt-lr", d.AdaptLR, "test-time adaptation's learning rate (config: infer.adapt_lr)")
+	cmd.Flags().Int("adapt-rounds", d.AdaptRounds, "Sli2Vol+: propagate and adapt on the result this many times (config: infer.adapt_rounds)")
 }
 
 // runJob loads a trained run for inference, with the command's runtime settings (device,
@@ -52,7 +57,7 @@ func runJob(cmd *cobra.Command, runDir string) (*infer.Job, error) {
 	if err := run.To(dev); err != nil {
 		return nil, err
 	}
-	j := &infer.Job{Cfg: c, Net: run.Model, Device: dev, Log: cmd.ErrOrStderr()}
+	j := &infer.Job{Cfg: c, Net: run.Model, Device: dev, Log: cmd.ErrOrStderr(), Adapter: train.Adapter{}}
 	if est, _ := cmd.Flags().GetString("estimate-model"); est != "" {
 		if j.Estimator, err = loadSegNet(est, dev); err != nil {
 			return nil, err

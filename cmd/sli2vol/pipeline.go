@@ -117,7 +117,7 @@ func (pl *pipeline) steps() error {
 		pl.say("done; no --test data, so no evaluation (sli2vol evaluate --model %s ...)", pl.path(stepPlus))
 		return nil
 	}
-	return runEvaluate(pl.cmd, pl.g, []string{pl.path(stepSli2Vol), pl.path(stepPlus)}, nil, pl.testDir, pl.path(stepReport), true, true)
+	return runEvaluate(pl.cmd, pl.g, evalInputs{runs: []string{pl.path(stepSli2Vol), pl.path(stepPlus)}}, pl.testDir, pl.path(stepReport), true, true)
 }
 
 func (pl *pipeline) path(step string) string { return filepath.Join(pl.out, step) }

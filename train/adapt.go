@@ -1,0 +1,112 @@
+package train
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/sli2vol/sli2vol/configs"
+	"github.com/sli2vol/sli2vol/data"
+	"github.com/sli2vol/sli2vol/infer"
+	"github.com/sli2vol/sli2vol/models"
+	"github.com/sli2vol/sli2vol/runs"
+	"github.com/sli2vol/sli2vol/torchx"
+)
+
+// Adapter is test-time adaptation (infer.adapt_steps): a copy of the trained network is
+// fine-tuned on the volume being segmented with the training step itself — pairs of its own
+// slices, the reconstruction loss — so it learns this scanner's and this patient's
+// slice-to-slice correspondence without reading any label. It implements infer.Adapter; the
+// inference commands give it to their jobs (infer cannot import train).
+type Adapter struct{}
+
+// Adapt returns a copy of t.Net fine-tuned for infer.adapt_steps steps on t.Volume (with its
+// labels as the pseudo-labels in mode sli2vol+); t.Net is not changed. The pairs are sampled
+// as in training (data.pair_strides, resize range, crop, swaps), seeded by the config's seed,
+// with train.optimizer at infer.adapt_lr (constant).
+func (Adapter) Adapt(ctx context.Context, t infer.AdaptTask) (infer.Network, error) {
+	defer torchx.PinThread()()
+	c := t.Cfg
+	src, ok := t.Net.(*models.CFN)
+	if !ok {
+		return nil, fmt.Errorf("adapt: %T is not a trained correspondence-flow network", t.Net)
+	}
+	sampler, err := data.NewPairSampler([]data.TrainVolume{t.Volume}, c.PairSettings())
+	if err != nil {
+		return nil, fmt.Errorf("adapt: %w", err)
+	}
+	model, opt, err := trainableCopy(c, t.Device, src)
+	if err != nil {
+		return nil, err
+	}
+	defer opt.Close()
+	stepper := &Stepper{Cfg: c, Model: model, Opt: opt, Device: t.Device}
+	t0, first, last := time.Now(), 0.0, 0.0
+	steps := c.Infer.AdaptSteps
+	for i, batch := range adaptBatches(sampler, c.Train.BatchSize, steps) {
+		if ctx != nil && ctx.Err() != nil {
+			models.Free(model)
+			return nil, ctx.Err()
+		}
+		loss, err := stepper.Step(batch)
+		if err != nil {
+			models.Free(model)
+			return nil, fmt.Errorf("adapt: step %d: %w", i+1, err)
+		}
+		if i == 0 {
+			first = loss
+		}
+		last = loss
+		if t.Progress != nil {
+			t.Progress(i+1, steps)
+		}
+	}
+	models.SetTraining(model, false)
+	if t.Log != nil {
+		fmt.Fprintf(t.Log, "adapted to %s: %d steps, loss %.4g → %.4g (%.1f s)\n", t.Volume.Source, steps, first, last, time.Since(t0).Seconds())
+	}
+	return model, nil
+}
+
+// trainableCopy is a copy of src on device, seeded, in training mode, with its optimizer.
+func trainableCopy(c *configs.Config, device string, src *models.CFN) (*models.CFN, *torchx.Optimizer, error) {
+	var model *models.CFN
+	var opt *torchx.Optimizer
+	var err error
+	tryErr := torchx.Try(func() {
+		torchx.ManualSeed(uint64(c.Seed))
+		if model, err = runs.NewCFN(c.Model); err != nil {
+			return
+		}
+		models.To(model, device)
+		if err = models.LoadStateDict(model, models.StateDict(src)); err != nil {
+			return
+		}
+		models.SetTraining(model, true)
+		t := c.Train
+		t.LR, t.Schedule = c.Infer.AdaptLR, configs.ScheduleConstant
+		opt, _ = NewOptimizer(t, models.Parameters(model), c.Infer.AdaptSteps)
+	})
+	if err == nil {
+		err = tryErr
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("adapt: copying the network: %w", err)
+	}
+	return model, opt, nil
+}
+
+// adaptBatches yields the first steps batches of the volume's epochs, epoch after epoch.
+func adaptBatches(s *data.PairSampler, size, steps int) func(yield func(int, data.Batch) bool) {
+	return func(yield func(int, data.Batch) bool) {
+		i := 0
+		for e := 0; i < steps; e++ {
+			for _, b := range s.Batches(e, size, 0, data.Shard{}) {
+				if i == steps || !yield(i, b) {
+					return
+				}
+				i++
+			}
+		}
+	}
+}
