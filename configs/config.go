@@ -107,6 +107,7 @@ type Infer struct {
 	ObjectEstimate Estimate `mapstructure:"object_estimate" yaml:"object_estimate"`
 	MinArea        int      `mapstructure:"min_area" yaml:"min_area"`
 	Resize         int      `mapstructure:"resize" yaml:"resize"`
+	Spacing        Spacing  `mapstructure:"spacing" yaml:"spacing"`
 	Verification   bool     `mapstructure:"verification" yaml:"verification"`
 	EncodeBatch    int      `mapstructure:"encode_batch" yaml:"encode_batch"`
 	AdaptSteps     int      `mapstructure:"adapt_steps" yaml:"adapt_steps"`
@@ -363,6 +364,9 @@ func (c *Config) Validate() error {
 	if c.Infer.Resize < 0 {
 		return fmt.Errorf("infer.resize is %d: 0 (native size) or a slice side in pixels", c.Infer.Resize)
 	}
+	if c.Infer.Resize > 0 && c.Infer.Spacing == SpacingTraining {
+		return fmt.Errorf("infer.resize %d and infer.spacing training both set the working size: choose one", c.Infer.Resize)
+	}
 	if c.Infer.EncodeBatch < 0 {
 		return fmt.Errorf("infer.encode_batch is %d: 0 (auto) or a number of slices", c.Infer.EncodeBatch)
 	}
@@ -402,6 +406,7 @@ func (c *Config) validateChoices() error {
 		oneOf("train.loss", c.Train.Loss, Losses...),
 		oneOf("train.amp", c.Train.AMP, AMPs...),
 		oneOf("infer.object_estimate", c.Infer.ObjectEstimate, Estimates...),
+		oneOf("infer.spacing", c.Infer.Spacing, Spacings...),
 		oneOf("unetr.optimizer", c.UNETR.Optimizer, Optimizers...),
 		oneOf("dist.backend", c.Dist.Backend, DistBackends...),
 	)

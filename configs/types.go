@@ -31,6 +31,14 @@ const (
 	EstimateModel      Estimate = "model"      // a UNETR++ run's prediction of the volume
 )
 
+// Spacing is the in-plane scale propagation works at (infer.spacing).
+type Spacing string
+
+const (
+	SpacingNative   Spacing = "native"   // the slice's own pixels (or infer.resize)
+	SpacingTraining Spacing = "training" // resampled to the mm/px training saw (the run's scale.json)
+)
+
 // Optimizer is train.optimizer and unetr.optimizer.
 type Optimizer string
 
@@ -77,6 +85,7 @@ const (
 var (
 	Modes        = []Mode{ModeSli2Vol, ModeSli2VolPlus}
 	Estimates    = []Estimate{EstimateNone, EstimatePropagated, EstimateModel}
+	Spacings     = []Spacing{SpacingNative, SpacingTraining}
 	Optimizers   = []Optimizer{OptimizerAdamW, OptimizerSGD}
 	Losses       = []Loss{LossL1, LossSmoothL1}
 	Schedules    = []Schedule{ScheduleConstant, ScheduleStep, SchedulePoly}

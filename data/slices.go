@@ -60,6 +60,11 @@ func (s Slicer) Len() int { return s.shape[s.Axis] }
 // Size is a slice's height (rows) and width (columns).
 func (s Slicer) Size() (h, w int) { return s.shape[s.rows], s.shape[s.cols] }
 
+// PixelSpacing is the size of a slice's pixel in g's units (mm): between rows, between columns.
+func (s Slicer) PixelSpacing(g *Geometry) (rows, cols float64) {
+	return g.Spacing[s.rows], g.Spacing[s.cols]
+}
+
 // ArrayIndex is the array index along the axis of anatomical slice n.
 func (s Slicer) ArrayIndex(n int) int {
 	if s.Reversed {

@@ -42,9 +42,7 @@ func (g *propagation) chunkSize() int {
 		return 0
 	}
 	hw := int64(g.h) * int64(g.w)
-	if g.Resize > 0 {
-		hw = max(hw, int64(g.Resize)*int64(g.Resize))
-	}
+	hw = max(hw, int64(g.wh)*int64(g.ww))
 	// Per slice, float32: ~4 live encoder activations of 64 channels, query features (≤ 2×64
 	// channels with a PL half), the (2R+1)² affinity for R ≤ 7, the propagated probabilities
 	// and their one-hot (2K).

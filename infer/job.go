@@ -21,6 +21,9 @@ type Job struct {
 	// Adapter fine-tunes a copy of Net on each volume before propagating it when
 	// infer.adapt_steps > 0 (train.Adapter); nil: such a config is refused.
 	Adapter Adapter
+	// TrainingScale is the mm/px the network was trained at (runs.ReadScale), which
+	// infer.spacing training propagates at.
+	TrainingScale float64
 }
 
 // Prepared is a volume ready for propagation: slicing and test-time window decided.
@@ -59,8 +62,16 @@ func (j *Job) propagatorFor(net Network) *Propagator {
 		est = configs.EstimateNone
 	}
 	return &Propagator{Model: net, Device: j.Device, Scale: j.Cfg.Data.IntensityScale,
-		MinArea: j.Cfg.Infer.MinArea, Estimate: est, Resize: j.Cfg.Infer.Resize,
+		MinArea: j.Cfg.Infer.MinArea, Estimate: est, Resize: j.Cfg.Infer.Resize, Spacing: j.spacing(),
 		EncodeBatch: j.Cfg.Infer.EncodeBatch, Verify: j.Cfg.Infer.Verification, Log: j.Log}
+}
+
+// spacing is the Propagator's working mm/px: 0 (native) unless infer.spacing training.
+func (j *Job) spacing() float64 {
+	if j.Cfg.Infer.Spacing == configs.SpacingTraining {
+		return j.TrainingScale
+	}
+	return 0
 }
 
 // Segment propagates ann through a prepared volume.
@@ -97,6 +108,9 @@ func (j *Job) ensureEstimate(p *Prepared) error {
 
 // runWith propagates r through p with net.
 func (j *Job) runWith(net Network, p *Prepared, r Request) (*Result, error) {
+	if j.Cfg.Infer.Spacing == configs.SpacingTraining && !(j.TrainingScale > 0) {
+		return nil, fmt.Errorf("infer.spacing training: no training scale (a run's scale.json) for this network")
+	}
 	prop := j.propagatorFor(net)
 	if prop.Estimate == configs.EstimateModel {
 		prop.EstimateVolume = p.estimate

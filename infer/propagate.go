@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"time"
 
@@ -36,6 +37,10 @@ type Propagator struct {
 	// training sees them at (data.resize_range), and resamples each result back to the
 	// slice's own size; 0 propagates at the native size.
 	Resize int
+	// Spacing > 0 propagates on slices resampled to this many mm per pixel (bilinear; each
+	// axis by its own pixel size, so the working grid keeps the slice's proportions): the
+	// scale training saw (infer.spacing training, the run's scale.json). Resize wins.
+	Spacing float64
 	// EncodeBatch is the number of slices encoded (and their affinities computed) together;
 	// 0 sizes it to the GPU's working-set budget, and on the CPU runs the per-slice path (see
 	// chunkSize).
@@ -138,21 +143,23 @@ func checkAnnotations(s data.Slicer, in []*data.Annotation) ([]*data.Annotation,
 // propagation is the state of one Run call.
 type propagation struct {
 	*Propagator
-	img     *data.Image
-	s       data.Slicer
-	win     data.Window
-	h, w    int
-	ids     []int32         // one-hot channel c > 0 → label id (the union of the annotations' ids)
-	classes int64           // background + ids
-	channel map[int32]int64 // label id → one-hot channel (0: background)
-	res     *Result
-	bar     *progress.Reporter
-	req     Request
-	done    int
-	total   int
-	err     error // the request's context ended
-	batch   int   // slices per chunk (chunked path)
-	ver     *verifier
+	img       *data.Image
+	s         data.Slicer
+	win       data.Window
+	h, w      int
+	wh, ww    int // the working grid (resampled: Resize or Spacing), else h, w
+	resampled bool
+	ids       []int32         // one-hot channel c > 0 → label id (the union of the annotations' ids)
+	classes   int64           // background + ids
+	channel   map[int32]int64 // label id → one-hot channel (0: background)
+	res       *Result
+	bar       *progress.Reporter
+	req       Request
+	done      int
+	total     int
+	err       error // the request's context ended
+	batch     int   // slices per chunk (chunked path)
+	ver       *verifier
 	// The last slice's own features, computed once: the query of one step is the key of
 	// the next.
 	cacheN int // −1: none
@@ -182,6 +189,8 @@ func newPropagation(p *Propagator, img *data.Image, s data.Slicer, win data.Wind
 		}
 		data.SetSlice(s, g.res.Labels, a.Slice, a.Mask)
 	}
+	g.wh, g.ww = p.workSize(img, s)
+	g.resampled = g.wh != h || g.ww != w
 	slices.Sort(g.ids)
 	for i, id := range g.ids {
 		g.channel[id] = int64(i + 1)
@@ -244,7 +253,7 @@ func (g *propagation) first(ann *data.Annotation) link {
 // grid, hard (the argmax of its resampled one-hot).
 func (g *propagation) carried(labels []int32) torchx.Tensor {
 	mask := g.oneHot(labels)
-	if g.Resize > 0 {
+	if g.resampled {
 		mask = g.hard(g.toWork(mask))
 	}
 	return mask
@@ -329,9 +338,9 @@ func (g *propagation) labels(probs torchx.Tensor) ([]int32, int) {
 }
 
 // reencode is the mask carried on: hard labels, as a soft mask would blur a little more
-// each slice. With Resize it stays on the working grid (no resampling drift).
+// each slice. Resampled, it stays on the working grid (no resampling drift).
 func (g *propagation) reencode(probs torchx.Tensor, mask []int32) torchx.Tensor {
-	if g.Resize > 0 {
+	if g.resampled {
 		return g.hard(probs)
 	}
 	return g.oneHot(mask)
@@ -383,17 +392,37 @@ func (g *propagation) hard(probs torchx.Tensor) torchx.Tensor {
 // the argmax of its resampled one-hot (first), results leave it as the argmax of resampled
 // probabilities (labels).
 func (g *propagation) toWork(t torchx.Tensor) torchx.Tensor {
-	if g.Resize <= 0 {
+	if !g.resampled {
 		return t
 	}
-	return torchx.Interpolate(t, []int64{int64(g.Resize), int64(g.Resize)}, torchx.Bilinear, false)
+	return torchx.Interpolate(t, []int64{int64(g.wh), int64(g.ww)}, torchx.Bilinear, false)
 }
 
 func (g *propagation) toNative(t torchx.Tensor) torchx.Tensor {
-	if g.Resize <= 0 {
+	if !g.resampled {
 		return t
 	}
 	return torchx.Interpolate(t, []int64{int64(g.h), int64(g.w)}, torchx.Bilinear, false)
+}
+
+// workSize is the grid slices are propagated on: Resize×Resize, or each axis scaled from its
+// pixel size to Spacing mm, or the slice's own size.
+func (p *Propagator) workSize(img *data.Image, s data.Slicer) (h, w int) {
+	h, w = s.Size()
+	switch {
+	case p.Resize > 0:
+		return p.Resize, p.Resize
+	case p.Spacing > 0:
+		dy, dx := s.PixelSpacing(&img.Geometry)
+		return scaledSide(h, dy, p.Spacing), scaledSide(w, dx, p.Spacing)
+	}
+	return h, w
+}
+
+// scaledSide is the number of pixels of size to mm that cover n pixels of size from mm
+// (at least 1).
+func scaledSide(n int, from, to float64) int {
+	return max(1, int(math.Round(float64(n)*from/to)))
 }
 
 // freeReplaced frees the tensors of prev that are not in kept (one handle may appear twice:

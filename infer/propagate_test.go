@@ -2,6 +2,7 @@ package infer
 
 import (
 	"runtime/metrics"
+	"slices"
 	"testing"
 
 	"github.com/sli2vol/sli2vol/configs"
@@ -193,5 +194,59 @@ type sizeSpy struct {
 
 func (s sizeSpy) SliceFeatures(x torchx.Tensor) torchx.Tensor {
 	s.seen[x.Shape()[3]] = true
+	return x
+}
+
+// With infer.spacing training the working grid is each axis resampled from its own pixel
+// size to the training mm/px: a slice of 8 rows of 1 mm and 4 columns of 2 mm (8×8 mm)
+// propagated at 0.5 mm/px is 16×16. Its mask of 2×2-pixel blocks survives the round trip
+// (each native pixel's centre falls between two working pixels of its own block), so the
+// identity flow returns the annotation on every slice.
+func TestSpacingResamplesEachAxis(t *testing.T) {
+	g := data.NewGeometry([3]int{8, 4, 5}, [3]float64{1, 2, 1}, [3]float64{})
+	img := &data.Image{Geometry: g, Data: make([]float32, g.NumVoxels())}
+	s, _ := data.NewSlicer(&img.Geometry, 2)
+	h, w := s.Size()
+	if h != 8 || w != 4 {
+		t.Fatalf("slice %d×%d, want 8×4", h, w)
+	}
+	mask := make([]int32, h*w)
+	for y := 2; y < 6; y++ {
+		mask[y*w+0], mask[y*w+1] = 3, 3
+	}
+	for y := 4; y < 8; y++ {
+		mask[y*w+2], mask[y*w+3] = 5, 5
+	}
+	ann := &data.Annotation{Slice: 2, Mask: mask, IDs: []int32{3, 5}}
+	for _, e := range engines {
+		spy := &shapeSpy{fixedFlow: fixedFlow{0, 0}}
+		p := &Propagator{Model: spy, Device: "cpu", Scale: 1, MinArea: 1, Spacing: 0.5, PerSlice: e.perSlice, EncodeBatch: e.batch}
+		res, err := p.Segment(img, s, data.Window{Lo: 0, Up: 1}, ann)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(spy.seen) != 1 || !spy.seen[[2]int64{16, 16}] {
+			t.Fatalf("%s: the network saw slices of %v, want 16×16", e.name, spy.seen)
+		}
+		for n := 0; n < s.Len(); n++ {
+			if got := data.Slice(s, res.Labels, n); !slices.Equal(got, mask) {
+				t.Fatalf("%s: slice %d = %v, want %v", e.name, n, got, mask)
+			}
+		}
+	}
+}
+
+// shapeSpy records the height and width of the slices the network is given.
+type shapeSpy struct {
+	fixedFlow
+	seen map[[2]int64]bool
+}
+
+func (s *shapeSpy) SliceFeatures(x torchx.Tensor) torchx.Tensor {
+	if s.seen == nil {
+		s.seen = map[[2]int64]bool{}
+	}
+	sh := x.Shape()
+	s.seen[[2]int64{sh[2], sh[3]}] = true
 	return x
 }

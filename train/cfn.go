@@ -75,6 +75,7 @@ func TrainCFN(c *configs.Config, o Options) (Result, error) {
 	}
 	defer opt.Close()
 	defer r.close()
+	r.scale = trainingScale(c, o.Data, r)
 	if err := r.start(c, model, opt, p); err != nil {
 		return Result{}, err
 	}
@@ -92,6 +93,23 @@ func TrainCFN(c *configs.Config, o Options) (Result, error) {
 		}
 	}
 	return r.finish()
+}
+
+// trainingScale measures the in-plane scale the run trains at (infer.spacing training reads
+// it back). Training does not depend on it: a dataset whose spacing cannot be used (rank 0
+// says why) trains all the same, without the record.
+func trainingScale(c *configs.Config, ds *data.Dataset, r *run) *runs.Scale {
+	if !r.rank0() || ds == nil {
+		return nil
+	}
+	s, err := runs.MeasureScale(c, ds.Split("train"))
+	if err != nil {
+		if r.Log != nil {
+			fmt.Fprintf(r.Log, "train: %s not written (infer.spacing training will refuse this run): %v\n", runs.ScaleFile, err)
+		}
+		return nil
+	}
+	return &s
 }
 
 // newCFNTraining builds the seeded network on device in training mode, its optimizer and

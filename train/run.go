@@ -124,8 +124,9 @@ type run struct {
 	metrics *os.File
 	bar     *progress.Reporter
 	err     error
-	t0      time.Time // when the current step began
-	ddp     *dist.DDP // data-parallel gradient averaging (nil: one process)
+	t0      time.Time   // when the current step began
+	ddp     *dist.DDP   // data-parallel gradient averaging (nil: one process)
+	scale   *runs.Scale // the in-plane scale trained at, written beside the config (nil: none)
 }
 
 // newRun makes (or, resuming, reuses) the run folder o.Dir, refusing to start over a run.
@@ -285,6 +286,11 @@ func (r *run) savedWorld() int {
 func (r *run) openLog(c *configs.Config) error {
 	if err := runs.WriteConfig(r.Dir, c); err != nil {
 		return err
+	}
+	if r.scale != nil {
+		if err := runs.WriteScale(r.Dir, *r.scale); err != nil {
+			return fmt.Errorf("%s: %w", r.what, err)
+		}
 	}
 	if err := r.Provenance.Begin(r.Dir, r.Resume); err != nil {
 		return fmt.Errorf("%s: %w", r.what, err)

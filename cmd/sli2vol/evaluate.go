@@ -213,7 +213,8 @@ func (ms *methodSet) addBaselines() {
 		c = &cc
 	}
 	geig := models.NewGEIG(c.Model.GEIG.Directions, c.Model.GEIG.Scales)
-	aff := &infer.Job{Cfg: c, Device: ms.base.Device, Net: &infer.FeatureAffinity{Input: geig, Radius: c.Model.Radius}}
+	aff := &infer.Job{Cfg: c, Device: ms.base.Device, Net: &infer.FeatureAffinity{Input: geig, Radius: c.Model.Radius},
+		TrainingScale: ms.base.TrainingScale} // at infer.spacing training, the first run's scale
 	ms.methods = append([]infer.Method{{Name: ms.unique("copy")}, {Name: ms.unique("geig-affinity (untrained)"), Job: aff}}, ms.methods...)
 }
 

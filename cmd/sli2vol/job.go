@@ -13,7 +13,7 @@ import (
 
 // inferFlags bind the inference settings a command may override (flag → config key).
 var inferFlags = map[string]string{"min-area": "infer.min_area", "estimate": "infer.object_estimate", "resize": "infer.resize",
-	"encode-batch": "infer.encode_batch", "verify": "infer.verification",
+	"spacing": "infer.spacing", "encode-batch": "infer.encode_batch", "verify": "infer.verification",
 	"adapt-steps": "infer.adapt_steps", "adapt-lr": "infer.adapt_lr", "adapt-rounds": "infer.adapt_rounds"}
 
 // runtimeInferFlags set how inference runs, not what it computes: they never replace the
@@ -25,6 +25,7 @@ func addInferFlags(cmd *cobra.Command) {
 	cmd.Flags().Int("min-area", d.MinArea, "stop a direction when the mask has fewer pixels (config: infer.min_area)")
 	cmd.Flags().String("estimate", string(d.ObjectEstimate), "test-time object estimate: none, propagated or model (config: infer.object_estimate)")
 	cmd.Flags().Int("resize", d.Resize, "propagate on slices resampled to N×N, 0 = native size (config: infer.resize)")
+	cmd.Flags().String("spacing", string(d.Spacing), "propagate at the slice's own pixels (native) or resampled to the mm/px the run was trained at (training) (config: infer.spacing)")
 	cmd.Flags().String("estimate-model", "", "UNETR++ run whose prediction is the estimate with --estimate model")
 	cmd.Flags().Int("encode-batch", d.EncodeBatch, "slices encoded together while propagating, 0 = auto (config: infer.encode_batch)")
 	cmd.Flags().Bool("verify", d.Verification, "Sli2Vol's verification module on every propagated slice (config: infer.verification)")
@@ -58,6 +59,13 @@ func runJob(cmd *cobra.Command, runDir string) (*infer.Job, error) {
 		return nil, err
 	}
 	j := &infer.Job{Cfg: c, Net: run.Model, Device: dev, Log: cmd.ErrOrStderr(), Adapter: train.Adapter{}}
+	if c.Infer.Spacing == configs.SpacingTraining {
+		sc, err := runs.ReadScale(runDir)
+		if err != nil {
+			return nil, err
+		}
+		j.TrainingScale = sc.MMPerPx
+	}
 	if est, _ := cmd.Flags().GetString("estimate-model"); est != "" {
 		if j.Estimator, err = loadSegNet(est, dev); err != nil {
 			return nil, err

@@ -111,6 +111,10 @@ func newMalformed(t *testing.T) *malformed {
 	cb, _ := os.ReadFile(m.p("run/config.yaml"))
 	os.WriteFile(m.p("trunc/config.yaml"), cb, 0o644)
 	os.WriteFile(m.p("trunc/model.pt"), mb[:len(mb)/2], 0o644)
+	// A run trained before scale.json was recorded.
+	os.MkdirAll(m.p("noscale"), 0o755)
+	os.WriteFile(m.p("noscale/config.yaml"), cb, 0o644)
+	os.WriteFile(m.p("noscale/model.pt"), mb, 0o644)
 
 	m.raw = nii(t, m.img)
 	m.rawLab = nii(t, m.ann)
@@ -185,6 +189,9 @@ func (m *malformed) otherCases() []malformedCase {
 		{"refine: output is the pseudo-label folder", "never overwrite their input", "emptydir", []string{"refine", "--config", m.cfg, "--data", m.p("ds"), "--pseudo", m.p("emptydir"), "--out", m.p("emptydir")}},
 		{"refine: estimate model is a CFN run", "not a UNETR++ run", "run", append(m.seg(m.img, m.ann), "--estimate", "model", "--estimate-model", m.p("run"))},
 		{"estimate model without a network", "needs --estimate-model", "--estimate-model", append(m.seg(m.img, m.ann), "--estimate", "model")},
+		{"spacing training without scale.json", "no scale.json", "noscale", []string{"segment", "--model", m.p("noscale"), "--image", m.img, "--annotation", m.ann, "--out", m.p("out.nii.gz"), "--spacing", "training"}},
+		{"spacing training and resize", "choose one", "infer.resize 64", append(m.seg(m.img, m.ann), "--spacing", "training", "--resize", "64")},
+		{"spacing unknown", "infer.spacing", "mm", append(m.seg(m.img, m.ann), "--spacing", "mm")},
 		{"train-fsss without labels", "no label for this image", "nolabel", []string{"train-fsss", "--config", m.cfg, "--data", m.p("nolabel"), "--out", m.p("fsss")}},
 		{"unetr patch not a multiple", "multiple of 8", "badpatch.yaml", []string{"train-fsss", "--config", badPatch, "--data", m.p("ds"), "--out", m.p("fsss")}},
 	}
@@ -220,6 +227,13 @@ func TestMalformedInputs(t *testing.T) {
 				t.Fatal("an output file was written")
 			}
 		})
+	}
+	// The run records its scale, which --spacing training propagates at.
+	if code, _, errOut := runCLI(t, append(m.seg(m.img, m.ann), "--spacing", "training")...); code != 0 {
+		t.Fatalf("segment --spacing training: exit %d, %s", code, errOut)
+	}
+	if _, err := data.LoadLabels(m.p("out.nii.gz"), data.DefaultLimits); err != nil {
+		t.Fatalf("segment --spacing training: %v", err)
 	}
 	// An existing output is left alone without --force.
 	os.WriteFile(m.p("keep.nii.gz"), []byte("mine"), 0o644)

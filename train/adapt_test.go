@@ -1,0 +1,202 @@
+package train
+
+import (
+	"crypto/sha256"
+	"io"
+	"io/fs"
+	"math"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/sli2vol/sli2vol/configs"
+	"github.com/sli2vol/sli2vol/data"
+	"github.com/sli2vol/sli2vol/infer"
+	"github.com/sli2vol/sli2vol/models"
+	"github.com/sli2vol/sli2vol/runs"
+	"github.com/sli2vol/sli2vol/torchx"
+)
+
+// adaptConfig is a Sli2Vol network small enough to train and adapt in seconds, but wide
+// enough to learn a correspondence that an intensity inversion breaks.
+func adaptConfig(t *testing.T) *configs.Config {
+	c := configs.Defaults()
+	c.Device = "cpu"
+	c.Seed = 1
+	c.Model.Mode = configs.ModeSli2Vol
+	c.Model.Width, c.Model.Stages, c.Model.BlocksPerStage, c.Model.FeatureDim, c.Model.Radius = 8, 1, 1, 16, 3
+	c.Data.ResizeRange, c.Data.Crop = [2]int{48, 52}, 48
+	c.Train.BatchSize, c.Train.Epochs, c.Train.LR = 4, 6, 1e-3
+	c.Train.CheckpointEvery = 1000
+	c.Infer.AdaptLR = 1e-3
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// trainedRun trains adaptConfig on four phantoms and returns its run folder.
+func trainedRun(t *testing.T, c *configs.Config) string {
+	dir := t.TempDir()
+	if err := data.WritePhantomDataset(dir, 4, 1, [3]int{48, 48, 12}, data.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := data.OpenDataset(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := filepath.Join(t.TempDir(), "run")
+	if _, err := TrainCFN(c, Options{Data: ds, RunOptions: RunOptions{Dir: run, Device: "cpu", Log: io.Discard}}); err != nil {
+		t.Fatal(err)
+	}
+	// Training records its scale: 48-px slices of 1.5 mm resized to about 50 px.
+	if sc, err := runs.ReadScale(run); err != nil || math.Abs(sc.MMPerPx-1.5*48/50) > 1e-9 || sc.Volumes != 4 {
+		t.Fatalf("scale.json: %+v (%v), want %g mm/px over 4 volumes", sc, err, 1.5*48/50)
+	}
+	return run
+}
+
+// testPhantoms writes held-out phantoms (seed 2); inverted, with every intensity negated: the
+// same anatomy under a contrast the network never saw.
+func testPhantoms(t *testing.T, cases int, inverted bool) *data.Dataset {
+	dir := t.TempDir()
+	if err := data.WritePhantomDataset(dir, cases, 2, [3]int{48, 48, 12}, data.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := data.OpenDataset(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inverted {
+		cs, err := infer.EvalCases(ds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, cs := range cs {
+			img, err := data.LoadImage(cs.Image, data.Limits{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, v := range img.Data {
+				img.Data[i] = -v
+			}
+			tmp := filepath.Join(t.TempDir(), "inverted.nii.gz")
+			if err := data.WriteImageInt16(tmp, img.Data, &img.Geometry, data.WriteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(tmp, cs.Image); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return ds
+}
+
+// fileHashes is every file under dir with its SHA-256.
+func fileHashes(t *testing.T, dir string) map[string][32]byte {
+	out := map[string][32]byte{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		out[p] = sha256.Sum256(b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func weights(m models.Module) map[string][]float32 {
+	out := map[string][]float32{}
+	for k, v := range models.StateDict(m) {
+		out[k] = torchx.Float32s(v)
+	}
+	return out
+}
+
+func sameWeights(a, b map[string][]float32) bool {
+	return maps.EqualFunc(a, b, func(x, y []float32) bool { return slices.Equal(x, y) })
+}
+
+// The adaptation tests share one trained network (training is the slow part).
+func TestAdaptation(t *testing.T) {
+	c := adaptConfig(t)
+	run := trainedRun(t, c)
+	r, err := runs.LoadCFN(run, "cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, files := weights(r.Model), fileHashes(t, run)
+	t.Run("CopyIsSeeded", func(t *testing.T) { adaptCopies(t, c, r.Model) })
+	t.Run("RecoversInvertedContrast", func(t *testing.T) { adaptRecovers(t, c, r.Model) })
+	// Neither the adaptations nor the adapted evaluation changed the run's network or folder.
+	if !sameWeights(weights(r.Model), before) {
+		t.Fatal("adaptation changed the run's network")
+	}
+	if !maps.Equal(fileHashes(t, run), files) {
+		t.Fatal("adaptation changed the run folder")
+	}
+}
+
+// Adaptation fine-tunes a copy: it differs from the network, and two adaptations with one
+// seed give the same weights.
+func adaptCopies(t *testing.T, c *configs.Config, net *models.CFN) {
+	before := weights(net)
+	ac := *c
+	ac.Infer.AdaptSteps = 3
+	ds := testPhantoms(t, 1, true)
+	cs, _ := infer.EvalCases(ds)
+	img, _, err := data.LoadCase(cs[0], ac.VolumeLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := &infer.Job{Cfg: &ac, Net: net, Device: "cpu"}
+	p, err := job.Prepare(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	norm, err := data.NewNormalizer(ac.Data.IntensitySettings(), img.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vol := data.MemoryVolume("adapt", img, nil, p.Slicer, norm)
+	var copies [2]map[string][]float32
+	for i := range copies {
+		out, err := Adapter{}.Adapt(nil, infer.AdaptTask{Cfg: &ac, Device: "cpu", Net: net, Volume: vol})
+		if err != nil {
+			t.Fatal(err)
+		}
+		copies[i] = weights(out.(*models.CFN))
+		models.Free(out.(*models.CFN))
+	}
+	if !sameWeights(copies[0], copies[1]) {
+		t.Fatal("two adaptations with one seed gave different weights")
+	}
+	if sameWeights(copies[0], before) {
+		t.Fatal("3 adaptation steps left the weights as they were")
+	}
+}
+
+// On phantoms whose contrast is inverted, propagation with the trained network loses much of
+// its accuracy; adapting it to each test volume (no label read) wins ≥ 5 mean Dice points back.
+func adaptRecovers(t *testing.T, c *configs.Config, net *models.CFN) {
+	ds := testPhantoms(t, 2, true)
+	plain := &infer.Job{Cfg: c, Net: net, Device: "cpu"}
+	ac := *c
+	ac.Infer.AdaptSteps = 30
+	adapted := &infer.Job{Cfg: &ac, Net: net, Device: "cpu", Adapter: Adapter{}}
+	ev, err := infer.Evaluate(ds, plain, []infer.Method{{Name: "plain", Job: plain}, {Name: "adapted", Job: adapted}}, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, a := ev.MeanDice("plain"), ev.MeanDice("adapted")
+	t.Logf("inverted contrast: mean Dice %.1f without adaptation, %.1f adapted", 100*p, 100*a)
+	if a < p+0.05 {
+		t.Fatalf("adapted mean Dice %.3f, not 0.05 above %.3f without adaptation", a, p)
+	}
+}
