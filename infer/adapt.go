@@ -42,6 +42,10 @@ func (j *Job) adaptedRun(p *Prepared, r Request) (*Result, error) {
 		return nil, err
 	}
 	rounds, plPasses := j.adaptPlan()
+	keep := p.KeepAdapted && plPasses == 0 // the adaptation does not depend on the request
+	if keep && p.adapted != nil && p.adaptedBy == j {
+		return j.runWith(p.adapted, p, r)
+	}
 	ph := newPhases(r.Progress, plPasses, rounds, j.Cfg.Infer.AdaptSteps, passLength(p, r))
 	net := j.Net
 	defer func() { j.freeAdapted(net) }()
@@ -58,9 +62,24 @@ func (j *Job) adaptedRun(p *Prepared, r Request) (*Result, error) {
 		j.freeAdapted(net)
 		net = adapted
 	}
+	use := net
+	if keep {
+		j.Release(p)
+		p.adapted, p.adaptedBy = net, j
+		net = j.Net // kept for the volume's next request: not freed on return
+	}
 	final := r
 	final.Progress = ph.next()
-	return j.runWith(net, p, final)
+	return j.runWith(use, p, final)
+}
+
+// Release frees the adapted network p keeps (Prepared.KeepAdapted); p stays usable.
+func (j *Job) Release(p *Prepared) {
+	if p == nil || p.adapted == nil {
+		return
+	}
+	p.adaptedBy.freeAdapted(p.adapted)
+	p.adapted, p.adaptedBy = nil, nil
 }
 
 // adaptPlan is the number of adaptation rounds and of propagation passes that make their

@@ -154,3 +154,43 @@ func TestNoAdaptation(t *testing.T) {
 		t.Fatal("adaptation without an adapter was not refused")
 	}
 }
+
+// With KeepAdapted, an adaptation that does not depend on the request (Sli2Vol: the image
+// alone) is made once for a volume's requests, until Release; one that does (Sli2Vol+ on
+// its own propagation) is made for each request.
+func TestKeptAdaptation(t *testing.T) {
+	a := &recordingAdapter{nets: []Network{fixedFlow{0, 1}, fixedFlow{1, 0}}}
+	j, p, r, _ := adaptJob(t, configs.ModeSli2Vol, 2, 1, a)
+	p.KeepAdapted = true
+	first, err := j.Run(p, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := j.Run(p, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.calls) != 1 || !slices.Equal(first.Labels, second.Labels) {
+		t.Fatalf("%d adaptations for two requests on a kept volume, want 1 and the same result", len(a.calls))
+	}
+	j.Release(p)
+	third, err := j.Run(p, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := propagateWith(t, j, fixedFlow{1, 0}, p, r); len(a.calls) != 2 || !slices.Equal(third.Labels, want) {
+		t.Fatalf("after Release: %d adaptations, want a new one used", len(a.calls))
+	}
+
+	b := &recordingAdapter{nets: []Network{fixedFlow{0, 1}, fixedFlow{1, 0}}}
+	j, p, r, _ = adaptJob(t, configs.ModeSli2VolPlus, 2, 1, b)
+	p.KeepAdapted = true
+	for i := 0; i < 2; i++ {
+		if _, err := j.Run(p, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(b.calls) != 2 {
+		t.Fatalf("sli2vol+ adapting on its own propagation: %d adaptations for two requests, want 2", len(b.calls))
+	}
+}

@@ -152,6 +152,8 @@ func (ev *Evaluation) evalCase(ds *data.Dataset, c data.Case, base *Job, methods
 		if cr.prep[m.Name], err = j.Prepare(img); err != nil {
 			return err
 		}
+		cr.prep[m.Name].KeepAdapted = true // the case's structures share an adaptation
+		defer j.Release(cr.prep[m.Name])
 		if m.Seg != nil {
 			if cr.whole[m.Name], err = m.Seg.PredictImage(img); err != nil {
 				return fmt.Errorf("%s, %s: %w", c.Image, m.Name, err)

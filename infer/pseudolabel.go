@@ -137,6 +137,8 @@ func (j *Job) caseAnnotations(c data.Case, r *rand.Rand) (*data.Image, *Prepared
 // pseudoLabelCase propagates a case's annotations (the first structure wins a voxel claimed
 // twice) and writes the result.
 func (j *Job) pseudoLabelCase(c data.Case, img *data.Image, p *Prepared, anns []*data.Annotation, out string, o data.WriteOptions) error {
+	p.KeepAdapted = true // the annotations share an adaptation where it does not depend on them
+	defer j.Release(p)
 	merged := make([]int32, img.NumVoxels())
 	for _, a := range anns {
 		res, err := j.Segment(p, a)

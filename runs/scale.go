@@ -28,6 +28,9 @@ type Scale struct {
 	Resize  float64 `json:"resize_side"` // R, the midpoint of data.resize_range
 	Min     float64 `json:"min_mm_per_px"`
 	Max     float64 `json:"max_mm_per_px"`
+	// Native is the median of the volumes' own pixel size (geometric mean of the two axes),
+	// before training's resize.
+	Native float64 `json:"native_mm_per_px"`
 }
 
 // MeasureScale reads the geometry (headers only, for NIfTI) of each training case.
@@ -36,7 +39,7 @@ func MeasureScale(c *configs.Config, cases []data.Case) (Scale, error) {
 		return Scale{}, errors.New("scale: no training cases")
 	}
 	r := float64(c.Data.ResizeRange[0]+c.Data.ResizeRange[1]) / 2
-	per := make([]float64, len(cases))
+	per, native := make([]float64, len(cases)), make([]float64, len(cases))
 	for i, cs := range cases {
 		g, err := data.ReadGeometry(cs.Image, cs.Series, c.VolumeLimits())
 		if err != nil {
@@ -49,12 +52,14 @@ func MeasureScale(c *configs.Config, cases []data.Case) (Scale, error) {
 		h, w := s.Size()
 		dy, dx := s.PixelSpacing(&g)
 		per[i] = math.Sqrt(dy * float64(h) / r * dx * float64(w) / r)
+		native[i] = math.Sqrt(dy * dx)
 		if !(per[i] > 0) || math.IsInf(per[i], 0) {
 			return Scale{}, fmt.Errorf("%s: pixel spacing %g×%g mm is not usable for infer.spacing", cs.Image, dy, dx)
 		}
 	}
 	slices.Sort(per)
-	return Scale{MMPerPx: median(per), Volumes: len(per), Resize: r, Min: per[0], Max: per[len(per)-1]}, nil
+	slices.Sort(native)
+	return Scale{MMPerPx: median(per), Volumes: len(per), Resize: r, Min: per[0], Max: per[len(per)-1], Native: median(native)}, nil
 }
 
 // median of sorted values (the mean of the middle two for an even count).

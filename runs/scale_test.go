@@ -16,7 +16,7 @@ import (
 // axis 0 and columns axis 1: with R = 34,
 //
 //	32×32 px of 1.5×1.5 mm → 48/34 mm/px; 40×20 of 1×2 → √(40/34 · 40/34) = 40/34;
-//	16×16 of 0.5×0.5 → 8/34.
+//	16×16 of 0.5×0.5 → 8/34. Their own pixel sizes: 1.5, √2, 0.5 → median √2.
 func TestMeasureScale(t *testing.T) {
 	dir := t.TempDir()
 	vols := []struct {
@@ -42,8 +42,8 @@ func TestMeasureScale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Scale{MMPerPx: 40.0 / 34, Volumes: 3, Resize: 34, Min: 8.0 / 34, Max: 48.0 / 34}
-	for _, f := range [][3]float64{{s.MMPerPx, want.MMPerPx}, {s.Min, want.Min}, {s.Max, want.Max}, {s.Resize, want.Resize}} {
+	want := Scale{MMPerPx: 40.0 / 34, Volumes: 3, Resize: 34, Min: 8.0 / 34, Max: 48.0 / 34, Native: math.Sqrt2}
+	for _, f := range [][2]float64{{s.MMPerPx, want.MMPerPx}, {s.Min, want.Min}, {s.Max, want.Max}, {s.Resize, want.Resize}, {s.Native, want.Native}} {
 		if math.Abs(f[0]-f[1]) > 1e-9 {
 			t.Fatalf("scale %+v, want %+v", s, want)
 		}

@@ -82,6 +82,9 @@ func trainableCopy(c *configs.Config, device string, src *models.CFN) (*models.C
 		if err = models.LoadStateDict(model, models.StateDict(src)); err != nil {
 			return
 		}
+		if c.Train.ChannelsLast { // as training: the stepper feeds channels-last batches
+			models.ToChannelsLast(model)
+		}
 		models.SetTraining(model, true)
 		t := c.Train
 		t.LR, t.Schedule = c.Infer.AdaptLR, configs.ScheduleConstant
@@ -91,6 +94,10 @@ func trainableCopy(c *configs.Config, device string, src *models.CFN) (*models.C
 		err = tryErr
 	}
 	if err != nil {
+		if model != nil {
+			models.Free(model)
+		}
+		opt.Close()
 		return nil, nil, fmt.Errorf("adapt: copying the network: %w", err)
 	}
 	return model, opt, nil

@@ -4,11 +4,12 @@ import (
 	"crypto/sha256"
 	"io"
 	"io/fs"
-	"math"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/sli2vol/sli2vol/configs"
@@ -198,5 +199,48 @@ func adaptRecovers(t *testing.T, c *configs.Config, net *models.CFN) {
 	t.Logf("inverted contrast: mean Dice %.1f without adaptation, %.1f adapted", 100*p, 100*a)
 	if a < p+0.05 {
 		t.Fatalf("adapted mean Dice %.3f, not 0.05 above %.3f without adaptation", a, p)
+	}
+}
+
+// Sli2Vol+ adapts its pseudo-label stream too: with the propagated estimate, two rounds of
+// (propagate, adapt on that) run through the real training step on a phantom, and the
+// adapted copies leave the network as it was.
+func TestAdaptSli2VolPlusRounds(t *testing.T) {
+	c := tinyConfig(t, configs.ModeSli2VolPlus)
+	c.Infer.ObjectEstimate = configs.EstimatePropagated
+	c.Infer.AdaptSteps, c.Infer.AdaptRounds, c.Infer.AdaptLR = 2, 2, 1e-3
+	torchx.ManualSeed(1)
+	net, err := runs.NewCFN(c.Model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	models.SetTraining(net, false)
+	before := weights(net)
+	ds := phantoms(t, 1)
+	cs, _ := infer.EvalCases(ds)
+	img, lab, err := data.LoadCase(cs[0], c.VolumeLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log strings.Builder
+	j := &infer.Job{Cfg: c, Net: net, Device: "cpu", Adapter: Adapter{}, Log: &log}
+	p, err := j.Prepare(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mid := p.Slicer.Len() / 2
+	mask := data.Slice(p.Slicer, lab.Data, mid)
+	res, err := j.Segment(p, &data.Annotation{Slice: mid, Mask: mask, IDs: data.IDsIn(mask)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := data.Slice(p.Slicer, res.Labels, mid); !slices.Equal(got, mask) {
+		t.Fatal("the annotated slice is not the annotation")
+	}
+	if n := strings.Count(log.String(), "adapted to"); n != 2 {
+		t.Fatalf("%d adaptations logged, want 2 rounds:\n%s", n, log.String())
+	}
+	if !sameWeights(weights(net), before) {
+		t.Fatal("adaptation changed the network")
 	}
 }

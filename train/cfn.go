@@ -99,8 +99,8 @@ func TrainCFN(c *configs.Config, o Options) (Result, error) {
 // it back). Training does not depend on it: a dataset whose spacing cannot be used (rank 0
 // says why) trains all the same, without the record.
 func trainingScale(c *configs.Config, ds *data.Dataset, r *run) *runs.Scale {
-	if !r.rank0() || ds == nil {
-		return nil
+	if !r.rank0() || ds == nil || (r.Resume && runs.Has(r.Dir, runs.ScaleFile)) {
+		return nil // a resumed run keeps the scale it started with
 	}
 	s, err := runs.MeasureScale(c, ds.Split("train"))
 	if err != nil {

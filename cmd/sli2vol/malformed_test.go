@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto/sha256"
 	"encoding/binary"
 	"io"
+	"io/fs"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -235,10 +238,36 @@ func TestMalformedInputs(t *testing.T) {
 	if _, err := data.LoadLabels(m.p("out.nii.gz"), data.DefaultLimits); err != nil {
 		t.Fatalf("segment --spacing training: %v", err)
 	}
+	// Test-time adaptation changes no file of the run it adapts.
+	before := treeHashes(t, m.p("run"))
+	os.Remove(m.p("out.nii.gz"))
+	if code, _, errOut := runCLI(t, append(m.seg(m.img, m.ann), "--adapt-steps", "2", "--adapt-lr", "1e-3")...); code != 0 || !strings.Contains(errOut, "adapted to") {
+		t.Fatalf("segment --adapt-steps 2: exit %d, %s", code, errOut)
+	}
+	if after := treeHashes(t, m.p("run")); !maps.Equal(before, after) {
+		t.Fatalf("adaptation changed the run folder: %v → %v", before, after)
+	}
 	// An existing output is left alone without --force.
 	os.WriteFile(m.p("keep.nii.gz"), []byte("mine"), 0o644)
 	code, _, errOut := runCLI(t, "segment", "--model", m.p("run"), "--image", m.img, "--annotation", m.ann, "--out", m.p("keep.nii.gz"))
 	if b, _ := os.ReadFile(m.p("keep.nii.gz")); code != 2 || string(b) != "mine" || !strings.Contains(errOut, "--force") {
 		t.Fatalf("existing output: exit %d, %q, content %q", code, errOut, b)
 	}
+}
+
+// treeHashes is every file under dir with the SHA-256 of its content.
+func treeHashes(t *testing.T, dir string) map[string][32]byte {
+	out := map[string][32]byte{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		out[p] = sha256.Sum256(b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
