@@ -364,8 +364,8 @@ func (c *Config) Validate() error {
 	if c.Infer.Resize < 0 {
 		return fmt.Errorf("infer.resize is %d: 0 (native size) or a slice side in pixels", c.Infer.Resize)
 	}
-	if c.Infer.Resize > 0 && c.Infer.Spacing == SpacingTraining {
-		return fmt.Errorf("infer.resize %d and infer.spacing training both set the working size: choose one", c.Infer.Resize)
+	if c.Infer.Resize > 0 && c.Infer.Spacing.FromTraining() {
+		return fmt.Errorf("infer.resize %d and infer.spacing %s both set the working size: choose one", c.Infer.Resize, c.Infer.Spacing)
 	}
 	if c.Infer.EncodeBatch < 0 {
 		return fmt.Errorf("infer.encode_batch is %d: 0 (auto) or a number of slices", c.Infer.EncodeBatch)

@@ -34,9 +34,13 @@ const (
 // Spacing is the in-plane scale propagation works at (infer.spacing).
 type Spacing string
 
+// FromTraining reports whether the scale comes from the run's scale.json.
+func (s Spacing) FromTraining() bool { return s == SpacingTraining || s == SpacingFiner }
+
 const (
 	SpacingNative   Spacing = "native"   // the slice's own pixels (or infer.resize)
 	SpacingTraining Spacing = "training" // resampled to the mm/px training saw (the run's scale.json)
+	SpacingFiner    Spacing = "finer"    // as training where that is finer than the slice, else native
 )
 
 // Optimizer is train.optimizer and unetr.optimizer.
@@ -85,7 +89,7 @@ const (
 var (
 	Modes        = []Mode{ModeSli2Vol, ModeSli2VolPlus}
 	Estimates    = []Estimate{EstimateNone, EstimatePropagated, EstimateModel}
-	Spacings     = []Spacing{SpacingNative, SpacingTraining}
+	Spacings     = []Spacing{SpacingNative, SpacingTraining, SpacingFiner}
 	Optimizers   = []Optimizer{OptimizerAdamW, OptimizerSGD}
 	Losses       = []Loss{LossL1, LossSmoothL1}
 	Schedules    = []Schedule{ScheduleConstant, ScheduleStep, SchedulePoly}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/sli2vol/sli2vol/data"
 	"github.com/sli2vol/sli2vol/internal/atomicfile"
@@ -32,6 +33,10 @@ type Row struct {
 	Slice        int // the annotated slice (benchmark policy)
 	Largest      int // the structure's largest slice
 	Dice, HD95   float64
+	// Seconds is the method's time for this structure: its propagation, and on a case's
+	// first structure what the case shares (an adaptation kept for the case, a UNETR++'s
+	// prediction of the volume), so a method's rows sum to its time per case.
+	Seconds float64
 }
 
 // Evaluation holds the rows and the error-drift curves.
@@ -135,6 +140,7 @@ type caseRun struct {
 	img     *data.Image
 	prep    map[string]*Prepared // by method
 	whole   map[string][]int32   // Seg methods: one prediction per volume
+	shared  map[string]float64   // seconds of each Seg method's prediction, booked on the first row
 	largest int32                // the structure whose overlay figure is drawn
 }
 
@@ -143,7 +149,7 @@ func (ev *Evaluation) evalCase(ds *data.Dataset, c data.Case, base *Job, methods
 	if err != nil {
 		return err
 	}
-	cr := &caseRun{c: c, img: img, prep: map[string]*Prepared{}, whole: map[string][]int32{}, largest: -1}
+	cr := &caseRun{c: c, img: img, prep: map[string]*Prepared{}, whole: map[string][]int32{}, shared: map[string]float64{}, largest: -1}
 	for _, m := range methods {
 		j := base
 		if m.Job != nil {
@@ -155,9 +161,11 @@ func (ev *Evaluation) evalCase(ds *data.Dataset, c data.Case, base *Job, methods
 		cr.prep[m.Name].KeepAdapted = true // the case's structures share an adaptation
 		defer j.Release(cr.prep[m.Name])
 		if m.Seg != nil {
+			t0 := time.Now()
 			if cr.whole[m.Name], err = m.Seg.PredictImage(img); err != nil {
 				return fmt.Errorf("%s, %s: %w", c.Image, m.Name, err)
 			}
+			cr.shared[m.Name] = time.Since(t0).Seconds()
 		}
 	}
 	p0 := cr.prep[methods[0].Name]
@@ -188,6 +196,7 @@ func (ev *Evaluation) evalStructure(ds *data.Dataset, cr *caseRun, lab *data.Lab
 	ann := &data.Annotation{Slice: ch.Slice, Mask: mask, IDs: []int32{ch.ID}}
 	for _, m := range methods {
 		var pred []int32
+		t0 := time.Now()
 		switch {
 		case m.Seg != nil:
 			pred = only(cr.whole[m.Name], ch.ID)
@@ -202,7 +211,8 @@ func (ev *Evaluation) evalStructure(ds *data.Dataset, cr *caseRun, lab *data.Lab
 		}
 		ev.Rows = append(ev.Rows, Row{Case: cr.c.ID, Method: m.Name, ID: ch.ID, Name: ds.LabelName(ch.ID),
 			Slice: ch.Slice, Largest: ch.Largest, Dice: Dice(pred, truth, ch.ID),
-			HD95: HD95(pred, truth, ch.ID, cr.img.Shape, cr.img.Spacing)})
+			HD95: HD95(pred, truth, ch.ID, cr.img.Shape, cr.img.Spacing), Seconds: time.Since(t0).Seconds() + cr.shared[m.Name]})
+		cr.shared[m.Name] = 0
 		ev.addDrift(m.Name, p0.Slicer, pred, truth, ch.ID, ch.Slice)
 		if ch.ID == cr.largest {
 			o := ev.overlays[cr.c.ID]
@@ -356,10 +366,10 @@ func (ev *Evaluation) Write(dir string, methods []string, title string) error {
 	}
 	var rb strings.Builder
 	w := csv.NewWriter(&rb)
-	w.Write([]string{"case", "method", "label", "structure", "annotated_slice", "largest_slice", "dice", "hd95_mm"})
+	w.Write([]string{"case", "method", "label", "structure", "annotated_slice", "largest_slice", "dice", "hd95_mm", "seconds"})
 	for _, r := range ev.Rows {
 		w.Write([]string{r.Case, r.Method, fmt.Sprint(r.ID), r.Name, fmt.Sprint(r.Slice), fmt.Sprint(r.Largest),
-			fmt.Sprintf("%.4f", r.Dice), fmt.Sprintf("%.2f", r.HD95)})
+			fmt.Sprintf("%.4f", r.Dice), fmt.Sprintf("%.2f", r.HD95), fmt.Sprintf("%.3f", r.Seconds)})
 	}
 	w.Flush()
 	if err := atomicfile.WriteFile(filepath.Join(dir, "results.csv"), []byte(rb.String())); err != nil {
@@ -390,16 +400,20 @@ func (ev *Evaluation) Write(dir string, methods []string, title string) error {
 	fmt.Fprintf(&md, "# %s\n\nDice ×100, mean ± std over cases; each structure is propagated from one slice chosen\n"+
 		"at random within ±3 of its largest cross-section (seeded; the same slice for every method).\n\n", title)
 	md.WriteString(ev.Table(methods))
-	md.WriteString("\nHD95 (mm), mean over cases:\n\n| method | HD95 |\n|---|---|\n")
+	md.WriteString("\nHD95 (mm), mean over cases; time per case (s: every structure's propagation, and what the\n" +
+		"case's structures share, such as an adaptation; loading excluded):\n\n| method | HD95 | s per case |\n|---|---|---|\n")
 	for _, m := range methods {
 		var v []float64
+		secs, cases := 0.0, map[string]bool{}
 		for _, r := range ev.Rows {
 			if r.Method == m {
 				v = append(v, r.HD95)
+				secs += r.Seconds
+				cases[r.Case] = true
 			}
 		}
 		mu, _ := meanStd(v)
-		fmt.Fprintf(&md, "| %s | %.1f |\n", m, mu)
+		fmt.Fprintf(&md, "| %s | %.1f | %.1f |\n", m, mu, secs/float64(max(len(cases), 1)))
 	}
 	md.WriteString("\nPer case and structure: `results.csv`. Dice against distance from the annotated slice (error drift): " +
 		"`drift.csv`, `drift.png`. Overlays of each case's largest structure (rows: " + strings.Join(methods, ", ") +

@@ -69,12 +69,13 @@ func (j *Job) propagatorFor(net Network) *Propagator {
 	}
 	return &Propagator{Model: net, Device: j.Device, Scale: j.Cfg.Data.IntensityScale,
 		MinArea: j.Cfg.Infer.MinArea, Estimate: est, Resize: j.Cfg.Infer.Resize, Spacing: j.spacing(),
+		NoCoarser:   j.Cfg.Infer.Spacing == configs.SpacingFiner,
 		EncodeBatch: j.Cfg.Infer.EncodeBatch, Verify: j.Cfg.Infer.Verification, Log: j.Log}
 }
 
 // spacing is the Propagator's working mm/px: 0 (native) unless infer.spacing training.
 func (j *Job) spacing() float64 {
-	if j.Cfg.Infer.Spacing == configs.SpacingTraining {
+	if j.Cfg.Infer.Spacing.FromTraining() {
 		return j.TrainingScale
 	}
 	return 0
@@ -114,8 +115,8 @@ func (j *Job) ensureEstimate(p *Prepared) error {
 
 // runWith propagates r through p with net.
 func (j *Job) runWith(net Network, p *Prepared, r Request) (*Result, error) {
-	if j.Cfg.Infer.Spacing == configs.SpacingTraining && !(j.TrainingScale > 0) {
-		return nil, fmt.Errorf("infer.spacing training: no training scale (a run's scale.json) for this network")
+	if j.Cfg.Infer.Spacing.FromTraining() && !(j.TrainingScale > 0) {
+		return nil, fmt.Errorf("infer.spacing %s: no training scale (a run's scale.json) for this network", j.Cfg.Infer.Spacing)
 	}
 	prop := j.propagatorFor(net)
 	if prop.Estimate == configs.EstimateModel {

@@ -41,6 +41,10 @@ type Propagator struct {
 	// axis by its own pixel size, so the working grid keeps the slice's proportions): the
 	// scale training saw (infer.spacing training, the run's scale.json). Resize wins.
 	Spacing float64
+	// NoCoarser resamples to Spacing only along axes whose pixels are larger (infer.spacing
+	// finer): measured, upsampling a coarse test slice to the training scale gains much,
+	// downsampling a fine one loses thin structures (the note of issue 23).
+	NoCoarser bool
 	// EncodeBatch is the number of slices encoded (and their affinities computed) together;
 	// 0 sizes it to the GPU's working-set budget, and on the CPU runs the per-slice path (see
 	// chunkSize).
@@ -414,7 +418,11 @@ func (p *Propagator) workSize(img *data.Image, s data.Slicer) (h, w int) {
 		return p.Resize, p.Resize
 	case p.Spacing > 0:
 		dy, dx := s.PixelSpacing(&img.Geometry)
-		return scaledSide(h, dy, p.Spacing), scaledSide(w, dx, p.Spacing)
+		ty, tx := p.Spacing, p.Spacing
+		if p.NoCoarser {
+			ty, tx = min(ty, dy), min(tx, dx)
+		}
+		return scaledSide(h, dy, ty), scaledSide(w, dx, tx)
 	}
 	return h, w
 }

@@ -250,3 +250,27 @@ func (s *shapeSpy) SliceFeatures(x torchx.Tensor) torchx.Tensor {
 	s.seen[[2]int64{sh[2], sh[3]}] = true
 	return x
 }
+
+// With NoCoarser (infer.spacing finer) an axis is resampled only where its pixels are larger
+// than the training scale: at 1.5 mm/px, 8 rows of 1 mm stay 8, and 4 columns of 2 mm
+// become round(4·2/1.5) = 5.
+func TestSpacingNoCoarser(t *testing.T) {
+	g := data.NewGeometry([3]int{8, 4, 5}, [3]float64{1, 2, 1}, [3]float64{})
+	img := &data.Image{Geometry: g, Data: make([]float32, g.NumVoxels())}
+	s, _ := data.NewSlicer(&img.Geometry, 2)
+	mask := make([]int32, 8*4)
+	mask[2*4+1], mask[3*4+1] = 3, 3
+	for _, c := range []struct {
+		noCoarser bool
+		want      [2]int64
+	}{{true, [2]int64{8, 5}}, {false, [2]int64{5, 5}}} {
+		spy := &shapeSpy{fixedFlow: fixedFlow{0, 0}}
+		p := &Propagator{Model: spy, Device: "cpu", Scale: 1, MinArea: 1, Spacing: 1.5, NoCoarser: c.noCoarser, PerSlice: true}
+		if _, err := p.Segment(img, s, data.Window{Lo: 0, Up: 1}, &data.Annotation{Slice: 2, Mask: mask, IDs: []int32{3}}); err != nil {
+			t.Fatal(err)
+		}
+		if len(spy.seen) != 1 || !spy.seen[c.want] {
+			t.Fatalf("no coarser %v: the network saw %v, want %v", c.noCoarser, spy.seen, c.want)
+		}
+	}
+}

@@ -74,8 +74,8 @@ func runEvaluate(cmd *cobra.Command, g *dist.Group, in evalInputs, dataDir, out 
 	if err := ms.addRuns(cmd, runDirs, in.variants); err != nil {
 		return err
 	}
-	if ms.base.Cfg.Infer.Spacing == configs.SpacingTraining && !(ms.base.TrainingScale > 0) {
-		return fmt.Errorf("evaluate: --spacing training needs a --model run (its scale.json is the scale)")
+	if ms.base.Cfg.Infer.Spacing.FromTraining() && !(ms.base.TrainingScale > 0) {
+		return fmt.Errorf("evaluate: --spacing %s needs a --model run (its scale.json is the scale)", ms.base.Cfg.Infer.Spacing)
 	}
 	if err := ms.addFSSS(fsss); err != nil {
 		return err

@@ -25,7 +25,7 @@ func addInferFlags(cmd *cobra.Command) {
 	cmd.Flags().Int("min-area", d.MinArea, "stop a direction when the mask has fewer pixels (config: infer.min_area)")
 	cmd.Flags().String("estimate", string(d.ObjectEstimate), "test-time object estimate: none, propagated or model (config: infer.object_estimate)")
 	cmd.Flags().Int("resize", d.Resize, "propagate on slices resampled to N×N, 0 = native size (config: infer.resize)")
-	cmd.Flags().String("spacing", string(d.Spacing), "propagate at the slice's own pixels (native) or resampled to the mm/px the run was trained at (training) (config: infer.spacing)")
+	cmd.Flags().String("spacing", string(d.Spacing), "propagate at the slice's own pixels (native), resampled to the mm/px the run was trained at (training), or at that where it is finer than the slice's (finer) (config: infer.spacing)")
 	cmd.Flags().String("estimate-model", "", "UNETR++ run whose prediction is the estimate with --estimate model")
 	cmd.Flags().Int("encode-batch", d.EncodeBatch, "slices encoded together while propagating, 0 = auto (config: infer.encode_batch)")
 	cmd.Flags().Bool("verify", d.Verification, "Sli2Vol's verification module on every propagated slice (config: infer.verification)")
@@ -59,7 +59,7 @@ func runJob(cmd *cobra.Command, runDir string) (*infer.Job, error) {
 		return nil, err
 	}
 	j := &infer.Job{Cfg: c, Net: run.Model, Device: dev, Log: cmd.ErrOrStderr(), Adapter: train.Adapter{}}
-	if c.Infer.Spacing == configs.SpacingTraining {
+	if c.Infer.Spacing.FromTraining() {
 		sc, err := runs.ReadScale(runDir)
 		if err != nil {
 			return nil, err
