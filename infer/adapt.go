@@ -30,10 +30,13 @@ type AdaptTask struct {
 	Progress func(done, total int) // after each step; nil: not followed
 }
 
-// adaptedRun is Run with test-time adaptation: for Sli2Vol+ each round propagates the
-// request with the current network (or takes the Estimator's prediction, with estimate model)
-// and adapts on that estimate as the pseudo-labels; Sli2Vol (no PL input) adapts once on the
-// image alone. The volume is then propagated with the adapted copy, which is freed after.
+// adaptedRun is Run with test-time adaptation. The adaptation trains what propagation will
+// use: for Sli2Vol+ with the propagated estimate each round propagates the request with the
+// current network and adapts on that estimate as the pseudo-labels; with estimate model, on
+// the Estimator's prediction; Sli2Vol, and Sli2Vol+ with no estimate (its propagation reads
+// the slice features alone), adapt once on the image alone — measured on BraTS, adapting a
+// Sli2Vol+ run's PL stream that its propagation then does not read cost 15 Dice points. The
+// volume is then propagated with the adapted copy, which is freed after.
 func (j *Job) adaptedRun(p *Prepared, r Request) (*Result, error) {
 	if j.Adapter == nil {
 		return nil, fmt.Errorf("infer.adapt_steps is %d but this command cannot adapt (no adapter)", j.Cfg.Infer.AdaptSteps)
@@ -84,22 +87,20 @@ func (j *Job) Release(p *Prepared) {
 
 // adaptPlan is the number of adaptation rounds and of propagation passes that make their
 // pseudo-labels: rounds only make sense where each can start from a better estimate than the
-// last (Sli2Vol+ with the propagated or no estimate).
+// last (Sli2Vol+ with the propagated estimate).
 func (j *Job) adaptPlan() (rounds, plPasses int) {
-	if !j.Cfg.Model.Mode.UsesPL() {
-		return 1, 0
-	}
-	if j.Propagator().Estimate == configs.EstimateModel {
+	if j.Propagator().Estimate != configs.EstimatePropagated { // Sli2Vol is always none
 		return 1, 0
 	}
 	return j.Cfg.Infer.AdaptRounds, j.Cfg.Infer.AdaptRounds
 }
 
-// adaptLabels are the pseudo-labels a round adapts on: none for Sli2Vol, the Estimator's
-// prediction with estimate model, else the request propagated with the current network.
+// adaptLabels are the pseudo-labels a round adapts on: none where propagation feeds none
+// (Sli2Vol, estimate none), the Estimator's prediction with estimate model, else the request
+// propagated with the current network.
 func (j *Job) adaptLabels(net Network, p *Prepared, r Request, ph *phases) (*data.Labels, error) {
 	switch {
-	case !j.Cfg.Model.Mode.UsesPL():
+	case j.Propagator().Estimate == configs.EstimateNone:
 		return nil, nil
 	case p.estimate != nil:
 		return &data.Labels{Geometry: p.Image.Geometry, Data: p.estimate}, nil

@@ -118,19 +118,23 @@ func TestAdaptedRunRounds(t *testing.T) {
 	}
 }
 
-// Sli2Vol has no pseudo-label input: one adaptation on the image alone, whatever the rounds.
+// Sli2Vol has no pseudo-label input, and Sli2Vol+ with estimate none propagates without one:
+// one adaptation on the image alone, whatever the rounds.
 func TestAdaptedRunSli2Vol(t *testing.T) {
-	a := &recordingAdapter{nets: []Network{fixedFlow{0, 1}}}
-	j, p, r, _ := adaptJob(t, configs.ModeSli2Vol, 2, 3, a)
-	res, err := j.Run(p, r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(a.calls) != 1 || a.calls[0].hasPL {
-		t.Fatalf("adaptations %+v, want one without pseudo-labels", a.calls)
-	}
-	if want := propagateWith(t, j, fixedFlow{0, 1}, p, r); !slices.Equal(res.Labels, want) {
-		t.Fatal("the propagation is not the adapted network's")
+	for _, mode := range configs.Modes {
+		a := &recordingAdapter{nets: []Network{fixedFlow{0, 1}}}
+		j, p, r, _ := adaptJob(t, mode, 2, 3, a)
+		j.Cfg.Infer.ObjectEstimate = configs.EstimateNone
+		res, err := j.Run(p, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(a.calls) != 1 || a.calls[0].hasPL {
+			t.Fatalf("%s: adaptations %+v, want one without pseudo-labels", mode, a.calls)
+		}
+		if want := propagateWith(t, j, fixedFlow{0, 1}, p, r); !slices.Equal(res.Labels, want) {
+			t.Fatalf("%s: the propagation is not the adapted network's", mode)
+		}
 	}
 }
 

@@ -20,8 +20,9 @@ import (
 // inference commands give it to their jobs (infer cannot import train).
 type Adapter struct{}
 
-// Adapt returns a copy of t.Net fine-tuned for infer.adapt_steps steps on t.Volume (with its
-// labels as the pseudo-labels in mode sli2vol+); t.Net is not changed. The pairs are sampled
+// Adapt returns a copy of t.Net fine-tuned for infer.adapt_steps steps on t.Volume (in mode
+// sli2vol+ with its labels as the pseudo-labels, or without labels on the slice features
+// alone); t.Net is not changed. The pairs are sampled
 // as in training (data.pair_strides, resize range, crop, swaps), seeded by the config's seed,
 // with train.optimizer at infer.adapt_lr (constant).
 func (Adapter) Adapt(ctx context.Context, t infer.AdaptTask) (infer.Network, error) {
@@ -31,7 +32,11 @@ func (Adapter) Adapt(ctx context.Context, t infer.AdaptTask) (infer.Network, err
 	if !ok {
 		return nil, fmt.Errorf("adapt: %T is not a trained correspondence-flow network", t.Net)
 	}
-	sampler, err := data.NewPairSampler([]data.TrainVolume{t.Volume}, c.PairSettings())
+	// Without pseudo-labels (Sli2Vol+ propagating with estimate none) the copy adapts its
+	// slice features alone, the only ones that propagation reads.
+	settings := c.PairSettings()
+	settings.PL = settings.PL && t.Volume.HasPL
+	sampler, err := data.NewPairSampler([]data.TrainVolume{t.Volume}, settings)
 	if err != nil {
 		return nil, fmt.Errorf("adapt: %w", err)
 	}
@@ -40,6 +45,8 @@ func (Adapter) Adapt(ctx context.Context, t infer.AdaptTask) (infer.Network, err
 		return nil, err
 	}
 	defer opt.Close()
+	model.PL = src.PL && t.Volume.HasPL
+	defer func() { model.PL = src.PL }()
 	stepper := &Stepper{Cfg: c, Model: model, Opt: opt, Device: t.Device}
 	t0, first, last := time.Now(), 0.0, 0.0
 	steps := c.Infer.AdaptSteps

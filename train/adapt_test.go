@@ -243,4 +243,14 @@ func TestAdaptSli2VolPlusRounds(t *testing.T) {
 	if !sameWeights(weights(net), before) {
 		t.Fatal("adaptation changed the network")
 	}
+	// With estimate none propagation reads the slice features alone, and so does the one
+	// adaptation; the copy's PL input is back on for what follows.
+	log.Reset()
+	c.Infer.ObjectEstimate = configs.EstimateNone
+	if _, err := j.Segment(p, &data.Annotation{Slice: mid, Mask: mask, IDs: data.IDsIn(mask)}); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(log.String(), "adapted to"); n != 1 || !net.UsesPL() {
+		t.Fatalf("estimate none: %d adaptations logged, want 1:\n%s", n, log.String())
+	}
 }
