@@ -9,7 +9,6 @@ import (
 	"github.com/sli2vol/sli2vol/data"
 	"github.com/sli2vol/sli2vol/infer"
 	"github.com/sli2vol/sli2vol/models"
-	"github.com/sli2vol/sli2vol/runs"
 	"github.com/sli2vol/sli2vol/torchx"
 )
 
@@ -75,30 +74,15 @@ func (Adapter) Adapt(ctx context.Context, t infer.AdaptTask) (infer.Network, err
 	return model, nil
 }
 
-// trainableCopy is a copy of src on device, seeded, in training mode, with its optimizer.
+// trainableCopy is a copy of src on device, seeded, in training mode, with its optimizer:
+// training's setup (newCFNTraining) at infer.adapt_lr, constant, with src's weights.
 func trainableCopy(c *configs.Config, device string, src *models.CFN) (*models.CFN, *torchx.Optimizer, error) {
-	var model *models.CFN
-	var opt *torchx.Optimizer
-	var err error
-	tryErr := torchx.Try(func() {
-		torchx.ManualSeed(uint64(c.Seed))
-		if model, err = runs.NewCFN(c.Model); err != nil {
-			return
-		}
-		models.To(model, device)
-		if err = models.LoadStateDict(model, models.StateDict(src)); err != nil {
-			return
-		}
-		if c.Train.ChannelsLast { // as training: the stepper feeds channels-last batches
-			models.ToChannelsLast(model)
-		}
-		models.SetTraining(model, true)
-		t := c.Train
-		t.LR, t.Schedule = c.Infer.AdaptLR, configs.ScheduleConstant
-		opt, _ = NewOptimizer(t, models.Parameters(model), c.Infer.AdaptSteps)
-	})
+	ac := *c
+	ac.Train.LR, ac.Train.Schedule = c.Infer.AdaptLR, configs.ScheduleConstant
+	model, opt, _, err := newCFNTraining(&ac, device, c.Infer.AdaptSteps)
 	if err == nil {
-		err = tryErr
+		// In place: the optimizer holds these very parameters.
+		err = models.LoadStateDict(model, models.StateDict(src))
 	}
 	if err != nil {
 		if model != nil {
