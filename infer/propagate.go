@@ -100,6 +100,11 @@ func (p *Propagator) Run(img *data.Image, s data.Slicer, win data.Window, r Requ
 	if p.Estimate == configs.EstimateModel && len(p.EstimateVolume) != img.NumVoxels() {
 		return nil, fmt.Errorf("infer.object_estimate model needs a UNETR++ run (--estimate-model RUN) to predict the volume first")
 	}
+	if h, w := p.workSize(img, s); max(h, w) > MaxWorkSide {
+		dy, dx := s.PixelSpacing(&img.Geometry)
+		return nil, fmt.Errorf("%s: slices of %.3g×%.3g mm/px resampled to %.3g mm/px would be %d×%d px, over %d a side: propagate at native spacing or with infer.resize",
+			img.Source, dy, dx, p.Spacing, h, w, MaxWorkSide)
+	}
 	if m, ok := p.Model.(models.Module); ok {
 		models.SetTraining(m, false)
 	}
@@ -408,6 +413,11 @@ func (g *propagation) toNative(t torchx.Tensor) torchx.Tensor {
 	}
 	return torchx.Interpolate(t, []int64{int64(g.h), int64(g.w)}, torchx.Bilinear, false)
 }
+
+// MaxWorkSide bounds the working grid that infer.spacing may ask for: a coarse test volume
+// against a finely trained run could otherwise ask for slices of tens of thousands of pixels
+// (the affinity alone is (2R+1)² values per pixel).
+const MaxWorkSide = 4096
 
 // workSize is the grid slices are propagated on: Resize×Resize, or each axis scaled from its
 // pixel size to Spacing mm, or the slice's own size.

@@ -3,6 +3,7 @@ package infer
 import (
 	"runtime/metrics"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/sli2vol/sli2vol/configs"
@@ -272,5 +273,21 @@ func TestSpacingNoCoarser(t *testing.T) {
 		if len(spy.seen) != 1 || !spy.seen[c.want] {
 			t.Fatalf("no coarser %v: the network saw %v, want %v", c.noCoarser, spy.seen, c.want)
 		}
+	}
+}
+
+// A working grid over MaxWorkSide a side is refused with the sizes, before any work: 8 rows
+// of 1 mm at 0.001 mm/px would be 8000 px.
+func TestSpacingWorkGridBounded(t *testing.T) {
+	g := data.NewGeometry([3]int{8, 4, 5}, [3]float64{1, 2, 1}, [3]float64{})
+	g.Source = "tiny.nii"
+	img := &data.Image{Geometry: g, Data: make([]float32, g.NumVoxels())}
+	s, _ := data.NewSlicer(&img.Geometry, 2)
+	mask := make([]int32, 8*4)
+	mask[9] = 3
+	p := &Propagator{Model: fixedFlow{0, 0}, Device: "cpu", Scale: 1, MinArea: 1, Spacing: 0.001}
+	_, err := p.Segment(img, s, data.Window{Lo: 0, Up: 1}, &data.Annotation{Slice: 2, Mask: mask, IDs: []int32{3}})
+	if err == nil || !strings.Contains(err.Error(), "8000×8000 px") || !strings.Contains(err.Error(), "tiny.nii") {
+		t.Fatalf("an 8000-px working grid: %v", err)
 	}
 }
