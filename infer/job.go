@@ -34,8 +34,8 @@ type Prepared struct {
 	norm   *data.Normalizer // the volume's normalisation (adaptation samples it as training does)
 	// estimate is the Estimator's prediction of Image, made once per volume.
 	estimate []int32
-	// KeepAdapted keeps a test-time adaptation that does not depend on the request (Sli2Vol,
-	// or Sli2Vol+ on the Estimator's prediction) for the volume's next requests — several
+	// KeepAdapted keeps a test-time adaptation that does not depend on the request (all but
+	// Sli2Vol+ with the propagated estimate) for the volume's next requests — several
 	// structures of one case adapt once — until Job.Release(p) frees it.
 	KeepAdapted bool
 	adapted     Network

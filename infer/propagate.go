@@ -100,7 +100,7 @@ func (p *Propagator) Run(img *data.Image, s data.Slicer, win data.Window, r Requ
 	if p.Estimate == configs.EstimateModel && len(p.EstimateVolume) != img.NumVoxels() {
 		return nil, fmt.Errorf("infer.object_estimate model needs a UNETR++ run (--estimate-model RUN) to predict the volume first")
 	}
-	if h, w := p.workSize(img, s); max(h, w) > MaxWorkSide {
+	if h, w := p.workSize(img, s); p.Resize == 0 && max(h, w) > MaxWorkSide {
 		dy, dx := s.PixelSpacing(&img.Geometry)
 		return nil, fmt.Errorf("%s: slices of %.3g×%.3g mm/px resampled to %.3g mm/px would be %d×%d px, over %d a side: propagate at native spacing or with infer.resize",
 			img.Source, dy, dx, p.Spacing, h, w, MaxWorkSide)

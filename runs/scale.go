@@ -85,7 +85,7 @@ func WriteScale(dir string, s Scale) error {
 func ReadScale(dir string) (Scale, error) {
 	b, err := os.ReadFile(Path(dir, ScaleFile))
 	if errors.Is(err, os.ErrNotExist) {
-		return Scale{}, fmt.Errorf("model %s: no %s (trained before it was recorded): infer.spacing training needs it; use infer.resize instead", dir, ScaleFile)
+		return Scale{}, fmt.Errorf("model %s: no %s (trained before it was recorded): infer.spacing training or finer needs it; use infer.resize instead", dir, ScaleFile)
 	}
 	if err != nil {
 		return Scale{}, fmt.Errorf("model %s: %w", dir, err)

@@ -21,9 +21,9 @@ type Adapter struct{}
 
 // Adapt returns a copy of t.Net fine-tuned for infer.adapt_steps steps on t.Volume (in mode
 // sli2vol+ with its labels as the pseudo-labels, or without labels on the slice features
-// alone); t.Net is not changed. The pairs are sampled
-// as in training (data.pair_strides, resize range, crop, swaps), seeded by the config's seed,
-// with train.optimizer at infer.adapt_lr (constant).
+// alone); t.Net is not changed. The pairs are sampled as in training (data.pair_strides,
+// resize range, crop, swaps), seeded by the config's seed, with train.optimizer at
+// infer.adapt_lr (constant).
 func (Adapter) Adapt(ctx context.Context, t infer.AdaptTask) (infer.Network, error) {
 	defer torchx.PinThread()()
 	c := t.Cfg

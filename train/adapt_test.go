@@ -1,9 +1,7 @@
 package train
 
 import (
-	"crypto/sha256"
 	"io"
-	"io/fs"
 	"maps"
 	"math"
 	"os"
@@ -15,6 +13,7 @@ import (
 	"github.com/sli2vol/sli2vol/configs"
 	"github.com/sli2vol/sli2vol/data"
 	"github.com/sli2vol/sli2vol/infer"
+	"github.com/sli2vol/sli2vol/internal/filehash"
 	"github.com/sli2vol/sli2vol/models"
 	"github.com/sli2vol/sli2vol/runs"
 	"github.com/sli2vol/sli2vol/torchx"
@@ -95,23 +94,6 @@ func testPhantoms(t *testing.T, cases int, inverted bool) *data.Dataset {
 	return ds
 }
 
-// fileHashes is every file under dir with its SHA-256.
-func fileHashes(t *testing.T, dir string) map[string][32]byte {
-	out := map[string][32]byte{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		out[p] = sha256.Sum256(b)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 func weights(m models.Module) map[string][]float32 {
 	out := map[string][]float32{}
 	for k, v := range models.StateDict(m) {
@@ -132,14 +114,14 @@ func TestAdaptation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before, files := weights(r.Model), fileHashes(t, run)
+	before, files := weights(r.Model), folderDigest(t, run)
 	t.Run("CopyIsSeeded", func(t *testing.T) { adaptCopies(t, c, r.Model) })
 	t.Run("RecoversInvertedContrast", func(t *testing.T) { adaptRecovers(t, c, r.Model) })
 	// Neither the adaptations nor the adapted evaluation changed the run's network or folder.
 	if !sameWeights(weights(r.Model), before) {
 		t.Fatal("adaptation changed the run's network")
 	}
-	if !maps.Equal(fileHashes(t, run), files) {
+	if folderDigest(t, run) != files {
 		t.Fatal("adaptation changed the run folder")
 	}
 }
@@ -253,4 +235,13 @@ func TestAdaptSli2VolPlusRounds(t *testing.T) {
 	if n := strings.Count(log.String(), "adapted to"); n != 1 || !net.UsesPL() {
 		t.Fatalf("estimate none: %d adaptations logged, want 1:\n%s", n, log.String())
 	}
+}
+
+// folderDigest is the digest of dir's files (names and contents), computed afresh.
+func folderDigest(t *testing.T, dir string) filehash.Digest {
+	d, err := new(filehash.Cache).Sum(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }

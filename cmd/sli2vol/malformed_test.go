@@ -3,11 +3,8 @@ package main
 import (
 	"bytes"
 	"compress/gzip"
-	"crypto/sha256"
 	"encoding/binary"
 	"io"
-	"io/fs"
-	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -15,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/sli2vol/sli2vol/data"
+	"github.com/sli2vol/sli2vol/internal/filehash"
 	"github.com/sli2vol/sli2vol/torchx"
 )
 
@@ -239,12 +237,12 @@ func TestMalformedInputs(t *testing.T) {
 		t.Fatalf("segment --spacing training: %v", err)
 	}
 	// Test-time adaptation changes no file of the run it adapts.
-	before := treeHashes(t, m.p("run"))
+	before := folderDigest(t, m.p("run"))
 	os.Remove(m.p("out.nii.gz"))
 	if code, _, errOut := runCLI(t, append(m.seg(m.img, m.ann), "--adapt-steps", "2", "--adapt-lr", "1e-3")...); code != 0 || !strings.Contains(errOut, "adapted to") {
 		t.Fatalf("segment --adapt-steps 2: exit %d, %s", code, errOut)
 	}
-	if after := treeHashes(t, m.p("run")); !maps.Equal(before, after) {
+	if after := folderDigest(t, m.p("run")); after != before {
 		t.Fatalf("adaptation changed the run folder: %v → %v", before, after)
 	}
 	// An existing output is left alone without --force.
@@ -255,19 +253,11 @@ func TestMalformedInputs(t *testing.T) {
 	}
 }
 
-// treeHashes is every file under dir with the SHA-256 of its content.
-func treeHashes(t *testing.T, dir string) map[string][32]byte {
-	out := map[string][32]byte{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		out[p] = sha256.Sum256(b)
-		return err
-	})
+// folderDigest is the digest of dir's files (names and contents), computed afresh.
+func folderDigest(t *testing.T, dir string) filehash.Digest {
+	d, err := new(filehash.Cache).Sum(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return out
+	return d
 }
