@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -123,16 +124,54 @@ func start(t testing.TB, o Options) (*Server, *client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(s)
+	sends := &sendLog{}
+	hs := httptest.NewServer(sends.wrap(s))
 	t.Cleanup(func() { s.Close(); hs.Close() })
-	return s, &client{t: t, base: hs.URL, token: o.Token}
+	return s, &client{t: t, base: hs.URL, token: o.Token, sends: sends}
 }
+
+// sendLog records when the server wrote each progress event, on the server's side of the
+// connection: the gaps between them are the throttle's own, whatever the client's scheduling.
+type sendLog struct {
+	mu sync.Mutex
+	at []time.Time
+}
+
+func (l *sendLog) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(&loggedWriter{ResponseWriter: w, log: l}, r)
+	})
+}
+
+// progressTimes: the write times of all progress events so far.
+func (l *sendLog) progressTimes() []time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.at)
+}
+
+type loggedWriter struct {
+	http.ResponseWriter
+	log *sendLog
+}
+
+func (w *loggedWriter) Write(b []byte) (int, error) {
+	if bytes.HasPrefix(b, []byte("event: progress\n")) {
+		w.log.mu.Lock()
+		w.log.at = append(w.log.at, time.Now())
+		w.log.mu.Unlock()
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *loggedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // client makes API calls and decodes JSON answers.
 type client struct {
 	t     testing.TB
 	base  string
 	token string
+	sends *sendLog
 }
 
 type reply struct {
