@@ -57,7 +57,7 @@ CGT_HDRS := $(CGT_NAMES:%=$(CGT_SRCDIR)/%.h) $(CGT_SRCDIR)/torchdef.h $(CGT_SRCD
 TX_SRCS := $(wildcard torchx/csrc/*.cc)
 TX_OBJS := $(TX_SRCS:torchx/csrc/%.cc=$(BUILD)/obj/torchx/%.o)
 
-.PHONY: all deps native build test vet demo clean print-env testbin fuzz gpu-bundle test-bundle bench web
+.PHONY: all deps native build test vet demo clean print-env testbin fuzz gpu-bundle test-bundle bench web results
 all: build
 
 deps:
@@ -116,6 +116,14 @@ demo: deps build
 	bin/sli2vol train-fsss --config $(DEMO_CFG) --data $(DEMO)/test --out $(DEMO)/fsss
 	bin/sli2vol evaluate --config $(DEMO_CFG) --model $(DEMO)/work/sli2vol --model $(DEMO)/work/sli2vol+raw-pl \
 	  --model $(DEMO)/work/sli2vol+ --fsss $(DEMO)/fsss --data $(DEMO)/test --out $(DEMO)/report
+
+# docs/results.md, the quality table on the shared real CT/MRI (../shared/data/real): per fold,
+# the pipeline, Sli2Vol+ on raw PLs, and an evaluation of every model plain, adapted, verified
+# and both, merged in by `evaluate --results`. Two cores: about two hours; steps whose output is
+# complete are skipped. RESULTS_FOLDS: a subset (ct-abdomen ct-aorta ct-pulmonary brats).
+RESULTS_FOLDS ?=
+results: deps build
+	bench/results.sh all $(RESULTS_FOLDS)
 
 # Go vs the PyTorch reference, same model, weights, batch and threads (bench/runner.go), and
 # the CFN step in plain C++ (bench/cpp, the ceiling of any binding); writes BENCHMARKS.md.

@@ -21,6 +21,7 @@ func newEvaluateCmd() *cobra.Command {
 	var runs, fsss []string
 	var dataDir, out string
 	var variants []string
+	var results resultsTarget
 	var baselines, force bool
 	cmd := &cobra.Command{
 		Use:   "evaluate --model RUN [--model RUN2 ...] --data DIR --out REPORT",
@@ -34,7 +35,7 @@ func newEvaluateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return runEvaluate(cmd, nil, evalInputs{runs, fsss, vs}, dataDir, out, baselines, force)
+			return runEvaluate(cmd, nil, evalInputs{runs: runs, fsss: fsss, variants: vs, results: results}, dataDir, out, baselines, force)
 		},
 	}
 	f := cmd.Flags()
@@ -43,6 +44,8 @@ func newEvaluateCmd() *cobra.Command {
 	f.StringVar(&dataDir, "data", "", "labelled dataset to evaluate on")
 	f.StringVar(&out, "out", "", "report folder (report.md, results.csv, drift.csv)")
 	f.StringSliceVar(&variants, "variants", nil, "score each run several ways, a column each: plain, adapted (needs --adapt-steps), verified, adapted+verified (default: as configured)")
+	f.StringVar(&results.path, "results", "", "also merge a summary into this results file (e.g. docs/results.md) as one section, replacing the section of the same title")
+	f.StringVar(&results.title, "results-title", "", "the section's title (default: the report's title)")
 	f.BoolVar(&baselines, "baselines", true, "include the copy and untrained GEIG-affinity baselines")
 	f.BoolVar(&force, "force", false, "overwrite an existing report")
 	addInferFlags(cmd)
@@ -50,11 +53,16 @@ func newEvaluateCmd() *cobra.Command {
 	return cmd
 }
 
-// evalInputs are what an evaluation scores: propagation runs (each in its variants), FS-SS runs.
+// evalInputs are what an evaluation scores: propagation runs (each in its variants), FS-SS runs;
+// and where a summary of it goes besides the report.
 type evalInputs struct {
 	runs, fsss []string
 	variants   []variant // nil: each run as configured
+	results    resultsTarget
 }
+
+// resultsTarget is a section of a results file (evaluate --results): none when path is "".
+type resultsTarget struct{ path, title string }
 
 // runEvaluate scores the runs (propagation models), FS-SS runs and baselines on dataDir. g is
 // the pipeline's process group; nil joins the launch's own, if any.
@@ -65,6 +73,11 @@ func runEvaluate(cmd *cobra.Command, g *dist.Group, in evalInputs, dataDir, out 
 	}
 	if _, err := os.Stat(filepath.Join(out, "report.md")); err == nil && !force {
 		return fmt.Errorf("evaluate: %s already holds a report; not overwriting it (use --force)", out)
+	}
+	if in.results.path != "" {
+		if err := infer.CheckResultsFile(in.results.path); err != nil {
+			return fmt.Errorf("evaluate: %w", err)
+		}
 	}
 	ds, err := data.OpenDataset(dataDir)
 	if err != nil {
@@ -116,8 +129,19 @@ func runEvaluate(cmd *cobra.Command, g *dist.Group, in evalInputs, dataDir, out 
 			}
 		}
 	}
-	if err := ev.Write(out, names, "sli2vol evaluation on "+ds.Name); err != nil {
+	title := "sli2vol evaluation on " + ds.Name
+	if err := ev.Write(out, names, title); err != nil {
 		return err
+	}
+	if in.results.path != "" {
+		if in.results.title != "" {
+			title = in.results.title
+		}
+		about := resultsAbout(ds, ev, ms.base.Cfg, out)
+		if err := ev.WriteResults(in.results.path, title, names, about); err != nil {
+			return fmt.Errorf("evaluate: %w", err)
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "results: section %q of %s\n", infer.ResultsKey(title), in.results.path)
 	}
 	if err := finishOutput(prov, out, ms.base.Cfg); err != nil {
 		return err
@@ -221,6 +245,28 @@ func (ms *methodSet) addBaselines() {
 	ms.methods = append([]infer.Method{{Name: ms.unique("copy")}, {Name: ms.unique("geig-affinity (untrained)"), Job: aff}}, ms.methods...)
 }
 
+// resultsAbout is what a results section records besides its numbers: the test data, the
+// settings every model was run with, where the full report is, and the runs scored.
+func resultsAbout(ds *data.Dataset, ev *infer.Evaluation, c *configs.Config, out string) string {
+	cases, structures := map[string]bool{}, map[string]bool{}
+	for _, r := range ev.Rows {
+		cases[r.Case] = true
+		structures[r.Case+"/"+r.Name] = true
+	}
+	in := c.Infer
+	adapt := "adaptation (the adapted columns) " + fmt.Sprintf("%d steps at lr %g", in.AdaptSteps, in.AdaptLR)
+	if in.ObjectEstimate == configs.EstimatePropagated {
+		adapt += fmt.Sprintf(", %d rounds", in.AdaptRounds)
+	}
+	if in.AdaptSteps == 0 {
+		adapt = "no adaptation"
+	}
+	return fmt.Sprintf("Test data: %s, %d cases, %d structures, each propagated from one slice within ±3 of its largest "+
+		"cross-section (seed %d). Inference: spacing %s, object estimate %s, %s; verification as Sli2Vol's module. "+
+		"Full report (per structure, drift curves of every variant, overlays): `%s`.\n%s",
+		ds.Name, len(cases), len(structures), c.Seed, in.Spacing, in.ObjectEstimate, adapt, filepath.Join(out, "report.md"), ev.Sources)
+}
+
 // scoredRuns is the report's record of the runs it scored: each run's commit and data hash
 // (from its run.json), so a table can be traced to the code and data behind it.
 func scoredRuns(dirs []string) string {
@@ -274,17 +320,7 @@ func variantOf(i configs.Infer) variant {
 }
 
 // suffix is the variant's part of a column name.
-func (v variant) suffix() string {
-	switch {
-	case v.adapted && v.verified:
-		return " (adapted, verified)"
-	case v.adapted:
-		return " (adapted)"
-	case v.verified:
-		return " (verified)"
-	}
-	return ""
-}
+func (v variant) suffix() string { return infer.VariantSuffix(v.adapted, v.verified) }
 
 // job is j run as the variant: adaptation with j's infer.adapt_* settings or none,
 // verification on or off.

@@ -51,8 +51,10 @@ func TestPipelineOnPhantoms(t *testing.T) {
 		{"train", "--config", cfg, "--mode", "sli2vol", "--data", p("train"), "--out", p("s2v"), "--epochs", "2"},
 		{"pseudo-label", "--config", cfg, "--model", p("s2v"), "--data", p("train"), "--out", p("pl")},
 		{"train", "--config", cfg, "--mode", plus, "--data", p("train"), "--pseudo", p("pl"), "--out", p("s2vp"), "--epochs", "2"},
-		{"evaluate", "--config", cfg, "--model", p("s2v"), "--model", p("s2vp"), "--data", p("test"), "--out", p("report")},
+		{"evaluate", "--config", cfg, "--model", p("s2v"), "--model", p("s2vp"), "--data", p("test"), "--out", p("report"),
+			"--results", p("docs/results.md"), "--results-title", "Phantoms"},
 	}
+	os.MkdirAll(p("docs"), 0o755)
 	for _, args := range steps {
 		if code, out, errOut := runCLI(t, args...); code != 0 {
 			t.Fatalf("%v: exit %d\n%s\n%s", args, code, out, errOut)
@@ -73,9 +75,54 @@ func TestPipelineOnPhantoms(t *testing.T) {
 		}
 	}
 
+	checkResultsFile(t, dir)
+
 	checkSegmentCommand(t, p("test"), p("s2vp"), dir)
 	checkTwoAnnotatedSlices(t, p("test"), p("s2vp"), dir)
 	checkSegmentCases(t, p("train"), p("s2vp"), dir)
+}
+
+// checkResultsFile: evaluate --results put each method's mean Dice from report.md's mean row
+// into its section, with the drift plot beside it; a --results file evaluate did not write is
+// refused before any work, and left as it was.
+func checkResultsFile(t *testing.T, dir string) {
+	p := func(s string) string { return filepath.Join(dir, s) }
+	report, _ := os.ReadFile(p("report/report.md"))
+	results, err := os.ReadFile(p("docs/results.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var header, means []string
+	for _, l := range strings.Split(string(report), "\n") {
+		if strings.HasPrefix(l, "| structure |") {
+			header = strings.Split(strings.Trim(l, "| "), " | ")[1:]
+		}
+		if strings.HasPrefix(l, "| **mean**") {
+			means = strings.Split(strings.Trim(l, "| "), " | ")[1:]
+		}
+	}
+	if len(header) != 4 || len(means) != len(header) {
+		t.Fatalf("report.md: methods %q, means %q", header, means)
+	}
+	for i, m := range header {
+		if cell := "| " + m + " | " + means[i] + " / "; !strings.Contains(string(results), cell) {
+			t.Errorf("results.md lacks %q:\n%s", cell, results)
+		}
+	}
+	if !strings.Contains(string(results), "## Phantoms\n") || !strings.Contains(string(results), "](results/phantoms-drift.png)") {
+		t.Errorf("results.md has no Phantoms section with its figure:\n%s", results)
+	}
+	if _, err := os.Stat(p("docs/results/phantoms-drift.png")); err != nil {
+		t.Error(err)
+	}
+	os.WriteFile(p("notes.md"), []byte("mine\n"), 0o644)
+	code, _, e := runCLI(t, "evaluate", "--config", "../../configs/cpu-small.yaml", "--data", p("test"), "--out", p("report2"), "--results", p("notes.md"))
+	if b, _ := os.ReadFile(p("notes.md")); code != 2 || !strings.Contains(e, "notes.md is not a sli2vol results file") || string(b) != "mine\n" {
+		t.Errorf("--results into a user's file: exit %d, %q, file now %q", code, e, b)
+	}
+	if _, err := os.Stat(p("report2")); err == nil {
+		t.Error("the refused evaluation wrote its report folder")
+	}
 }
 
 // checkSegmentCases: `segment --data --annotations --out` writes, for every case, what a
