@@ -346,10 +346,20 @@ func (ev *Evaluation) Table(methods []string) string {
 
 // MeanDice is a method's mean Dice over all rows.
 func (ev *Evaluation) MeanDice(method string) float64 {
+	return ev.rowMean(method, func(r Row) float64 { return r.Dice })
+}
+
+// meanHD95 is a method's mean HD95 over its rows (those with one), as report.md gives it.
+func (ev *Evaluation) meanHD95(method string) float64 {
+	return ev.rowMean(method, func(r Row) float64 { return r.HD95 })
+}
+
+// rowMean is the mean of f over a method's rows, NaNs left out.
+func (ev *Evaluation) rowMean(method string, f func(Row) float64) float64 {
 	var v []float64
 	for _, r := range ev.Rows {
 		if r.Method == method {
-			v = append(v, r.Dice)
+			v = append(v, f(r))
 		}
 	}
 	m, _ := meanStd(v)
@@ -405,14 +415,7 @@ func (ev *Evaluation) Write(dir string, methods []string, title string) error {
 	md.WriteString(ev.Table(methods))
 	md.WriteString("\nHD95 (mm), mean over cases:\n\n| method | HD95 |\n|---|---|\n")
 	for _, m := range methods {
-		var v []float64
-		for _, r := range ev.Rows {
-			if r.Method == m {
-				v = append(v, r.HD95)
-			}
-		}
-		mu, _ := meanStd(v)
-		fmt.Fprintf(&md, "| %s | %.1f |\n", m, mu)
+		fmt.Fprintf(&md, "| %s | %.1f |\n", m, ev.meanHD95(m))
 	}
 	md.WriteString("\nPer case and structure: `results.csv`; seconds per case and method: `times.csv` (apart, as " +
 		"it varies from run to run while everything here is reproducible). Dice against distance from the annotated slice (error drift): " +

@@ -152,18 +152,6 @@ func (ev *Evaluation) structureMean(method string) float64 {
 	return m
 }
 
-// meanHD95 is a method's mean HD95 over its rows (those with one), as report.md gives it.
-func (ev *Evaluation) meanHD95(method string) float64 {
-	var v []float64
-	for _, r := range ev.Rows {
-		if r.Method == method {
-			v = append(v, r.HD95)
-		}
-	}
-	m, _ := meanStd(v)
-	return m
-}
-
 // secondsPerCase is each method's mean over cases of its time per case (times.csv's mean).
 func (ev *Evaluation) secondsPerCase() map[string]float64 {
 	perCase := map[string]map[string]float64{}
