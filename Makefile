@@ -160,6 +160,8 @@ fuzz: build
 BUNDLE := build/gpu-bundle
 GOENV_BUNDLE := CGO_ENABLED=1 CGO_LDFLAGS='-L$(ABS_LIBDIR) -L$(shell third_party/libtorch-flags.sh --libdir $(LIBTORCH)) \
   -Wl,-rpath-link,$(shell third_party/libtorch-flags.sh --libdir $(LIBTORCH)) -Wl,--as-needed -Wl,-rpath,$$ORIGIN/../build/lib -Wl,-rpath,$$ORIGIN/../lib'
+# GPU_DATA=1 adds the shared real CT (third_party/gpu/bundle-data.sh) for device-run.sh paper-model.
+REAL_DATA ?= ../shared/data/real
 gpu-bundle: build
 	rm -rf $(BUNDLE) && mkdir -p $(BUNDLE)/bin $(BUNDLE)/build/bench $(addprefix $(BUNDLE)/,$(TESTBIN_PKGS))
 	$(GOENV_BUNDLE) $(GO) build -ldflags '$(GOLDFLAGS) -s -w' -o $(BUNDLE)/bin/sli2vol ./cmd/sli2vol
@@ -168,6 +170,7 @@ gpu-bundle: build
 	cp -r torchx/csrc $(BUNDLE)/torchx/ && cp -r $(BUILD)/cgotorch-src $(BUNDLE)/build/
 	cp -r third_party Makefile $(BUNDLE)/ && mkdir -p $(BUNDLE)/bench $(BUNDLE)/configs && cp -r bench/pytorch bench/cpp bench/hosttime.py $(BUNDLE)/bench/
 	cp configs/*.yaml $(BUNDLE)/configs/
+	$(if $(GPU_DATA),third_party/gpu/bundle-data.sh $(REAL_DATA) $(BUNDLE)/data)
 	@du -sh $(BUNDLE)
 
 # The bundle's build path, here against Debian's libtorch laid out as one LIBTORCH root.

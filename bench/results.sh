@@ -12,6 +12,9 @@
 # adapted+verified. configs/cpu-real.yaml (two cores), seed 0. Steps whose output is complete
 # are skipped, so an interrupted run continues. Usage: bench/results.sh [train|evaluate|all]
 # [FOLD...]; WORK (default build/results) holds every run, RESULTS (default docs/results.md).
+# PAPER_RUN=DIR adds a run to every CT fold's evaluation: the paper-size Sli2Vol trained on a GPU
+# on all the shared CT (third_party/gpu/paper-model.sh; self-supervised, so it has seen the
+# test volume's images as an adapted model has, but no label).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin/sli2vol}
@@ -98,6 +101,7 @@ evaluate_fold() {
 	local w=$WORK/$1
 	"$BIN" evaluate --config "$CFG" --data "$TEST" --out "$w/report" --force \
 		--model "$w/sli2vol" --model "$w/sli2vol+raw-pl" --model "$w/sli2vol+" \
+		${PAPER_RUN:+$([ "$1" != brats ] && echo --model "$PAPER_RUN")} \
 		--variants plain,adapted,verified,adapted+verified --adapt-steps "$ADAPT_STEPS" "${FLAGS[@]}" \
 		--results "$RESULTS" --results-title "$TITLE"
 }

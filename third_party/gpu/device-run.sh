@@ -7,6 +7,8 @@
 #   device-run.sh          everything: tests, benchmarks, a phantom pipeline, propagation speed
 #   device-run.sh bench    the build and `make bench`'s rows on CUDA only (BENCH_TIMEOUT s, 540)
 #   device-run.sh probe    the 96² step: Go, C++ and PyTorch timed and profiled, then rows
+#   device-run.sh paper-model  #23: configs/paper.yaml's Sli2Vol trained on the bundle's real CT
+#                          (make gpu-bundle GPU_DATA=1) for ~5 minutes; the run comes back
 #   device-run.sh propagate  chunked vs per-slice propagation on CUDA: the equality tests and
 #                          the propagate rows (100×256², 300×512²; Go, Go per-slice, PyTorch)
 set -uo pipefail
@@ -53,6 +55,10 @@ cuda_bench() { # the interleaved Go/PyTorch rows; the report is rewritten after 
     ${BENCH_ONLY:+--only "$BENCH_ONLY"} $CPP_FLAG >"$OUT/bench-cuda.log" 2>&1 || echo "make bench on $DEV failed or timed out (rc $?)"
   tail -n 40 "$OUT/bench-cuda.log"
 }
+if [ "${1:-}" = paper-model ]; then
+  DEV=$DEV OUT=$OUT third_party/gpu/paper-model.sh
+  exit 0
+fi
 if [ "${1:-}" = propagate ]; then
   # #19 on the GPU: chunked propagation equals the per-slice path, then its speed (slices/s,
   # peak GPU memory) against the per-slice path and PyTorch at 100×256² and 300×512².
