@@ -21,8 +21,12 @@ import (
 // that predicts the whole volume (Seg: the FS-SS baseline), or the copy baseline (both nil).
 type Method struct {
 	Name string
-	Job  *Job
-	Seg  *SegNet
+	// Model and Variant place the method in a results table (WriteResults): the row of the
+	// run it comes from ("" for Name itself) and the way it was run, a column each.
+	Model   string
+	Variant Variant
+	Job     *Job
+	Seg     *SegNet
 }
 
 // Row is one method's result for one structure of one case.

@@ -1,6 +1,8 @@
 package infer
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"math"
 	"os"
@@ -12,34 +14,35 @@ import (
 	"github.com/sli2vol/sli2vol/internal/atomicfile"
 )
 
-// VariantSuffix names a way of running one propagation model in an evaluation: appended to the
-// model's name ("sli2vol+ (adapted)"), and read back by the results table to put each variant
-// in a column of its own.
-func VariantSuffix(adapted, verified bool) string {
+// Variant is a way of running one propagation model in an evaluation: with test-time
+// adaptation, with Sli2Vol's verification, both, or neither (plain).
+type Variant struct{ Adapted, Verified bool }
+
+// Suffix is the variant's part of a method's name: "sli2vol+" + " (adapted)".
+func (v Variant) Suffix() string {
 	switch {
-	case adapted && verified:
+	case v.Adapted && v.Verified:
 		return " (adapted, verified)"
-	case adapted:
+	case v.Adapted:
 		return " (adapted)"
-	case verified:
+	case v.Verified:
 		return " (verified)"
 	}
 	return ""
 }
 
-// variantColumns are the results table's columns, in order: the suffixes VariantSuffix gives.
-var variantColumns = []struct{ suffix, title string }{
-	{"", "plain"}, {" (adapted)", "adapted"}, {" (verified)", "verified"}, {" (adapted, verified)", "adapted + verified"},
-}
+// variantTitles head the results table's columns, indexed by Variant.column.
+var variantTitles = []string{"plain", "adapted", "verified", "adapted + verified"}
 
-// splitVariant is a method name's model and variant column.
-func splitVariant(method string) (model string, col int) {
-	for i := len(variantColumns) - 1; i > 0; i-- {
-		if m, ok := strings.CutSuffix(method, variantColumns[i].suffix); ok {
-			return m, i
-		}
+func (v Variant) column() int {
+	c := 0
+	if v.Adapted {
+		c++
 	}
-	return method, 0
+	if v.Verified {
+		c += 2
+	}
+	return c
 }
 
 // driftBins group distances from the annotated slice for the results table's drift curve.
@@ -53,34 +56,42 @@ var driftBins = []struct {
 // report.md and times.csv give them; the error drift binned by distance from the annotated
 // slice; the drift plot (figure, a path relative to the results file; "" for none); and
 // about, the settings and sources the caller records.
-func (ev *Evaluation) ResultsSection(title string, methods []string, figure, about string) string {
+func (ev *Evaluation) ResultsSection(title string, methods []Method, figure, about string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "## %s\n\n", title)
-	b.WriteString("Mean Dice ×100 over structures / mean HD95 (mm) / seconds per case:\n\n")
+	b.WriteString("Mean Dice ×100 over structures / mean HD95 (mm; – where no prediction had a surface) / seconds per case:\n\n")
+	type at struct {
+		model string
+		col   int
+	}
 	var models []string
-	cols := make([]bool, len(variantColumns))
-	cell := map[string]string{}
+	cols := make([]bool, len(variantTitles))
+	cell := map[at]string{}
 	secs := ev.secondsPerCase()
 	for _, m := range methods {
-		model, col := splitVariant(m)
+		model := m.Model
+		if model == "" {
+			model = m.Name
+		}
 		if !slices.Contains(models, model) {
 			models = append(models, model)
 		}
+		col := m.Variant.column()
 		cols[col] = true
-		cell[fmt.Sprint(model, col)] = fmt.Sprintf("**%.1f** / %.1f / %.1f", ev.structureMean(m), ev.meanHD95(m), secs[m])
+		cell[at{model, col}] = fmt.Sprintf("**%s** / %s / %.1f", num(ev.structureMean(m.Name)), num(ev.meanHD95(m.Name)), secs[m.Name])
 	}
 	b.WriteString("| model |")
-	for i, c := range variantColumns {
+	for i, t := range variantTitles {
 		if cols[i] {
-			b.WriteString(" " + c.title + " |")
+			b.WriteString(" " + t + " |")
 		}
 	}
 	b.WriteString("\n|---|" + strings.Repeat("---|", countTrue(cols)) + "\n")
 	for _, model := range models {
 		b.WriteString("| " + model + " |")
-		for i := range variantColumns {
+		for i := range variantTitles {
 			if cols[i] {
-				v, ok := cell[fmt.Sprint(model, i)]
+				v, ok := cell[at{model, i}]
 				if !ok {
 					v = "–"
 				}
@@ -95,10 +106,10 @@ func (ev *Evaluation) ResultsSection(title string, methods []string, figure, abo
 	}
 	b.WriteString("\n|---|" + strings.Repeat("---|", len(driftBins)) + "\n")
 	for _, m := range methods {
-		b.WriteString("| " + m + " |")
+		b.WriteString("| " + m.Name + " |")
 		for _, d := range driftBins {
 			var sum, n float64
-			for dist, a := range ev.drift[m] {
+			for dist, a := range ev.drift[m.Name] {
 				if dist >= d.lo && dist <= d.hi {
 					sum, n = sum+a[0], n+a[1]
 				}
@@ -118,6 +129,14 @@ func (ev *Evaluation) ResultsSection(title string, methods []string, figure, abo
 		b.WriteString("\n" + strings.TrimSpace(about) + "\n")
 	}
 	return b.String()
+}
+
+// num is v to one decimal, or – for NaN (a mean over nothing).
+func num(v float64) string {
+	if math.IsNaN(v) {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f", v)
 }
 
 func countTrue(v []bool) int {
@@ -152,22 +171,20 @@ func (ev *Evaluation) structureMean(method string) float64 {
 	return m
 }
 
-// secondsPerCase is each method's mean over cases of its time per case (times.csv's mean).
+// secondsPerCase is each method's mean over cases of its time per case (times.csv's mean),
+// summed in the rows' order.
 func (ev *Evaluation) secondsPerCase() map[string]float64 {
-	perCase := map[string]map[string]float64{}
+	sum, cases := map[string]float64{}, map[string]map[string]bool{}
 	for _, r := range ev.Rows {
-		if perCase[r.Method] == nil {
-			perCase[r.Method] = map[string]float64{}
+		if cases[r.Method] == nil {
+			cases[r.Method] = map[string]bool{}
 		}
-		perCase[r.Method][r.Case] += r.Seconds
+		cases[r.Method][r.Case] = true
+		sum[r.Method] += r.Seconds
 	}
 	out := map[string]float64{}
-	for m, cs := range perCase {
-		var s float64
-		for _, v := range cs {
-			s += v
-		}
-		out[m] = s / float64(len(cs))
+	for m, s := range sum {
+		out[m] = s / float64(len(cases[m]))
 	}
 	return out
 }
@@ -183,14 +200,23 @@ const (
 )
 
 // ResultsKey is the key of a section titled title: its words, lower case, joined by dashes;
-// also the name of its figure.
+// also the name of its figure. A long title is cut at a word and keeps its whole in a hash, so
+// titles that differ only late in the text name different sections.
 func ResultsKey(title string) string {
 	key := strings.Trim(nonWord.ReplaceAllString(strings.ToLower(title), "-"), "-")
-	if len(key) > 80 {
-		key = strings.TrimRight(key[:80], "-")
+	if len(key) <= maxKey {
+		return key
 	}
-	return key
+	cut := key[:maxKey-9]
+	if i := strings.LastIndexByte(cut, '-'); i > 0 {
+		cut = cut[:i]
+	}
+	sum := sha256.Sum256([]byte(title))
+	return cut + "-" + hex.EncodeToString(sum[:4])
 }
+
+// maxKey bounds a section key, hash included: a figure's file name stays short.
+const maxKey = 64
 
 var nonWord = regexp.MustCompile(`[^a-z0-9]+`)
 
@@ -202,29 +228,45 @@ func MergeResults(path, key, section string) error {
 	if err != nil {
 		return err
 	}
-	begin, end := fmt.Sprintf(beginMarker, key), fmt.Sprintf(endMarker, key)
-	block := "\n" + begin + strings.TrimRight(section, "\n") + "\n" + end
-	if i := strings.Index(text, begin); i >= 0 {
-		j := strings.Index(text[i:], end)
-		if j < 0 {
-			return fmt.Errorf("results: %s: section %q has no end marker", path, key)
-		}
-		text = strings.TrimRight(text[:i], "\n") + "\n" + block + text[i+j+len(end):]
-	} else {
-		text = strings.TrimRight(text, "\n") + "\n" + block
+	if text, err = mergeSection(path, text, key, section); err != nil {
+		return err
 	}
 	return atomicfile.WriteFile(path, []byte(text))
 }
 
-// CheckResultsFile fails unless path can become a results file: it is one already, or it is
+// mergeSection is text with section under key, replacing that key's section or appended.
+func mergeSection(path, text, key, section string) (string, error) {
+	begin, end := fmt.Sprintf(beginMarker, key), fmt.Sprintf(endMarker, key)
+	block := "\n" + begin + strings.TrimRight(section, "\n") + "\n" + end
+	i := strings.Index(text, begin)
+	if i < 0 {
+		return strings.TrimRight(text, "\n") + "\n" + block, nil
+	}
+	j := strings.Index(text[i:], end)
+	if j < 0 {
+		return "", fmt.Errorf("results: %s: section %s has no end marker; not writing into it", path, key)
+	}
+	return strings.TrimRight(text[:i], "\n") + "\n" + block + text[i+j+len(end):], nil
+}
+
+// CheckResultsFile fails unless a section titled title can be written to path: the title
+// names a key, and path is a results file whose section of that key (if any) is whole, or is
 // absent in a folder that exists. evaluate calls it before the work, so a wrong --results
 // costs nothing.
-func CheckResultsFile(path string) error {
-	if _, err := readResults(path); err != nil {
+func CheckResultsFile(path, title string) error {
+	key := ResultsKey(title)
+	if key == "" {
+		return fmt.Errorf("results: the title %q has no letters or digits to name its section", title)
+	}
+	text, err := readResults(path)
+	if err != nil {
+		return err
+	}
+	if _, err := mergeSection(path, text, key, ""); err != nil {
 		return err
 	}
 	if fi, err := os.Stat(filepath.Dir(path)); err != nil || !fi.IsDir() {
-		return fmt.Errorf("results: %s: the folder %s does not exist", path, filepath.Dir(path))
+		return fmt.Errorf("results: %s: its folder %s is not a folder that exists", path, filepath.Dir(path))
 	}
 	return nil
 }
@@ -244,29 +286,27 @@ func readResults(path string) (string, error) {
 }
 
 // WriteResults merges this evaluation into the results file at path as the section titled
-// title, its drift plot beside it in results/KEY-drift.png. The plot shows the plain models
-// and the baselines (all variants would be a dozen lines); the table has every method.
-func (ev *Evaluation) WriteResults(path, title string, methods []string, about string) error {
+// title, its drift plot beside it in results/KEY-drift.png, and returns the key. The plot
+// shows the plain models and the baselines (all variants would be a dozen lines); the table
+// has every method. Everything is checked before the plot is written.
+func (ev *Evaluation) WriteResults(path, title string, methods []Method, about string) (string, error) {
+	if err := CheckResultsFile(path, title); err != nil {
+		return "", err
+	}
 	key := ResultsKey(title)
-	if key == "" {
-		return fmt.Errorf("results: the title %q has no letters or digits to name its section", title)
-	}
-	if err := CheckResultsFile(path); err != nil {
-		return err
-	}
 	var plain []string
 	for _, m := range methods {
-		if _, col := splitVariant(m); col == 0 {
-			plain = append(plain, m)
+		if m.Variant == (Variant{}) {
+			plain = append(plain, m.Name)
 		}
 	}
 	figDir := filepath.Join(filepath.Dir(path), "results")
 	if err := os.MkdirAll(figDir, 0o755); err != nil {
-		return fmt.Errorf("results: %w", err)
+		return "", fmt.Errorf("results: %w", err)
 	}
 	fig := key + "-drift.png"
 	if err := ev.DriftPNG(filepath.Join(figDir, fig), plain); err != nil {
-		return fmt.Errorf("results: drift plot: %w", err)
+		return "", fmt.Errorf("results: drift plot: %w", err)
 	}
-	return MergeResults(path, key, ev.ResultsSection(title, methods, "results/"+fig, about))
+	return key, MergeResults(path, key, ev.ResultsSection(title, methods, "results/"+fig, about))
 }

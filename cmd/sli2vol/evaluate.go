@@ -44,7 +44,7 @@ func newEvaluateCmd() *cobra.Command {
 	f.StringVar(&dataDir, "data", "", "labelled dataset to evaluate on")
 	f.StringVar(&out, "out", "", "report folder (report.md, results.csv, drift.csv)")
 	f.StringSliceVar(&variants, "variants", nil, "score each run several ways, a column each: plain, adapted (needs --adapt-steps), verified, adapted+verified (default: as configured)")
-	f.StringVar(&results.path, "results", "", "also merge a summary into this results file (e.g. docs/results.md) as one section, replacing the section of the same title")
+	f.StringVar(&results.path, "results", "", "also merge a summary into this results file (e.g. docs/results.md) as one section, replacing the section of the same title; its drift plot goes to results/KEY-drift.png beside it")
 	f.StringVar(&results.title, "results-title", "", "the section's title (default: the report's title)")
 	f.BoolVar(&baselines, "baselines", true, "include the copy and untrained GEIG-affinity baselines")
 	f.BoolVar(&force, "force", false, "overwrite an existing report")
@@ -57,12 +57,34 @@ func newEvaluateCmd() *cobra.Command {
 // and where a summary of it goes besides the report.
 type evalInputs struct {
 	runs, fsss []string
-	variants   []variant // nil: each run as configured
+	variants   []infer.Variant // nil: each run as configured
 	results    resultsTarget
 }
 
 // resultsTarget is a section of a results file (evaluate --results): none when path is "".
 type resultsTarget struct{ path, title string }
+
+func (r resultsTarget) titleOr(def string) string {
+	if r.title != "" {
+		return r.title
+	}
+	return def
+}
+
+// check refuses, before any work, a results target that could not be written: a title
+// without --results, a file evaluate did not write, a title that names no section.
+func (r resultsTarget) check(def string) error {
+	if r.path == "" {
+		if r.title != "" {
+			return fmt.Errorf("evaluate: --results-title needs --results FILE")
+		}
+		return nil
+	}
+	if err := infer.CheckResultsFile(r.path, r.titleOr(def)); err != nil {
+		return fmt.Errorf("evaluate: %w", err)
+	}
+	return nil
+}
 
 // runEvaluate scores the runs (propagation models), FS-SS runs and baselines on dataDir. g is
 // the pipeline's process group; nil joins the launch's own, if any.
@@ -74,13 +96,12 @@ func runEvaluate(cmd *cobra.Command, g *dist.Group, in evalInputs, dataDir, out 
 	if _, err := os.Stat(filepath.Join(out, "report.md")); err == nil && !force {
 		return fmt.Errorf("evaluate: %s already holds a report; not overwriting it (use --force)", out)
 	}
-	if in.results.path != "" {
-		if err := infer.CheckResultsFile(in.results.path); err != nil {
-			return fmt.Errorf("evaluate: %w", err)
-		}
-	}
 	ds, err := data.OpenDataset(dataDir)
 	if err != nil {
+		return err
+	}
+	title := "sli2vol evaluation on " + ds.Name
+	if err := in.results.check(title); err != nil {
 		return err
 	}
 	ms := methodSet{seen: map[string]bool{}}
@@ -129,22 +150,19 @@ func runEvaluate(cmd *cobra.Command, g *dist.Group, in evalInputs, dataDir, out 
 			}
 		}
 	}
-	title := "sli2vol evaluation on " + ds.Name
 	if err := ev.Write(out, names, title); err != nil {
 		return err
 	}
-	if in.results.path != "" {
-		if in.results.title != "" {
-			title = in.results.title
-		}
-		about := resultsAbout(ds, ev, ms.base.Cfg, out)
-		if err := ev.WriteResults(in.results.path, title, names, about); err != nil {
-			return fmt.Errorf("evaluate: %w", err)
-		}
-		fmt.Fprintf(cmd.OutOrStdout(), "results: section %q of %s\n", infer.ResultsKey(title), in.results.path)
-	}
 	if err := finishOutput(prov, out, ms.base.Cfg); err != nil {
 		return err
+	}
+	if in.results.path != "" { // after the report is whole: a failure here leaves it usable
+		about := resultsAbout(ds, ev, ms.base.Cfg, out)
+		key, err := ev.WriteResults(in.results.path, in.results.titleOr(title), ms.methods, about)
+		if err != nil {
+			return fmt.Errorf("evaluate: %w", err)
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "results: section %s of %s\n", key, in.results.path)
 	}
 	fmt.Fprint(cmd.OutOrStdout(), ev.Table(names))
 	fmt.Fprintf(cmd.OutOrStdout(), "report: %s\n", filepath.Join(out, "report.md"))
@@ -156,22 +174,36 @@ type methodSet struct {
 	methods []infer.Method
 	base    *infer.Job // the job whose config drives the evaluation (the first run's)
 	seen    map[string]bool
+	models  map[string]bool // the runs' names, each before its variants' suffixes
 }
 
 // unique makes name unique among the methods: a number makes it so whatever the folders
 // are called.
 func (ms *methodSet) unique(name string) string {
-	for i := 2; ms.seen[name]; i++ {
+	return uniqueIn(ms.seen, name)
+}
+
+// uniqueModel is unique for a run's name, numbered before any variant suffix is added
+// ("sli2vol (2) (adapted)"), so a results table keeps a run's variants on one row.
+func (ms *methodSet) uniqueModel(name string) string {
+	if ms.models == nil {
+		ms.models = map[string]bool{}
+	}
+	return uniqueIn(ms.models, name)
+}
+
+func uniqueIn(seen map[string]bool, name string) string {
+	for i := 2; seen[name]; i++ {
 		name = fmt.Sprintf("%s (%d)", strings.TrimSuffix(name, fmt.Sprintf(" (%d)", i-1)), i)
 	}
-	ms.seen[name] = true
+	seen[name] = true
 	return name
 }
 
 // addRuns adds the propagation runs, each in every variant asked for. A method is named by
 // its mode (sli2vol+), or by its run folder when several runs share a mode, and by its
 // variant ("sli2vol+ (adapted)").
-func (ms *methodSet) addRuns(cmd *cobra.Command, runDirs []string, variants []variant) error {
+func (ms *methodSet) addRuns(cmd *cobra.Command, runDirs []string, variants []infer.Variant) error {
 	modes := map[configs.Mode]int{}
 	for _, r := range runDirs {
 		if c, err := runs.ReadConfig(r); err == nil {
@@ -191,16 +223,18 @@ func (ms *methodSet) addRuns(cmd *cobra.Command, runDirs []string, variants []va
 		if ms.base == nil {
 			ms.base = j
 		}
+		model := ms.uniqueModel(name)
 		if variants == nil {
-			ms.methods = append(ms.methods, infer.Method{Name: ms.unique(name + variantOf(j.Cfg.Infer).suffix()), Job: j})
+			v := variantOf(j.Cfg.Infer)
+			ms.methods = append(ms.methods, infer.Method{Name: ms.unique(model + v.Suffix()), Model: model, Variant: v, Job: j})
 			continue
 		}
 		for _, v := range variants {
-			vj, err := v.job(j)
+			vj, err := variantJob(v, j)
 			if err != nil {
 				return err
 			}
-			ms.methods = append(ms.methods, infer.Method{Name: ms.unique(name + v.suffix()), Job: vj})
+			ms.methods = append(ms.methods, infer.Method{Name: ms.unique(model + v.Suffix()), Model: model, Variant: v, Job: vj})
 		}
 	}
 	if ms.base != nil {
@@ -293,15 +327,12 @@ func scoredRuns(dirs []string) string {
 	return b.String()
 }
 
-// variant is one way of running a propagation model in an evaluation.
-type variant struct{ adapted, verified bool }
-
 // variantNames are the --variants values.
-var variantNames = map[string]variant{"plain": {}, "adapted": {adapted: true}, "verified": {verified: true},
-	"adapted+verified": {adapted: true, verified: true}}
+var variantNames = map[string]infer.Variant{"plain": {}, "adapted": {Adapted: true}, "verified": {Verified: true},
+	"adapted+verified": {Adapted: true, Verified: true}}
 
-func parseVariants(names []string) ([]variant, error) {
-	var out []variant
+func parseVariants(names []string) ([]infer.Variant, error) {
+	var out []infer.Variant
 	for _, n := range names {
 		v, ok := variantNames[n]
 		if !ok {
@@ -315,24 +346,21 @@ func parseVariants(names []string) ([]variant, error) {
 }
 
 // variantOf is the variant an inference config runs.
-func variantOf(i configs.Infer) variant {
-	return variant{adapted: i.AdaptSteps > 0, verified: i.Verification}
+func variantOf(i configs.Infer) infer.Variant {
+	return infer.Variant{Adapted: i.AdaptSteps > 0, Verified: i.Verification}
 }
 
-// suffix is the variant's part of a column name.
-func (v variant) suffix() string { return infer.VariantSuffix(v.adapted, v.verified) }
-
-// job is j run as the variant: adaptation with j's infer.adapt_* settings or none,
+// variantJob is j run as variant v: adaptation with j's infer.adapt_* settings or none,
 // verification on or off.
-func (v variant) job(j *infer.Job) (*infer.Job, error) {
-	if v.adapted && j.Cfg.Infer.AdaptSteps == 0 {
+func variantJob(v infer.Variant, j *infer.Job) (*infer.Job, error) {
+	if v.Adapted && j.Cfg.Infer.AdaptSteps == 0 {
 		return nil, fmt.Errorf("evaluate: --variants adapted needs a number of adaptation steps (--adapt-steps N)")
 	}
 	c := *j.Cfg
-	if !v.adapted {
+	if !v.Adapted {
 		c.Infer.AdaptSteps = 0
 	}
-	c.Infer.Verification = v.verified
+	c.Infer.Verification = v.Verified
 	out := *j
 	out.Cfg = &c
 	return &out, nil

@@ -54,7 +54,9 @@ func TestPipelineOnPhantoms(t *testing.T) {
 		{"evaluate", "--config", cfg, "--model", p("s2v"), "--model", p("s2vp"), "--data", p("test"), "--out", p("report"),
 			"--results", p("docs/results.md"), "--results-title", "Phantoms"},
 	}
-	os.MkdirAll(p("docs"), 0o755)
+	if err := os.MkdirAll(p("docs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	for _, args := range steps {
 		if code, out, errOut := runCLI(t, args...); code != 0 {
 			t.Fatalf("%v: exit %d\n%s\n%s", args, code, out, errOut)
@@ -87,7 +89,10 @@ func TestPipelineOnPhantoms(t *testing.T) {
 // refused before any work, and left as it was.
 func checkResultsFile(t *testing.T, dir string) {
 	p := func(s string) string { return filepath.Join(dir, s) }
-	report, _ := os.ReadFile(p("report/report.md"))
+	report, err := os.ReadFile(p("report/report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	results, err := os.ReadFile(p("docs/results.md"))
 	if err != nil {
 		t.Fatal(err)
@@ -115,13 +120,19 @@ func checkResultsFile(t *testing.T, dir string) {
 	if _, err := os.Stat(p("docs/results/phantoms-drift.png")); err != nil {
 		t.Error(err)
 	}
-	os.WriteFile(p("notes.md"), []byte("mine\n"), 0o644)
+	if err := os.WriteFile(p("notes.md"), []byte("mine\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	code, _, e := runCLI(t, "evaluate", "--config", "../../configs/cpu-small.yaml", "--data", p("test"), "--out", p("report2"), "--results", p("notes.md"))
 	if b, _ := os.ReadFile(p("notes.md")); code != 2 || !strings.Contains(e, "notes.md is not a sli2vol results file") || string(b) != "mine\n" {
 		t.Errorf("--results into a user's file: exit %d, %q, file now %q", code, e, b)
 	}
 	if _, err := os.Stat(p("report2")); err == nil {
 		t.Error("the refused evaluation wrote its report folder")
+	}
+	code, _, e = runCLI(t, "evaluate", "--config", "../../configs/cpu-small.yaml", "--data", p("test"), "--out", p("report3"), "--results-title", "T")
+	if code != 2 || !strings.Contains(e, "--results-title needs --results") {
+		t.Errorf("--results-title alone: exit %d, %q", code, e)
 	}
 }
 
