@@ -170,7 +170,7 @@ gpu-bundle: build
 	cp -r torchx/csrc $(BUNDLE)/torchx/ && cp -r $(BUILD)/cgotorch-src $(BUNDLE)/build/
 	cp -r third_party Makefile $(BUNDLE)/ && mkdir -p $(BUNDLE)/bench $(BUNDLE)/configs && cp -r bench/pytorch bench/cpp bench/hosttime.py $(BUNDLE)/bench/
 	cp configs/*.yaml $(BUNDLE)/configs/
-	$(if $(GPU_DATA),third_party/gpu/bundle-data.sh $(REAL_DATA) $(BUNDLE)/data)
+	$(if $(filter 1,$(GPU_DATA)),third_party/gpu/bundle-data.sh $(REAL_DATA) $(BUNDLE)/data)
 	@du -sh $(BUNDLE)
 
 # The bundle's build path, here against Debian's libtorch laid out as one LIBTORCH root.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Copies the shared real CT volumes (about 11 MiB; images only: the paper model's Sli2Vol
+# Copies the shared real CT volumes (about 8 MiB; images only: the paper model's Sli2Vol
 # training reads no label) into a GPU bundle's data/ with data/ct.yaml listing them, for
 # device-run.sh paper-model. Usage: bundle-data.sh REAL DEST (REAL: ../shared/data/real).
 set -euo pipefail

@@ -57,7 +57,7 @@ cuda_bench() { # the interleaved Go/PyTorch rows; the report is rewritten after 
 }
 if [ "${1:-}" = paper-model ]; then
   DEV=$DEV OUT=$OUT third_party/gpu/paper-model.sh
-  exit 0
+  exit $?
 fi
 if [ "${1:-}" = propagate ]; then
   # #19 on the GPU: chunked propagation equals the per-slice path, then its speed (slices/s,

@@ -16,15 +16,26 @@ BUDGET=${PAPER_SECONDS:-300}
 SEED=${PAPER_SEED:-0}
 W=${PAPER_WORK:-build/paper}
 OUT=${OUT:?OUT: where the run comes back}
+MAX_EPOCHS=${PAPER_MAX_EPOCHS:-100}
 rm -rf "$W" && mkdir -p "$W" "$OUT/paper-ct"
 t0=$(date +%s.%N)
-$S train --config "$CFG" --device "$DEV" --seed "$SEED" --mode sli2vol --data "$DATA" --out "$W/probe" --epochs 1 2>&1 | tail -n 1
+$S train --config "$CFG" --device "$DEV" --seed "$SEED" --mode sli2vol --data "$DATA" --out "$W/probe" --epochs 1 2>&1 | tail -n 3
 t1=$(date +%s.%N)
-epochs=$(awk -v b="$BUDGET" -v e="$t1" -v s="$t0" 'BEGIN { n = int(b / (e - s)); print (n < 1 ? 1 : n) }')
+if [ ! -f "$W/probe/model.pt" ]; then
+  echo "paper-model: the one-epoch probe failed (above); no run" >&2
+  exit 1
+fi
+# epochs that fit the budget, at most MAX_EPOCHS: a probe that was quick for a wrong reason
+# must not book the machine for hours
+epochs=$(awk -v b="$BUDGET" -v e="$t1" -v s="$t0" -v m="$MAX_EPOCHS" 'BEGIN { n = int(b / (e - s)); n = n < 1 ? 1 : n; print (n > m ? m : n) }')
 echo "paper-model: one epoch took $(awk -v e="$t1" -v s="$t0" 'BEGIN{printf "%.1f", e-s}') s (start included): $epochs epochs in ${BUDGET} s"
-$S train --config "$CFG" --device "$DEV" --seed "$SEED" --mode sli2vol --data "$DATA" --out "$W/paper-ct" --epochs "$epochs" 2>&1 | tail -n 2
+# the budget twice over, then the run is stopped (SIGINT: it checkpoints) rather than overrun
+timeout -s INT $((2 * BUDGET + 60)) $S train --config "$CFG" --device "$DEV" --seed "$SEED" --mode sli2vol \
+  --data "$DATA" --out "$W/paper-ct" --epochs "$epochs" 2>&1 | tail -n 2
 t2=$(date +%s.%N)
-echo "paper-model: trained $epochs epochs in $(awk -v e="$t2" -v s="$t1" 'BEGIN{printf "%.1f", e-s}') s"
+echo "paper-model: $epochs epochs in $(awk -v e="$t2" -v s="$t1" 'BEGIN{printf "%.1f", e-s}') s"
+status=0
 for f in model.pt config.yaml run.json metrics.jsonl; do
-  cp "$W/paper-ct/$f" "$OUT/paper-ct/" || echo "paper-model: no $f"
+  cp "$W/paper-ct/$f" "$OUT/paper-ct/" || { echo "paper-model: the run has no $f" >&2; status=1; }
 done
+exit $status
