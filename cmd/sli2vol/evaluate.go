@@ -157,7 +157,7 @@ func runEvaluate(cmd *cobra.Command, g *dist.Group, in evalInputs, dataDir, out 
 		return err
 	}
 	if in.results.path != "" { // after the report is whole: a failure here leaves it usable
-		about := resultsAbout(ds, ev, ms.base.Cfg, out)
+		about := resultsAbout(ds, ev, ms.base.Cfg, ms.methods, out)
 		key, err := ev.WriteResults(in.results.path, in.results.titleOr(title), ms.methods, about)
 		if err != nil {
 			return fmt.Errorf("evaluate: %w", err)
@@ -281,7 +281,7 @@ func (ms *methodSet) addBaselines() {
 
 // resultsAbout is what a results section records besides its numbers: the test data, the
 // settings every model was run with, where the full report is, and the runs scored.
-func resultsAbout(ds *data.Dataset, ev *infer.Evaluation, c *configs.Config, out string) string {
+func resultsAbout(ds *data.Dataset, ev *infer.Evaluation, c *configs.Config, methods []infer.Method, out string) string {
 	cases, structures := map[string]bool{}, map[string]bool{}
 	for _, r := range ev.Rows {
 		cases[r.Case] = true
@@ -295,10 +295,17 @@ func resultsAbout(ds *data.Dataset, ev *infer.Evaluation, c *configs.Config, out
 	if in.AdaptSteps == 0 {
 		adapt = "no adaptation"
 	}
-	return fmt.Sprintf("Test data: %s, %d cases, %d structures, each propagated from one slice within ±3 of its largest "+
-		"cross-section (seed %d). Inference: spacing %s, object estimate %s, %s; verification as Sli2Vol's module. "+
-		"Full report (per structure, drift curves of every variant, overlays): `%s`.\n%s",
-		ds.Name, len(cases), len(structures), c.Seed, in.Spacing, in.ObjectEstimate, adapt, filepath.Join(out, "report.md"), ev.Sources)
+	whose := "every model"
+	for _, m := range methods { // runs keep their own settings unless the command sets some
+		if o := m.Job; o != nil && (o.Cfg.Infer.Spacing != in.Spacing || o.Cfg.Infer.ObjectEstimate != in.ObjectEstimate ||
+			o.Cfg.Infer.Resize != in.Resize || o.Cfg.Infer.AdaptSteps > 0 && o.Cfg.Infer.AdaptLR != in.AdaptLR) {
+			whose = "the first model; the others differ, see each run's config.yaml"
+		}
+	}
+	return fmt.Sprintf("Test data: %s, %d cases, %d structures, each propagated from one slice chosen at random near its "+
+		"largest cross-section (seed %d). Inference (%s): spacing %s, object estimate %s, %s; verification: Sli2Vol's "+
+		"module. Full report (per structure, drift curves of every variant, overlays): `%s`.\n%s",
+		ds.Name, len(cases), len(structures), c.Seed, whose, in.Spacing, in.ObjectEstimate, adapt, filepath.Join(out, "report.md"), ev.Sources)
 }
 
 // scoredRuns is the report's record of the runs it scored: each run's commit and data hash
