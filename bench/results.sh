@@ -16,6 +16,8 @@
 # on all the shared CT (third_party/gpu/paper-model.sh; self-supervised, so it has seen the
 # test volume's images as an adapted model has, but no label).
 set -euo pipefail
+# PAPER_RUN as given, made absolute before the cd below
+[ -z "${PAPER_RUN:-}" ] || PAPER_RUN=$(cd "$PAPER_RUN" && pwd)
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin/sli2vol}
 CFG=${CFG:-configs/cpu-real.yaml}
@@ -27,6 +29,10 @@ PHASE=${1:-all}
 shift || true
 FOLDS=("$@")
 [ ${#FOLDS[@]} -gt 0 ] || FOLDS=(ct-abdomen ct-aorta ct-pulmonary brats)
+case $PHASE in
+train | evaluate | all) ;;
+*) echo "results: unknown phase $PHASE (train, evaluate, all)" >&2; exit 2 ;;
+esac
 
 if [ ! -d "$REAL" ]; then
 	echo "results: $REAL is absent: the real volumes are needed" >&2
@@ -46,7 +52,7 @@ manifest() {
 		echo "cases:"
 		for c in "$@"; do
 			IFS=: read -r split img lab <<<"$c"
-			echo "  - {image: $img, label: $lab, split: $split}"
+			echo "  - {image: \"$img\", label: \"$lab\", split: $split}"
 		done
 	} >"$f.tmp" && mv "$f.tmp" "$f"
 	echo "$f"
@@ -57,7 +63,7 @@ abd() { echo "$1:$AB/imagesTr/ts_abdomen_001.nii.gz:$AB/labelsTr/ts_abdomen_001.
 
 # fold FOLD sets TRAIN, TEST, TITLE and FLAGS (inference settings) for one fold.
 fold() {
-	FLAGS=() ENV=()
+	FLAGS=() FOLD_ENV=()
 	case $1 in
 	ct-abdomen)
 		TRAIN=$(manifest ct-abdomen-train "$(ct train ts_aorta_001)" "$(ct train ts_pulmonary_001)")
@@ -81,7 +87,7 @@ fold() {
 		FLAGS=(--spacing training)
 		# UNETR++'s refinement predicts each 240×240×155 volume by sliding windows: without the
 		# 8 mirrorings, 2 minutes a volume on two cores instead of 16.
-		ENV=(SLI2VOL_UNETR_TEST_MIRROR=false)
+		FOLD_ENV=(SLI2VOL_UNETR_TEST_MIRROR=false)
 		TITLE="MRI: BraTS 2018 whole tumour, test FLAIR of brats_005–006, trained on T1 of brats_000–004" ;;
 	*)
 		echo "results: unknown fold $1 (ct-abdomen, ct-aorta, ct-pulmonary, brats)" >&2
@@ -91,7 +97,7 @@ fold() {
 
 train_fold() {
 	local w=$WORK/$1
-	env "${ENV[@]}" "$BIN" pipeline --config "$CFG" --data "$TRAIN" --out "$w"
+	env "${FOLD_ENV[@]}" "$BIN" pipeline --config "$CFG" --data "$TRAIN" --out "$w"
 	if [ ! -f "$w/sli2vol+raw-pl/model.pt" ]; then
 		local resume=()
 		[ -d "$w/sli2vol+raw-pl" ] && resume=(--resume)
@@ -101,10 +107,13 @@ train_fold() {
 }
 
 evaluate_fold() {
-	local w=$WORK/$1
+	local w=$WORK/$1 extra=()
+	if [ -n "${PAPER_RUN:-}" ] && [ "$1" != brats ]; then
+		extra=(--model "$PAPER_RUN")
+	fi
 	"$BIN" evaluate --config "$CFG" --data "$TEST" --out "$w/report" --force \
 		--model "$w/sli2vol" --model "$w/sli2vol+raw-pl" --model "$w/sli2vol+" \
-		${PAPER_RUN:+$([ "$1" != brats ] && echo --model "$PAPER_RUN")} \
+		"${extra[@]}" \
 		--variants plain,adapted,verified,adapted+verified --adapt-steps "$ADAPT_STEPS" "${FLAGS[@]}" \
 		--results "$RESULTS" --results-title "$TITLE"
 }
@@ -115,7 +124,8 @@ for f in "${FOLDS[@]}"; do
 	case $PHASE in
 	train) train_fold "$f" ;;
 	evaluate) evaluate_fold "$f" ;;
-	all) train_fold "$f" && evaluate_fold "$f" ;;
-	*) echo "results: unknown phase $PHASE (train, evaluate, all)" >&2; exit 2 ;;
+	all) # two statements: set -e does not reach into a function called left of &&
+		train_fold "$f"
+		evaluate_fold "$f" ;;
 	esac
 done

@@ -302,7 +302,7 @@ func resultsAbout(ds *data.Dataset, ev *infer.Evaluation, c *configs.Config, met
 			whose = "the first model; the others differ, see each run's config.yaml"
 		}
 	}
-	return fmt.Sprintf("Test data: %s, %d cases, %d structures, each propagated from one slice chosen at random near its "+
+	return fmt.Sprintf("Test data: %s (cases: %d, structures: %d), each structure propagated from one slice chosen at random near its "+
 		"largest cross-section (seed %d). Inference (%s): spacing %s, object estimate %s, %s; verification: Sli2Vol's "+
 		"module. Full report (per structure, drift curves of every variant, overlays): `%s`.\n%s",
 		ds.Name, len(cases), len(structures), c.Seed, whose, in.Spacing, in.ObjectEstimate, adapt, filepath.Join(out, "report.md"), ev.Sources)
