@@ -323,10 +323,9 @@ func (ev *Evaluation) Table(methods []string) string {
 	sort.Strings(names)
 	var b strings.Builder
 	b.WriteString("| structure | " + strings.Join(methods, " | ") + " |\n|---|" + strings.Repeat("---|", len(methods)) + "\n")
-	means := make([][]float64, len(methods))
 	for _, n := range names {
 		b.WriteString("| " + n)
-		for mi, m := range methods {
+		for _, m := range methods {
 			var v []float64
 			for _, r := range ev.Rows {
 				if r.Name == n && r.Method == m {
@@ -334,15 +333,13 @@ func (ev *Evaluation) Table(methods []string) string {
 				}
 			}
 			mu, sd := meanStd(v)
-			means[mi] = append(means[mi], mu)
 			fmt.Fprintf(&b, " | %.1f ± %.1f", mu, sd)
 		}
 		b.WriteString(" |\n")
 	}
 	b.WriteString("| **mean**")
-	for mi := range methods {
-		mu, _ := meanStd(means[mi])
-		fmt.Fprintf(&b, " | **%.1f**", mu)
+	for _, m := range methods {
+		fmt.Fprintf(&b, " | **%.1f**", ev.structureMean(m))
 	}
 	b.WriteString(" |\n")
 	return b.String()
