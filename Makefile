@@ -57,7 +57,7 @@ CGT_HDRS := $(CGT_NAMES:%=$(CGT_SRCDIR)/%.h) $(CGT_SRCDIR)/torchdef.h $(CGT_SRCD
 TX_SRCS := $(wildcard torchx/csrc/*.cc)
 TX_OBJS := $(TX_SRCS:torchx/csrc/%.cc=$(BUILD)/obj/torchx/%.o)
 
-.PHONY: all deps native build test vet demo clean print-env testbin fuzz gpu-bundle test-bundle bench web results
+.PHONY: all deps native build test vet demo clean print-env testbin fuzz gpu-bundle test-bundle bench web results adapt-curve
 all: build
 
 deps:
@@ -97,6 +97,7 @@ build:
 
 vet: build
 	$(GOENV) $(GO) vet ./...
+	@for f in bench/*.sh third_party/gpu/*.sh; do bash -n "$$f" || exit 1; done
 
 test: deps build vet $(CFN_STEP)
 	@$(MAKE) --no-print-directory test-bundle
@@ -124,6 +125,12 @@ demo: deps build
 RESULTS_FOLDS ?=
 results: deps build
 	bench/results.sh all $(RESULTS_FOLDS)
+
+# docs/results/adapt-curve.md: mean Dice and seconds per case against test-time adaptation
+# steps and batch-norm handling, on the runs `make results` trained (bench/adapt-curve.sh;
+# CURVE_STEPS, CURVE_LRS, CURVE_NORM choose the points; brats-flair-all: seven FLAIR cases).
+adapt-curve: deps build
+	bench/adapt-curve.sh $(RESULTS_FOLDS)
 
 # Go vs the PyTorch reference, same model, weights, batch and threads (bench/runner.go), and
 # the CFN step in plain C++ (bench/cpp, the ceiling of any binding); writes BENCHMARKS.md.

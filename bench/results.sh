@@ -28,7 +28,6 @@ ADAPT_STEPS=${ADAPT_STEPS:-50}
 PHASE=${1:-all}
 shift || true
 FOLDS=("$@")
-[ ${#FOLDS[@]} -gt 0 ] || FOLDS=(ct-abdomen ct-aorta ct-pulmonary brats)
 case $PHASE in
 train | evaluate | all) ;;
 *) echo "results: unknown phase $PHASE (train, evaluate, all)" >&2; exit 2 ;;
@@ -38,65 +37,12 @@ if [ ! -d "$REAL" ]; then
 	echo "results: $REAL is absent: the real volumes are needed" >&2
 	exit 1
 fi
-CT=$REAL/ts-vessels-ct
-AB=$REAL/ts-abdomen-ct
-BR=$REAL/brats2018-mri
-
-# manifest NAME SPLIT:IMAGE:LABEL... writes a dataset manifest and prints its path.
-manifest() {
-	local f=$WORK/manifests/$1.yaml
-	shift
-	mkdir -p "$(dirname "$f")"
-	{
-		echo "name: $(basename "$f" .yaml)"
-		echo "cases:"
-		for c in "$@"; do
-			IFS=: read -r split img lab <<<"$c"
-			echo "  - {image: \"$img\", label: \"$lab\", split: $split}"
-		done
-	} >"$f.tmp" && mv "$f.tmp" "$f"
-	echo "$f"
-}
-
-ct() { echo "$1:$CT/imagesTr/$2.nii.gz:$CT/labelsTr/$2.nii.gz"; }
-abd() { echo "$1:$AB/imagesTr/ts_abdomen_001.nii.gz:$AB/labelsTr/ts_abdomen_001.nii.gz"; }
-
-# fold FOLD sets TRAIN, TEST, TITLE and FLAGS (inference settings) for one fold.
-fold() {
-	FLAGS=() FOLD_ENV=()
-	case $1 in
-	ct-abdomen)
-		TRAIN=$(manifest ct-abdomen-train "$(ct train ts_aorta_001)" "$(ct train ts_pulmonary_001)")
-		TEST=$AB # its labels.json names the 41 structures
-		TITLE="CT: test ts_abdomen_001 (41 structures, 3 mm), trained on ts_aorta_001 + ts_pulmonary_001" ;;
-	ct-aorta)
-		TRAIN=$(manifest ct-aorta-train "$(ct train ts_pulmonary_001)" "$(abd train)")
-		TEST=$(manifest ct-aorta-test "$(ct test ts_aorta_001)")
-		TITLE="CT: test ts_aorta_001 (aortic true and false lumen, 1.5 mm), trained on ts_pulmonary_001 + ts_abdomen_001" ;;
-	ct-pulmonary)
-		TRAIN=$(manifest ct-pulmonary-train "$(ct train ts_aorta_001)" "$(abd train)")
-		TEST=$(manifest ct-pulmonary-test "$(ct test ts_pulmonary_001)")
-		TITLE="CT: test ts_pulmonary_001 (pulmonary artery, 1.5 mm), trained on ts_aorta_001 + ts_abdomen_001" ;;
-	brats)
-		local tr=() te=()
-		for i in 0 1 2 3 4; do tr+=("train:$BR/imagesTr_t1/brats_00$i.nii.gz:$BR/labelsTr/brats_00$i.nii.gz"); done
-		for i in 5 6; do te+=("test:$BR/imagesTr/brats_00$i.nii.gz:$BR/labelsTr/brats_00$i.nii.gz"); done
-		TRAIN=$(manifest brats-train "${tr[@]}")
-		TEST=$(manifest brats-test "${te[@]}")
-		# 240-px slices trained at ~110 px (resize_range): propagate at the scale trained on.
-		FLAGS=(--spacing training)
-		# UNETR++'s refinement predicts each 240×240×155 volume by sliding windows: without the
-		# 8 mirrorings, 2 minutes a volume on two cores instead of 16.
-		FOLD_ENV=(SLI2VOL_UNETR_TEST_MIRROR=false)
-		TITLE="MRI: BraTS 2018 whole tumour, test FLAIR of brats_005–006, trained on T1 of brats_000–004" ;;
-	*)
-		echo "results: unknown fold $1 (ct-abdomen, ct-aorta, ct-pulmonary, brats)" >&2
-		exit 2 ;;
-	esac
-}
+# shellcheck source=bench/folds.sh
+. bench/folds.sh
+[ ${#FOLDS[@]} -gt 0 ] || FOLDS=("${ALL_FOLDS[@]}")
 
 train_fold() {
-	local w=$WORK/$1
+	local w=$WORK/$RUNS
 	env "${FOLD_ENV[@]}" "$BIN" pipeline --config "$CFG" --data "$TRAIN" --out "$w"
 	if [ ! -f "$w/sli2vol+raw-pl/model.pt" ]; then
 		local resume=()
@@ -107,11 +53,11 @@ train_fold() {
 }
 
 evaluate_fold() {
-	local w=$WORK/$1 extra=()
-	if [ -n "${PAPER_RUN:-}" ] && [ "$1" != brats ]; then
+	local w=$WORK/$RUNS extra=()
+	if [ -n "${PAPER_RUN:-}" ] && [ "$RUNS" != brats ]; then
 		extra=(--model "$PAPER_RUN")
 	fi
-	"$BIN" evaluate --config "$CFG" --data "$TEST" --out "$w/report" --force \
+	"$BIN" evaluate --config "$CFG" --data "$TEST" --out "$WORK/$1/report" --force \
 		--model "$w/sli2vol" --model "$w/sli2vol+raw-pl" --model "$w/sli2vol+" \
 		"${extra[@]}" \
 		--variants plain,adapted,verified,adapted+verified --adapt-steps "$ADAPT_STEPS" "${FLAGS[@]}" \
@@ -119,7 +65,7 @@ evaluate_fold() {
 }
 
 for f in "${FOLDS[@]}"; do
-	fold "$f"
+	fold "$f" || exit 2
 	echo "results: $f ($PHASE)"
 	case $PHASE in
 	train) train_fold "$f" ;;

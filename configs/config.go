@@ -104,15 +104,16 @@ type Train struct {
 
 // Infer configures mask propagation.
 type Infer struct {
-	ObjectEstimate Estimate `mapstructure:"object_estimate" yaml:"object_estimate"`
-	MinArea        int      `mapstructure:"min_area" yaml:"min_area"`
-	Resize         int      `mapstructure:"resize" yaml:"resize"`
-	Spacing        Spacing  `mapstructure:"spacing" yaml:"spacing"`
-	Verification   bool     `mapstructure:"verification" yaml:"verification"`
-	EncodeBatch    int      `mapstructure:"encode_batch" yaml:"encode_batch"`
-	AdaptSteps     int      `mapstructure:"adapt_steps" yaml:"adapt_steps"`
-	AdaptLR        float64  `mapstructure:"adapt_lr" yaml:"adapt_lr"`
-	AdaptRounds    int      `mapstructure:"adapt_rounds" yaml:"adapt_rounds"`
+	ObjectEstimate Estimate  `mapstructure:"object_estimate" yaml:"object_estimate"`
+	MinArea        int       `mapstructure:"min_area" yaml:"min_area"`
+	Resize         int       `mapstructure:"resize" yaml:"resize"`
+	Spacing        Spacing   `mapstructure:"spacing" yaml:"spacing"`
+	Verification   bool      `mapstructure:"verification" yaml:"verification"`
+	EncodeBatch    int       `mapstructure:"encode_batch" yaml:"encode_batch"`
+	AdaptSteps     int       `mapstructure:"adapt_steps" yaml:"adapt_steps"`
+	AdaptLR        float64   `mapstructure:"adapt_lr" yaml:"adapt_lr"`
+	AdaptRounds    int       `mapstructure:"adapt_rounds" yaml:"adapt_rounds"`
+	AdaptNorm      AdaptNorm `mapstructure:"adapt_norm" yaml:"adapt_norm"`
 }
 
 // UNETR configures UNETR++ (pseudo-label refinement and the FS-SS baseline).
@@ -407,6 +408,7 @@ func (c *Config) validateChoices() error {
 		oneOf("train.amp", c.Train.AMP, AMPs...),
 		oneOf("infer.object_estimate", c.Infer.ObjectEstimate, Estimates...),
 		oneOf("infer.spacing", c.Infer.Spacing, Spacings...),
+		oneOf("infer.adapt_norm", c.Infer.AdaptNorm, AdaptNorms...),
 		oneOf("unetr.optimizer", c.UNETR.Optimizer, Optimizers...),
 		oneOf("dist.backend", c.Dist.Backend, DistBackends...),
 	)
@@ -510,6 +512,19 @@ func (c *Config) ForInference(command *Config, inferSet bool) *Config {
 	// How many slices are encoded together is a property of the machine, like the device.
 	out.Infer.EncodeBatch = command.Infer.EncodeBatch
 	return &out
+}
+
+// Adapts reports whether propagation adapts a copy of the network to each volume first
+// (gradient steps, re-estimated batch-norm statistics, or both).
+func (i Infer) Adapts() bool { return i.AdaptSteps > 0 || i.AdaptNorm == AdaptNormVolume }
+
+// WithoutAdaptation is i with test-time adaptation off.
+func (i Infer) WithoutAdaptation() Infer {
+	i.AdaptSteps = 0
+	if i.AdaptNorm == AdaptNormVolume {
+		i.AdaptNorm = AdaptNormAuto
+	}
+	return i
 }
 
 // validateAdapt checks the test-time adaptation settings.

@@ -43,6 +43,26 @@ const (
 	SpacingFiner    Spacing = "finer"    // as training where that is finer than the slice, else native
 )
 
+// AdaptNorm is what test-time adaptation does with batch normalisation (infer.adapt_norm).
+type AdaptNorm string
+
+const (
+	// AdaptNormAuto: frozen where the adaptation batches lack a stream the network's
+	// statistics were trained on (a Sli2Vol+ network adapting without pseudo-labels), batch
+	// otherwise.
+	AdaptNormAuto AdaptNorm = "auto"
+	// AdaptNormBatch: the steps run batch norm as training does, on the batch's statistics,
+	// and the running statistics move towards the test volume's.
+	AdaptNormBatch AdaptNorm = "batch"
+	// AdaptNormFrozen: the steps normalise with the trained running statistics and leave them
+	// as they are; only the weights adapt. A Sli2Vol+ network normalises with statistics of
+	// slices and pseudo-labels together, which a volume without pseudo-labels cannot give.
+	AdaptNormFrozen AdaptNorm = "frozen"
+	// AdaptNormVolume: after the steps (if any), the running statistics are re-estimated on
+	// the test volume's slices (AdaBN): a plain mean over about every slice once.
+	AdaptNormVolume AdaptNorm = "volume"
+)
+
 // Optimizer is train.optimizer and unetr.optimizer.
 type Optimizer string
 
@@ -90,6 +110,7 @@ var (
 	Modes        = []Mode{ModeSli2Vol, ModeSli2VolPlus}
 	Estimates    = []Estimate{EstimateNone, EstimatePropagated, EstimateModel}
 	Spacings     = []Spacing{SpacingNative, SpacingTraining, SpacingFiner}
+	AdaptNorms   = []AdaptNorm{AdaptNormAuto, AdaptNormBatch, AdaptNormFrozen, AdaptNormVolume}
 	Optimizers   = []Optimizer{OptimizerAdamW, OptimizerSGD}
 	Losses       = []Loss{LossL1, LossSmoothL1}
 	Schedules    = []Schedule{ScheduleConstant, ScheduleStep, SchedulePoly}

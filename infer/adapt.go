@@ -39,7 +39,7 @@ type AdaptTask struct {
 // volume is then propagated with the adapted copy, which is freed after.
 func (j *Job) adaptedRun(p *Prepared, r Request) (*Result, error) {
 	if j.Adapter == nil {
-		return nil, fmt.Errorf("infer.adapt_steps is %d but this command cannot adapt (no adapter)", j.Cfg.Infer.AdaptSteps)
+		return nil, fmt.Errorf("infer.adapt_steps is %d (adapt_norm %s) but this command cannot adapt (no adapter)", j.Cfg.Infer.AdaptSteps, j.Cfg.Infer.AdaptNorm)
 	}
 	if err := j.ensureEstimate(p); err != nil {
 		return nil, err

@@ -159,6 +159,24 @@ func TestNoAdaptation(t *testing.T) {
 	}
 }
 
+// adapt_norm volume alone (no steps) adapts: the adapter is called once, with 0 steps, and the
+// propagation is the adapted network's.
+func TestAdaptNormOnly(t *testing.T) {
+	a := &recordingAdapter{nets: []Network{fixedFlow{0, 1}}}
+	j, p, r, _ := adaptJob(t, configs.ModeSli2Vol, 0, 1, a)
+	j.Cfg.Infer.AdaptNorm = configs.AdaptNormVolume
+	res, err := j.Run(p, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.calls) != 1 || a.calls[0].steps != 0 {
+		t.Fatalf("adaptations %+v, want one of 0 steps", a.calls)
+	}
+	if want := propagateWith(t, j, fixedFlow{0, 1}, p, r); !slices.Equal(res.Labels, want) {
+		t.Fatal("the propagation is not the adapted network's")
+	}
+}
+
 // With KeepAdapted, an adaptation that does not depend on the request (Sli2Vol: the image
 // alone) is made once for a volume's requests, until Release; one that does (Sli2Vol+ on
 // its own propagation) is made for each request.

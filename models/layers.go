@@ -57,6 +57,11 @@ type BatchNorm struct {
 	// Cross, when set, computes training batches' statistics over several processes' batches
 	// (SyncBatchNorm in data-parallel training); nil: this batch alone.
 	Cross CrossBatchNorm
+	// Cumulative makes the running statistics the plain mean of the training batches' since
+	// it was set (PyTorch's momentum=None) instead of an exponential average: the first batch
+	// replaces the old statistics. Test-time re-estimation on one volume (infer.adapt_norm).
+	Cumulative bool
+	averaged   int // batches averaged since Cumulative was set (ResetCumulative)
 }
 
 // CrossBatchNorm is batch normalisation in training over the batches of several processes
@@ -105,11 +110,28 @@ func (b *BatchNorm) Visit(prefix string, v *Visitor) {
 
 // Forward normalises x; in training it updates the running statistics in place.
 func (b *BatchNorm) Forward(x Tensor) Tensor {
+	momentum := b.Momentum
 	if b.Training {
 		torchx.AddScalarInPlace(b.NumBatchesTracked, 1)
+		if b.Cumulative {
+			b.averaged++
+			momentum = 1 / float64(b.averaged)
+		}
 		if b.Cross != nil {
-			return b.Cross.BatchNorm(x, b.Weight, b.Bias, b.RunningMean, b.RunningVar, b.Momentum, b.Eps)
+			return b.Cross.BatchNorm(x, b.Weight, b.Bias, b.RunningMean, b.RunningVar, momentum, b.Eps)
 		}
 	}
-	return torchx.BatchNorm(x, b.Weight, b.Bias, b.RunningMean, b.RunningVar, b.Training, b.Momentum, b.Eps)
+	return torchx.BatchNorm(x, b.Weight, b.Bias, b.RunningMean, b.RunningVar, b.Training, momentum, b.Eps)
+}
+
+// SetBatchNormTraining switches m's batch-norm layers alone between training (batch
+// statistics, running ones updated) and evaluation (running statistics, left as they are).
+func SetBatchNormTraining(m Module, on bool) {
+	m.Visit("", &Visitor{BatchNorm: func(b *BatchNorm) { b.Training = on }})
+}
+
+// SetCumulative switches every batch-norm layer of m to cumulative running statistics
+// (BatchNorm.Cumulative), starting a new average, or back to the exponential one.
+func SetCumulative(m Module, on bool) {
+	m.Visit("", &Visitor{BatchNorm: func(b *BatchNorm) { b.Cumulative, b.averaged = on, 0 }})
 }

@@ -48,11 +48,31 @@ func (Adapter) Adapt(ctx context.Context, t infer.AdaptTask) (infer.Network, err
 	defer func() { model.PL = src.PL }()
 	stepper := &Stepper{Cfg: c, Model: model, Opt: opt, Device: t.Device}
 	t0, first, last := time.Now(), 0.0, 0.0
-	steps := c.Infer.AdaptSteps
-	for i, batch := range adaptBatches(sampler, c.Train.BatchSize, steps) {
+	mode := adaptNorm(c.Infer.AdaptNorm, src.PL, t.Volume.HasPL)
+	if mode == configs.AdaptNormFrozen {
+		// Normalise with the trained statistics: batch norm as at inference, weights trainable.
+		models.SetBatchNormTraining(model, false)
+	}
+	steps, norm := c.Infer.AdaptSteps, 0
+	if mode == configs.AdaptNormVolume {
+		// About every slice once (a batch holds BatchSize pairs).
+		norm = max(1, (t.Volume.Len+2*c.Train.BatchSize-1)/(2*c.Train.BatchSize))
+	}
+	for i, batch := range adaptBatches(sampler, c.Train.BatchSize, steps+norm) {
 		if ctx != nil && ctx.Err() != nil {
 			models.Free(model)
 			return nil, ctx.Err()
+		}
+		if i >= steps {
+			if i == steps { // a plain mean over these batches, the old statistics dropped
+				models.SetCumulative(model, true)
+			}
+			// Statistics only: the network's forward pass, no gradient and no update.
+			if err := stepper.Forward(batch); err != nil {
+				models.Free(model)
+				return nil, fmt.Errorf("adapt: batch-norm statistics: %w", err)
+			}
+			continue
 		}
 		loss, err := stepper.Step(batch)
 		if err != nil {
@@ -67,11 +87,27 @@ func (Adapter) Adapt(ctx context.Context, t infer.AdaptTask) (infer.Network, err
 			t.Progress(i+1, steps)
 		}
 	}
+	models.SetCumulative(model, false)
 	models.SetTraining(model, false)
 	if t.Log != nil {
-		fmt.Fprintf(t.Log, "adapted to %s: %d steps, loss %.4g → %.4g (%.1f s)\n", t.Volume.Source, steps, first, last, time.Since(t0).Seconds())
+		fmt.Fprintf(t.Log, "adapted to %s: %d steps, loss %.4g → %.4g, batch norm %s (%.1f s)\n",
+			t.Volume.Source, steps, first, last, mode, time.Since(t0).Seconds())
 	}
 	return model, nil
+}
+
+// adaptNorm resolves infer.adapt_norm auto: a network with a pseudo-label stream (Sli2Vol+)
+// was trained on batch statistics of slices and pseudo-labels together; batches without
+// pseudo-labels would normalise with the slices' alone, so its trained statistics stay
+// (frozen). Batches like training's use their own (batch), as training did.
+func adaptNorm(n configs.AdaptNorm, netPL, volumePL bool) configs.AdaptNorm {
+	if n != configs.AdaptNormAuto {
+		return n
+	}
+	if netPL && !volumePL {
+		return configs.AdaptNormFrozen
+	}
+	return configs.AdaptNormBatch
 }
 
 // trainableCopy is a copy of src on device, seeded, in training mode, with its optimizer:

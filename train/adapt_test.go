@@ -12,6 +12,7 @@ import (
 
 	"github.com/sli2vol/sli2vol/configs"
 	"github.com/sli2vol/sli2vol/data"
+	"github.com/sli2vol/sli2vol/data/tensors"
 	"github.com/sli2vol/sli2vol/infer"
 	"github.com/sli2vol/sli2vol/internal/filehash"
 	"github.com/sli2vol/sli2vol/models"
@@ -117,6 +118,8 @@ func TestAdaptation(t *testing.T) {
 	before, files := weights(r.Model), folderDigest(t, run)
 	t.Run("CopyIsSeeded", func(t *testing.T) { adaptCopies(t, c, r.Model) })
 	t.Run("RecoversInvertedContrast", func(t *testing.T) { adaptRecovers(t, c, r.Model) })
+	t.Run("NormStatistics", func(t *testing.T) { adaptVolumeStatistics(t, c, r.Model) })
+	t.Run("FrozenStatistics", func(t *testing.T) { adaptFrozen(t, c, r.Model) })
 	// Neither the adaptations nor the adapted evaluation changed the run's network or folder.
 	if !sameWeights(weights(r.Model), before) {
 		t.Fatal("adaptation changed the run's network")
@@ -138,16 +141,7 @@ func adaptCopies(t *testing.T, c *configs.Config, net *models.CFN) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	job := &infer.Job{Cfg: &ac, Net: net, Device: "cpu"}
-	p, err := job.Prepare(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	norm, err := data.NewNormalizer(ac.Data.IntensitySettings(), img.Data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vol := data.MemoryVolume("adapt", img, nil, p.Slicer, norm)
+	vol := adaptVolume(t, &ac, img)
 	var copies [2]map[string][]float32
 	for i := range copies {
 		out, err := Adapter{}.Adapt(nil, infer.AdaptTask{Cfg: &ac, Device: "cpu", Net: net, Volume: vol})
@@ -162,6 +156,131 @@ func adaptCopies(t *testing.T, c *configs.Config, net *models.CFN) {
 	}
 	if sameWeights(copies[0], before) {
 		t.Fatal("3 adaptation steps left the weights as they were")
+	}
+}
+
+// adaptVolume is img as adaptation reads it (no pseudo-labels).
+func adaptVolume(t *testing.T, c *configs.Config, img *data.Image) data.TrainVolume {
+	p, err := (&infer.Job{Cfg: c, Device: "cpu"}).Prepare(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	norm, err := data.NewNormalizer(c.Data.IntensitySettings(), img.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data.MemoryVolume("adapt", img, nil, p.Slicer, norm)
+}
+
+// With adapt_norm volume and no steps, the copy keeps every weight, and its first batch norm's
+// running mean and variance become the plain means, over the statistics batches (about every
+// slice once: ⌈slices / 2·batch⌉ batches of the seeded pairs), of each batch's channel mean
+// and unbiased variance at that layer's input — recomputed here from the same batches through
+// the network's own input filter and first convolution.
+func adaptVolumeStatistics(t *testing.T, c *configs.Config, net *models.CFN) {
+	ac := *c
+	ac.Infer.AdaptSteps, ac.Infer.AdaptNorm = 0, configs.AdaptNormVolume
+	cs, _ := infer.EvalCases(testPhantoms(t, 1, false))
+	img, _, err := data.LoadCase(cs[0], ac.VolumeLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	vol := adaptVolume(t, &ac, img)
+	out, err := Adapter{}.Adapt(nil, infer.AdaptTask{Cfg: &ac, Device: "cpu", Net: net, Volume: vol})
+	if err != nil {
+		t.Fatal(err)
+	}
+	adapted := out.(*models.CFN)
+	defer models.Free(adapted)
+	before, after := models.Parameters(net), models.Parameters(adapted)
+	for i := range before {
+		if !slices.Equal(torchx.Float32s(before[i]), torchx.Float32s(after[i])) {
+			t.Fatalf("parameter %d changed without adaptation steps", i)
+		}
+	}
+
+	sampler, err := data.NewPairSampler([]data.TrainVolume{vol}, ac.PairSettings())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs := ac.Train.BatchSize
+	n := (vol.Len + 2*bs - 1) / (2 * bs)
+	channels := int(net.Encoder.BN1.RunningMean.Shape()[0])
+	mean, variance := make([]float64, channels), make([]float64, channels)
+	torchx.NoGrad(func() {
+		for _, b := range adaptBatches(sampler, bs, n) {
+			p := tensors.FromBatch(b, "cpu")
+			x := torchx.MulScalar(torchx.Cat([]torchx.Tensor{p.A, p.B}, 0), ac.Data.IntensityScale)
+			h := net.Encoder.Conv1.Forward(net.Input.Forward(x))
+			shape, v := h.Shape(), torchx.Float32s(h)
+			plane := int(shape[2] * shape[3])
+			for ch := 0; ch < channels; ch++ {
+				var xs []float64
+				for s := 0; s < int(shape[0]); s++ {
+					for _, x := range v[(s*channels+ch)*plane : (s*channels+ch+1)*plane] {
+						xs = append(xs, float64(x))
+					}
+				}
+				m, ss := 0.0, 0.0
+				for _, x := range xs {
+					m += x
+				}
+				m /= float64(len(xs))
+				for _, x := range xs {
+					ss += (x - m) * (x - m)
+				}
+				mean[ch] += m / float64(n)
+				variance[ch] += ss / float64(len(xs)-1) / float64(n)
+			}
+		}
+	})
+	gotMean, gotVar := torchx.Float32s(adapted.Encoder.BN1.RunningMean), torchx.Float32s(adapted.Encoder.BN1.RunningVar)
+	oldMean := torchx.Float32s(net.Encoder.BN1.RunningMean)
+	moved := false
+	for ch := range channels {
+		if math.Abs(float64(gotMean[ch])-mean[ch]) > 1e-4*(1+math.Abs(mean[ch])) || math.Abs(float64(gotVar[ch])-variance[ch]) > 1e-4*variance[ch] {
+			t.Fatalf("bn1 channel %d: running mean/var %g/%g, want %g/%g", ch, gotMean[ch], gotVar[ch], mean[ch], variance[ch])
+		}
+		moved = moved || math.Abs(float64(oldMean[ch])-mean[ch]) > 1e-3
+	}
+	if !moved {
+		t.Fatal("the test volume's statistics equal the trained ones: the check cannot tell")
+	}
+}
+
+// With adapt_norm frozen the steps change the weights but leave every batch-norm buffer
+// (running statistics, batch count) as trained; with batch they move the statistics.
+func adaptFrozen(t *testing.T, c *configs.Config, net *models.CFN) {
+	cs, _ := infer.EvalCases(testPhantoms(t, 1, false))
+	img, _, err := data.LoadCase(cs[0], c.VolumeLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	buffers := func(m models.Module) [][]float32 {
+		var out [][]float32
+		for _, b := range models.Buffers(m) {
+			out = append(out, torchx.Float32s(torchx.To(b, "", torchx.Float32)))
+		}
+		return out
+	}
+	trained := buffers(net)
+	for _, norm := range []configs.AdaptNorm{configs.AdaptNormFrozen, configs.AdaptNormBatch} {
+		ac := *c
+		ac.Infer.AdaptSteps, ac.Infer.AdaptNorm = 3, norm
+		out, err := Adapter{}.Adapt(nil, infer.AdaptTask{Cfg: &ac, Device: "cpu", Net: net, Volume: adaptVolume(t, &ac, img)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		adapted := out.(*models.CFN)
+		same := slices.EqualFunc(buffers(adapted), trained, func(a, b []float32) bool { return slices.Equal(a, b) })
+		unchanged := sameWeights(weights(adapted), weights(net))
+		models.Free(adapted)
+		if unchanged {
+			t.Fatalf("adapt_norm %s: 3 steps left the weights as they were", norm)
+		}
+		if same != (norm == configs.AdaptNormFrozen) {
+			t.Fatalf("adapt_norm %s: batch-norm buffers unchanged %v, want %v", norm, same, norm == configs.AdaptNormFrozen)
+		}
 	}
 }
 
@@ -244,4 +363,25 @@ func folderDigest(t *testing.T, dir string) filehash.Digest {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// infer.adapt_norm auto freezes the statistics of a Sli2Vol+ network adapting without
+// pseudo-labels alone; explicit settings stand.
+func TestAdaptNormAuto(t *testing.T) {
+	for _, tc := range []struct {
+		n            configs.AdaptNorm
+		netPL, volPL bool
+		want         configs.AdaptNorm
+	}{
+		{configs.AdaptNormAuto, true, false, configs.AdaptNormFrozen},
+		{configs.AdaptNormAuto, true, true, configs.AdaptNormBatch},
+		{configs.AdaptNormAuto, false, false, configs.AdaptNormBatch},
+		{configs.AdaptNormBatch, true, false, configs.AdaptNormBatch},
+		{configs.AdaptNormFrozen, false, false, configs.AdaptNormFrozen},
+		{configs.AdaptNormVolume, true, false, configs.AdaptNormVolume},
+	} {
+		if got := adaptNorm(tc.n, tc.netPL, tc.volPL); got != tc.want {
+			t.Errorf("adaptNorm(%s, network PL %v, volume PL %v) = %s, want %s", tc.n, tc.netPL, tc.volPL, got, tc.want)
+		}
+	}
 }

@@ -216,7 +216,6 @@ func (s *Stepper) Step(batch data.Batch) (loss float64, err error) {
 }
 
 func (s *Stepper) step(batch data.Batch) (loss float64) {
-	c := s.Cfg
 	s.Opt.ZeroGrad()
 	// Forward, loss and the queued backward in their own scope, which keeps only the loss's
 	// value (detached): the last temporaries and the autograd graph (a few hundred nodes,
@@ -227,34 +226,7 @@ func (s *Stepper) step(batch data.Batch) (loss float64) {
 		s.Sync.BeforeForward()
 	}
 	l := torchx.Tidy(func() torchx.Tensor {
-		p := tensors.FromBatch(batch, s.Device)
-		in := func(t torchx.Tensor) torchx.Tensor {
-			t = torchx.MulScalar(t, c.Data.IntensityScale)
-			if c.Train.ChannelsLast {
-				t = torchx.ChannelsLast(t)
-			}
-			return t
-		}
-		a, b := in(p.A), in(p.B)
-		var pla, plb torchx.Tensor
-		if s.Model.UsesPL() {
-			pla, plb = in(p.PLA), in(p.PLB)
-		}
-		var l torchx.Tensor
-		forward := func() {
-			recon := s.Model.Reconstruct(a, b, pla, plb)
-			if c.Train.Loss == configs.LossL1 {
-				l = torchx.L1Loss(recon, b, torchx.ReduceMean)
-			} else {
-				l = torchx.SmoothL1Loss(recon, b, torchx.ReduceMean, 1)
-			}
-		}
-		if c.Train.AMP == configs.AMPBF16 {
-			// Forward and loss in mixed precision; backward outside autocast.
-			torchx.Autocast(s.Device, torchx.BFloat16, forward)
-		} else {
-			forward()
-		}
+		l := s.loss(batch)
 		// Backward is queued before the loss is read: on a GPU, reading a value waits for the
 		// work before it, and the backward pass should already be in the queue by then.
 		if s.Sync != nil {
@@ -272,4 +244,49 @@ func (s *Stepper) step(batch data.Batch) (loss float64) {
 	}
 	s.Opt.Step()
 	return loss
+}
+
+// Forward runs the training forward pass on one batch without gradients or an update: in
+// training mode it only moves the batch-norm statistics (test-time re-estimation).
+func (s *Stepper) Forward(batch data.Batch) error {
+	if batch.Err != nil {
+		return batch.Err
+	}
+	return torchx.Try(func() { torchx.NoGrad(func() { torchx.TidyDo(func() { s.loss(batch) }) }) })
+}
+
+// loss is the forward pass and the loss of one batch: slices scaled by
+// data.intensity_scale (and pseudo-labels in mode sli2vol+), slice j+1 reconstructed from
+// slice j, the configured loss (under autocast with train.amp bf16).
+func (s *Stepper) loss(batch data.Batch) torchx.Tensor {
+	c := s.Cfg
+	p := tensors.FromBatch(batch, s.Device)
+	in := func(t torchx.Tensor) torchx.Tensor {
+		t = torchx.MulScalar(t, c.Data.IntensityScale)
+		if c.Train.ChannelsLast {
+			t = torchx.ChannelsLast(t)
+		}
+		return t
+	}
+	a, b := in(p.A), in(p.B)
+	var pla, plb torchx.Tensor
+	if s.Model.UsesPL() {
+		pla, plb = in(p.PLA), in(p.PLB)
+	}
+	var l torchx.Tensor
+	forward := func() {
+		recon := s.Model.Reconstruct(a, b, pla, plb)
+		if c.Train.Loss == configs.LossL1 {
+			l = torchx.L1Loss(recon, b, torchx.ReduceMean)
+		} else {
+			l = torchx.SmoothL1Loss(recon, b, torchx.ReduceMean, 1)
+		}
+	}
+	if c.Train.AMP == configs.AMPBF16 {
+		// Forward and loss in mixed precision; backward outside autocast.
+		torchx.Autocast(s.Device, torchx.BFloat16, forward)
+	} else {
+		forward()
+	}
+	return l
 }

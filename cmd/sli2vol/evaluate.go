@@ -268,9 +268,9 @@ func (ms *methodSet) addFSSS(fsss []string) error {
 // addBaselines puts the copy and untrained-affinity baselines first.
 func (ms *methodSet) addBaselines() {
 	c := ms.base.Cfg
-	if c.Infer.AdaptSteps > 0 { // an untrained affinity has nothing to adapt
+	if c.Infer.Adapts() { // an untrained affinity has nothing to adapt
 		cc := *c
-		cc.Infer.AdaptSteps = 0
+		cc.Infer = cc.Infer.WithoutAdaptation()
 		c = &cc
 	}
 	geig := models.NewGEIG(c.Model.GEIG.Directions, c.Model.GEIG.Scales)
@@ -289,16 +289,26 @@ func resultsAbout(ds *data.Dataset, ev *infer.Evaluation, c *configs.Config, met
 	}
 	in := c.Infer
 	adapt := "adaptation (the adapted columns) " + fmt.Sprintf("%d steps at lr %g", in.AdaptSteps, in.AdaptLR)
+	switch in.AdaptNorm {
+	case configs.AdaptNormAuto:
+		adapt += ", batch norm auto (Sli2Vol+ without pseudo-labels: statistics frozen)"
+	case configs.AdaptNormBatch:
+		adapt += ", batch norm on batch statistics"
+	case configs.AdaptNormFrozen:
+		adapt += ", batch-norm statistics frozen"
+	case configs.AdaptNormVolume:
+		adapt += ", then batch-norm statistics re-estimated on the volume"
+	}
 	if in.ObjectEstimate == configs.EstimatePropagated {
 		adapt += fmt.Sprintf(", %d rounds", in.AdaptRounds)
 	}
-	if in.AdaptSteps == 0 {
+	if !in.Adapts() {
 		adapt = "no adaptation"
 	}
 	whose := "every model"
 	for _, m := range methods { // runs keep their own settings unless the command sets some
 		if o := m.Job; o != nil && (o.Cfg.Infer.Spacing != in.Spacing || o.Cfg.Infer.ObjectEstimate != in.ObjectEstimate ||
-			o.Cfg.Infer.Resize != in.Resize || o.Cfg.Infer.AdaptSteps > 0 && o.Cfg.Infer.AdaptLR != in.AdaptLR) {
+			o.Cfg.Infer.Resize != in.Resize || o.Cfg.Infer.AdaptSteps > 0 && o.Cfg.Infer.AdaptLR != in.AdaptLR || o.Cfg.Infer.AdaptNorm != in.AdaptNorm) {
 			whose = "the first model; the others differ, see each run's config.yaml"
 		}
 	}
@@ -354,18 +364,18 @@ func parseVariants(names []string) ([]infer.Variant, error) {
 
 // variantOf is the variant an inference config runs.
 func variantOf(i configs.Infer) infer.Variant {
-	return infer.Variant{Adapted: i.AdaptSteps > 0, Verified: i.Verification}
+	return infer.Variant{Adapted: i.Adapts(), Verified: i.Verification}
 }
 
 // variantJob is j run as variant v: adaptation with j's infer.adapt_* settings or none,
 // verification on or off.
 func variantJob(v infer.Variant, j *infer.Job) (*infer.Job, error) {
-	if v.Adapted && j.Cfg.Infer.AdaptSteps == 0 {
-		return nil, fmt.Errorf("evaluate: --variants adapted needs a number of adaptation steps (--adapt-steps N)")
+	if v.Adapted && !j.Cfg.Infer.Adapts() {
+		return nil, fmt.Errorf("evaluate: --variants adapted needs adaptation (--adapt-steps N or --adapt-norm volume)")
 	}
 	c := *j.Cfg
 	if !v.Adapted {
-		c.Infer.AdaptSteps = 0
+		c.Infer = c.Infer.WithoutAdaptation()
 	}
 	c.Infer.Verification = v.Verified
 	out := *j

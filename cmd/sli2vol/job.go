@@ -14,7 +14,8 @@ import (
 // inferFlags bind the inference settings a command may override (flag → config key).
 var inferFlags = map[string]string{"min-area": "infer.min_area", "estimate": "infer.object_estimate", "resize": "infer.resize",
 	"spacing": "infer.spacing", "encode-batch": "infer.encode_batch", "verify": "infer.verification",
-	"adapt-steps": "infer.adapt_steps", "adapt-lr": "infer.adapt_lr", "adapt-rounds": "infer.adapt_rounds"}
+	"adapt-steps": "infer.adapt_steps", "adapt-lr": "infer.adapt_lr", "adapt-rounds": "infer.adapt_rounds",
+	"adapt-norm": "infer.adapt_norm"}
 
 // runtimeInferFlags set how inference runs, not what it computes: they never replace the
 // run's own inference settings (see configs.Config.ForInference).
@@ -31,6 +32,7 @@ func addInferFlags(cmd *cobra.Command) {
 	cmd.Flags().Bool("verify", d.Verification, "Sli2Vol's verification module on every propagated slice (config: infer.verification)")
 	cmd.Flags().Int("adapt-steps", d.AdaptSteps, "test-time adaptation: fine-tune a copy of the network on each volume for N steps first, 0 = none (config: infer.adapt_steps)")
 	cmd.Flags().Float64("adapt-lr", d.AdaptLR, "test-time adaptation's learning rate (config: infer.adapt_lr)")
+	cmd.Flags().String("adapt-norm", string(d.AdaptNorm), "batch norm during test-time adaptation: batch (as training), frozen (trained statistics, weights adapt), volume (statistics re-estimated on the volume after any steps), auto (frozen for Sli2Vol+ without pseudo-labels, else batch) (config: infer.adapt_norm)")
 	cmd.Flags().Int("adapt-rounds", d.AdaptRounds, "Sli2Vol+: propagate and adapt on the result this many times (config: infer.adapt_rounds)")
 }
 
