@@ -57,6 +57,14 @@ python3 - "$WORK" "$OUT" "${ALL_FOLDS[@]}" brats-flair-all <<'PY'
 import csv, os, re, sys, statistics as st
 work, out, folds = sys.argv[1], sys.argv[2], sys.argv[3:]
 sections = []
+ABOUT = {
+    "ct-abdomen": "Test ts_abdomen_001 (41 structures, one case), trained on ts_aorta_001 + ts_pulmonary_001.",
+    "ct-aorta": "Test ts_aorta_001 (two structures), trained on ts_pulmonary_001 + ts_abdomen_001.",
+    "ct-pulmonary": "Test ts_pulmonary_001 (one structure), trained on ts_aorta_001 + ts_abdomen_001.",
+    "brats": "BraTS whole tumour, FLAIR of the two held-out patients (brats_005–006), trained on T1 of brats_000–004.",
+    "brats-flair-all": "The brats runs on the FLAIR of all seven patients: brats_000–004 are those whose T1 "
+                       "trained the runs (no label used), so not held out; more cases, less noise.",
+}
 for fold in folds:
     cdir = os.path.join(work, fold, "curve")
     if not os.path.isdir(cdir):
@@ -70,7 +78,7 @@ for fold in folds:
         if steps == 0:
             setting = "statistics only" if norm == "volume" else "none"
         else:
-            setting = f"lr {lr}" + {None: "", "frozen": ", statistics frozen", "volume": " + statistics"}[norm]
+            setting = f"lr {lr}" + {None: ", batch statistics", "frozen": ", statistics frozen", "volume": " + statistics"}[norm]
         per = {}  # model -> structure -> [dice per case]
         with open(os.path.join(cdir, name, "results.csv")) as fh:
             for r in csv.DictReader(fh):
@@ -92,7 +100,7 @@ for fold in folds:
         for (model, setting, steps), (d, s) in sorted(points.items()):
             w.writerow([model, setting, steps, f"{d:.2f}", f"{s:.2f}"])
     allsteps = sorted({k[2] for k in points} | {0})
-    lines = [f"## {fold}", "", "| model | adaptation | " + " | ".join(f"{s} steps" for s in allsteps) + " |",
+    lines = [f"## {fold}", "", ABOUT.get(fold, ""), "", "| model | adaptation | " + " | ".join(f"{s} steps" for s in allsteps) + " |",
              "|---|---|" + "---|" * len(allsteps)]
     def cell(p):
         return "–" if p is None else f"{p[0]:.1f} ({p[1]:.0f} s)"
@@ -112,8 +120,10 @@ if sections:
     text = ("# Test-time adaptation: mean Dice ×100 (seconds per case) against adaptation steps\n\n"
             "<!-- Written by bench/adapt-curve.sh from `sli2vol evaluate` reports; edits here are lost. -->\n\n"
             "Same folds, runs and inference settings as docs/results.md (configs/cpu-real.yaml, seed 0, two cores). "
-            "The 0-steps column is the plain network, except on \"+ statistics\" rows: there it is the batch-norm "
-            "statistics alone re-estimated on the test volume (--adapt-norm), which those rows do after their steps.\n\n"
+            "Rows: the learning rate and --adapt-norm (batch: batch norm as in training; statistics frozen: the "
+            "trained ones, weights alone adapt; + statistics / statistics only: re-estimated on the test volume after "
+            "the steps / alone, --adapt-norm volume). The 0-steps column is the plain network except on \"statistics "
+            "only\" rows.\n\n"
             + "\n\n".join(sections) + "\n")
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     with open(out + ".tmp", "w") as fh:

@@ -9,7 +9,9 @@
 # Per fold: the pipeline (Sli2Vol → pseudo-labels → UNETR++ refinement → Sli2Vol+ on the
 # refined PLs), Sli2Vol+ also trained on the raw PLs, then one evaluation of the copy and
 # untrained-affinity baselines and the three runs, each plain, adapted, verified, and
-# adapted+verified. configs/cpu-real.yaml (two cores), seed 0. Steps whose output is complete
+# adapted+verified (ADAPT_STEPS, default 25: at most about twice the plain time per case on
+# BraTS, docs/results/adapt-curve.md; batch norm as infer.adapt_norm's default, auto).
+# configs/cpu-real.yaml (two cores), seed 0. Steps whose output is complete
 # are skipped, so an interrupted run continues. Usage: bench/results.sh [train|evaluate|all]
 # [FOLD...]; WORK (default build/results) holds every run, RESULTS (default docs/results.md).
 # PAPER_RUN=DIR adds a run to every CT fold's evaluation: the paper-size Sli2Vol trained on a GPU
@@ -24,7 +26,7 @@ CFG=${CFG:-configs/cpu-real.yaml}
 WORK=${WORK:-build/results}
 RESULTS=${RESULTS:-docs/results.md}
 REAL=${REAL:-$(cd .. && pwd)/shared/data/real}
-ADAPT_STEPS=${ADAPT_STEPS:-50}
+ADAPT_STEPS=${ADAPT_STEPS:-25}
 PHASE=${1:-all}
 shift || true
 FOLDS=("$@")
