@@ -88,8 +88,9 @@ func (j *Job) Segment(p *Prepared, ann *data.Annotation) (*Result, error) {
 
 // Run propagates a request (one or several annotated slices) through a prepared volume. With
 // estimate model, the Estimator's prediction of the volume is made once per volume (without
-// an Estimator, the propagator refuses). With infer.adapt_steps > 0 or adapt_norm volume a copy of the network is
-// first adapted to the volume (adaptedRun); the job's own network never changes.
+// an Estimator, the propagator refuses). With infer.adapt_steps > 0 or adapt_norm volume a
+// copy of the network is first adapted to the volume (adaptedRun); the job's own network
+// never changes.
 func (j *Job) Run(p *Prepared, r Request) (*Result, error) {
 	if j.Cfg.Infer.Adapts() {
 		return j.adaptedRun(p, r)

@@ -61,7 +61,7 @@ type BatchNorm struct {
 	// it was set (PyTorch's momentum=None) instead of an exponential average: the first batch
 	// replaces the old statistics. Test-time re-estimation on one volume (infer.adapt_norm).
 	Cumulative bool
-	averaged   int // batches averaged since Cumulative was set (ResetCumulative)
+	averaged   int // batches averaged since SetCumulative
 }
 
 // CrossBatchNorm is batch normalisation in training over the batches of several processes
