@@ -57,7 +57,7 @@ CGT_HDRS := $(CGT_NAMES:%=$(CGT_SRCDIR)/%.h) $(CGT_SRCDIR)/torchdef.h $(CGT_SRCD
 TX_SRCS := $(wildcard torchx/csrc/*.cc)
 TX_OBJS := $(TX_SRCS:torchx/csrc/%.cc=$(BUILD)/obj/torchx/%.o)
 
-.PHONY: all deps native build test vet demo clean print-env testbin fuzz gpu-bundle test-bundle bench web results adapt-curve
+.PHONY: all deps native build test vet demo clean print-env testbin fuzz gpu-bundle test-bundle bench web results adapt-curve adapt-mix
 all: build
 
 deps:
@@ -131,6 +131,15 @@ results: deps build
 # CURVE_STEPS, CURVE_LRS, CURVE_NORM choose the points; brats-flair-all: seven FLAIR cases).
 adapt-curve: deps build
 	bench/adapt-curve.sh $(RESULTS_FOLDS)
+
+# docs/results/adapt-mix.md: the same curve at 25 steps, --adapt-norm auto, against the
+# adapted weights' share --adapt-mix (1, 0.5, 0.3), with the plain networks beside them (the
+# table holds every point evaluated in the work folder's curves).
+MIX_FOLDS = $(or $(RESULTS_FOLDS),ct-abdomen ct-aorta ct-pulmonary brats brats-flair-all)
+adapt-mix: deps build
+	CURVE_OUT=docs/results/adapt-mix.md CURVE_STEPS=0 CURVE_NORM=batch bench/adapt-curve.sh $(MIX_FOLDS)
+	CURVE_OUT=docs/results/adapt-mix.md CURVE_STEPS=25 CURVE_NORM=auto CURVE_MIX="1 0.5 0.3" \
+		bench/adapt-curve.sh $(MIX_FOLDS)
 
 # Go vs the PyTorch reference, same model, weights, batch and threads (bench/runner.go), and
 # the CFN step in plain C++ (bench/cpp, the ceiling of any binding); writes BENCHMARKS.md.

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The adaptation curve: mean Dice and seconds per case against test-time adaptation steps,
-# learning rates, and what batch norm does meanwhile (--adapt-norm batch, frozen or volume),
+# learning rates, what batch norm does meanwhile (--adapt-norm batch, frozen or volume), and
+# the adapted weights' share afterwards (--adapt-mix: w·adapted + (1−w)·trained, WiSE-FT),
 # per fold of the quality table (bench/folds.sh), for the runs bench/results.sh trained. Each
 # point is one `sli2vol evaluate` (no baselines; plain at 0 steps unless the statistics are
 # re-estimated, adapted otherwise); the points are gathered from their results.csv/times.csv into $WORK/FOLD/curve.csv
 # and the table docs/results/adapt-curve.md. Points already evaluated are skipped.
 #
-#   bench/adapt-curve.sh [FOLD...]   CURVE_STEPS="0 10 25 50 100" CURVE_LRS="1e-3" CURVE_NORM="batch frozen volume"
+#   bench/adapt-curve.sh [FOLD...]   CURVE_STEPS="0 10 25 50 100" CURVE_LRS="1e-3" CURVE_NORM="batch frozen volume auto"
+#                                    CURVE_MIX="1 0.5"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin/sli2vol}
@@ -17,23 +19,25 @@ OUT=${CURVE_OUT:-docs/results/adapt-curve.md}
 read -r -a STEPS <<<"${CURVE_STEPS:-0 10 25 50 100}"
 read -r -a LRS <<<"${CURVE_LRS:-1e-3}"
 read -r -a NORMS <<<"${CURVE_NORM:-batch}"
+read -r -a MIXES <<<"${CURVE_MIX:-1}"
 # shellcheck source=bench/folds.sh
 . bench/folds.sh
 FOLDS=("$@")
 [ ${#FOLDS[@]} -gt 0 ] || FOLDS=("${ALL_FOLDS[@]}")
 
-point() { # point FOLD STEPS LR NORM: one evaluation, skipped when its report exists
+point() { # point FOLD STEPS LR NORM MIX: one evaluation, skipped when its report exists
 	local w=$WORK/$RUNS name=s$2-lr$3 variant=adapted
 	[ "$4" = batch ] || name+=-$4
+	[ "$5" = 1 ] || name+=-mix$5
 	local out=$WORK/$1/curve/$name
 	if [ "$2" = 0 ] && [ "$4" != volume ]; then
-		[ "$4" = batch ] || return 0 # no steps: plain whatever the statistics
+		[ "$4" = batch ] && [ "$5" = 1 ] || return 0 # no steps: plain whatever the statistics
 		variant=plain
 	fi
 	[ -f "$out/report.md" ] && return 0
 	"$BIN" evaluate --config "$CFG" --data "$TEST" --out "$out" --baselines=false \
 		--model "$w/sli2vol" --model "$w/sli2vol+raw-pl" --model "$w/sli2vol+" \
-		--variants "$variant" --adapt-steps "$2" --adapt-lr "$3" --adapt-norm "$4" "${FLAGS[@]}" >"$out.log" 2>&1 ||
+		--variants "$variant" --adapt-steps "$2" --adapt-lr "$3" --adapt-norm "$4" --adapt-mix "$5" "${FLAGS[@]}" >"$out.log" 2>&1 ||
 		{ echo "adapt-curve: $1 $name failed, see $out.log" >&2; return 1; }
 }
 
@@ -43,10 +47,12 @@ for f in "${FOLDS[@]}"; do
 	mkdir -p "$WORK/$f/curve"
 	for norm in "${NORMS[@]}"; do
 		for lr in "${LRS[@]}"; do
-			for s in "${STEPS[@]}"; do
-				[ "$s" = 0 ] && [ "$lr" != "${LRS[0]}" ] && continue # no steps: the rate is moot
-				echo "adapt-curve: $f, $s steps, lr $lr, batch norm $norm"
-				point "$f" "$s" "$lr" "$norm"
+			for mix in "${MIXES[@]}"; do
+				for s in "${STEPS[@]}"; do
+					[ "$s" = 0 ] && [ "$lr" != "${LRS[0]}" ] && continue # no steps: the rate is moot
+					echo "adapt-curve: $f, $s steps, lr $lr, batch norm $norm, mix $mix"
+					point "$f" "$s" "$lr" "$norm" "$mix"
+				done
 			done
 		done
 	done
@@ -71,14 +77,16 @@ for fold in folds:
         continue
     points = {}  # (model, setting, steps) -> (dice, seconds)
     for name in sorted(os.listdir(cdir)):
-        m = re.fullmatch(r"s(\d+)-lr(.+?)(?:-(frozen|volume))?", name)
+        m = re.fullmatch(r"s(\d+)-lr(.+?)(?:-(frozen|volume|auto))?(?:-mix(.+))?", name)
         if not m or not os.path.isfile(os.path.join(cdir, name, "report.md")):
             continue
-        steps, lr, norm = int(m[1]), m[2], m[3]
+        steps, lr, norm, mix = int(m[1]), m[2], m[3], m[4]
         if steps == 0:
             setting = "statistics only" if norm == "volume" else "none"
         else:
-            setting = f"lr {lr}" + {None: ", batch statistics", "frozen": ", statistics frozen", "volume": " + statistics"}[norm]
+            # mix before the statistics: the table keys on a setting ending "+ statistics"
+            setting = f"lr {lr}" + (f", mix {mix}" if mix else "") + \
+                {None: ", batch statistics", "frozen": ", statistics frozen", "volume": " + statistics", "auto": ", batch norm auto"}[norm]
         per = {}  # model -> structure -> [dice per case]
         with open(os.path.join(cdir, name, "results.csv")) as fh:
             for r in csv.DictReader(fh):
@@ -122,7 +130,8 @@ if sections:
             "Same folds, runs and inference settings as docs/results.md (configs/cpu-real.yaml, seed 0, two cores). "
             "Rows: the learning rate and --adapt-norm (batch: batch norm as in training; statistics frozen: the "
             "trained ones, weights alone adapt; + statistics / statistics only: re-estimated on the test volume after "
-            "the steps / alone, --adapt-norm volume). The 0-steps column is the plain network except on \"statistics "
+            "the steps / alone, --adapt-norm volume; mix w: each weight w·adapted + (1−w)·trained after the steps, "
+            "--adapt-mix). The 0-steps column is the plain network except on \"statistics "
             "only\" rows.\n\n"
             + "\n\n".join(sections) + "\n")
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)

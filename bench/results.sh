@@ -10,7 +10,8 @@
 # refined PLs), Sli2Vol+ also trained on the raw PLs, then one evaluation of the copy and
 # untrained-affinity baselines and the three runs, each plain, adapted, verified, and
 # adapted+verified (ADAPT_STEPS, default 25: at most about twice the plain time per case on
-# BraTS, docs/results/adapt-curve.md; batch norm as infer.adapt_norm's default, auto).
+# BraTS, docs/results/adapt-curve.md; batch norm and the weight mix as infer.adapt_norm's and
+# infer.adapt_mix's defaults, auto and 0.3: docs/results/adapt-mix.md).
 # configs/cpu-real.yaml (two cores), seed 0. Steps whose output is complete
 # are skipped, so an interrupted run continues. Usage: bench/results.sh [train|evaluate|all]
 # [FOLD...]; WORK (default build/results) holds every run, RESULTS (default docs/results.md).

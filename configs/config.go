@@ -114,6 +114,7 @@ type Infer struct {
 	AdaptLR        float64   `mapstructure:"adapt_lr" yaml:"adapt_lr"`
 	AdaptRounds    int       `mapstructure:"adapt_rounds" yaml:"adapt_rounds"`
 	AdaptNorm      AdaptNorm `mapstructure:"adapt_norm" yaml:"adapt_norm"`
+	AdaptMix       float64   `mapstructure:"adapt_mix" yaml:"adapt_mix"`
 }
 
 // UNETR configures UNETR++ (pseudo-label refinement and the FS-SS baseline).
@@ -536,6 +537,8 @@ func (i Infer) validateAdapt() error {
 		return fmt.Errorf("infer.adapt_lr is %g: adaptation needs a positive learning rate", i.AdaptLR)
 	case i.AdaptRounds < 1:
 		return fmt.Errorf("infer.adapt_rounds is %d: at least 1", i.AdaptRounds)
+	case !(i.AdaptMix > 0 && i.AdaptMix <= 1):
+		return fmt.Errorf("infer.adapt_mix is %g: the adapted weights' share, in (0, 1] (1: the adapted network alone)", i.AdaptMix)
 	}
 	return nil
 }

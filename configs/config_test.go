@@ -125,6 +125,8 @@ func TestBadConfigs(t *testing.T) {
 		{"bad enum", "model:\n  mode: sli3vol\n", `model.mode is "sli3vol"`},
 		{"bad device", "device: gpu\n", `device is "gpu"`},
 		{"negative", "model:\n  radius: -1\n", "model.radius is -1"},
+		{"adapt mix zero", "infer:\n  adapt_mix: 0\n", "infer.adapt_mix is 0"},
+		{"adapt mix above one", "infer:\n  adapt_mix: 1.5\n", "infer.adapt_mix is 1.5"},
 		{"not yaml", "train: [\n", "not valid YAML"},
 	}
 	for _, c := range cases {

@@ -89,9 +89,15 @@ func (Adapter) Adapt(ctx context.Context, t infer.AdaptTask) (infer.Network, err
 	}
 	models.SetCumulative(model, false)
 	models.SetTraining(model, false)
+	if mix := c.Infer.AdaptMix; mix < 1 {
+		if err := models.Interpolate(model, src, mix); err != nil {
+			models.Free(model)
+			return nil, fmt.Errorf("adapt: %w", err)
+		}
+	}
 	if t.Log != nil {
-		fmt.Fprintf(t.Log, "adapted to %s: %d steps, loss %.4g → %.4g, batch norm %s (%.1f s)\n",
-			t.Volume.Source, steps, first, last, mode, time.Since(t0).Seconds())
+		fmt.Fprintf(t.Log, "adapted to %s: %d steps, loss %.4g → %.4g, batch norm %s, mix %g (%.1f s)\n",
+			t.Volume.Source, steps, first, last, mode, c.Infer.AdaptMix, time.Since(t0).Seconds())
 	}
 	return model, nil
 }

@@ -157,6 +157,34 @@ func adaptCopies(t *testing.T, c *configs.Config, net *models.CFN) {
 	if sameWeights(copies[0], before) {
 		t.Fatal("3 adaptation steps left the weights as they were")
 	}
+	adaptMixes(t, &ac, net, vol, before)
+}
+
+// With adapt_mix w, every weight and running statistic of the copy is w·(the copy adapt_mix 1
+// gives) + (1−w)·(the trained one), and the batch counter is the adapted copy's.
+func adaptMixes(t *testing.T, c *configs.Config, net *models.CFN, vol data.TrainVolume, trained map[string][]float32) {
+	adapt := func(mix float64) map[string][]float32 {
+		mc := *c
+		mc.Infer.AdaptMix = mix
+		out, err := Adapter{}.Adapt(nil, infer.AdaptTask{Cfg: &mc, Device: "cpu", Net: net, Volume: vol})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer models.Free(out.(*models.CFN))
+		return weights(out.(*models.CFN))
+	}
+	adapted, mixed := adapt(1), adapt(0.3)
+	for n, got := range mixed {
+		for i, g := range got {
+			want := 0.3*float64(adapted[n][i]) + 0.7*float64(trained[n][i])
+			if strings.HasSuffix(n, "num_batches_tracked") {
+				want = float64(adapted[n][i])
+			}
+			if math.Abs(float64(g)-want) > 1e-5*(1+math.Abs(want)) {
+				t.Fatalf("adapt_mix 0.3: %s[%d] = %g, want %g", n, i, g, want)
+			}
+		}
+	}
 }
 
 // adaptVolume is img as adaptation reads it (no pseudo-labels).
@@ -179,7 +207,8 @@ func adaptVolume(t *testing.T, c *configs.Config, img *data.Image) data.TrainVol
 // the network's own input filter and first convolution.
 func adaptVolumeStatistics(t *testing.T, c *configs.Config, net *models.CFN) {
 	ac := *c
-	ac.Infer.AdaptSteps, ac.Infer.AdaptNorm = 0, configs.AdaptNormVolume
+	// AdaBN proper: the re-estimated statistics replace the trained ones (no mixing back).
+	ac.Infer.AdaptSteps, ac.Infer.AdaptNorm, ac.Infer.AdaptMix = 0, configs.AdaptNormVolume, 1
 	cs, _ := infer.EvalCases(testPhantoms(t, 1, false))
 	img, _, err := data.LoadCase(cs[0], ac.VolumeLimits())
 	if err != nil {

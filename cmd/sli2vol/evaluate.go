@@ -299,6 +299,9 @@ func resultsAbout(ds *data.Dataset, ev *infer.Evaluation, c *configs.Config, met
 	case configs.AdaptNormVolume:
 		adapt += ", then batch-norm statistics re-estimated on the volume"
 	}
+	if in.AdaptMix < 1 {
+		adapt += fmt.Sprintf(", weights %g×adapted + %g×trained", in.AdaptMix, 1-in.AdaptMix)
+	}
 	if in.ObjectEstimate == configs.EstimatePropagated {
 		adapt += fmt.Sprintf(", %d rounds", in.AdaptRounds)
 	}
@@ -308,7 +311,8 @@ func resultsAbout(ds *data.Dataset, ev *infer.Evaluation, c *configs.Config, met
 	whose := "every model"
 	for _, m := range methods { // runs keep their own settings unless the command sets some
 		if o := m.Job; o != nil && (o.Cfg.Infer.Spacing != in.Spacing || o.Cfg.Infer.ObjectEstimate != in.ObjectEstimate ||
-			o.Cfg.Infer.Resize != in.Resize || o.Cfg.Infer.AdaptSteps > 0 && o.Cfg.Infer.AdaptLR != in.AdaptLR || o.Cfg.Infer.AdaptNorm != in.AdaptNorm) {
+			o.Cfg.Infer.Resize != in.Resize || o.Cfg.Infer.AdaptSteps > 0 && o.Cfg.Infer.AdaptLR != in.AdaptLR || o.Cfg.Infer.AdaptNorm != in.AdaptNorm ||
+			o.Cfg.Infer.AdaptMix != in.AdaptMix) {
 			whose = "the first model; the others differ, see each run's config.yaml"
 		}
 	}

@@ -15,7 +15,7 @@ import (
 var inferFlags = map[string]string{"min-area": "infer.min_area", "estimate": "infer.object_estimate", "resize": "infer.resize",
 	"spacing": "infer.spacing", "encode-batch": "infer.encode_batch", "verify": "infer.verification",
 	"adapt-steps": "infer.adapt_steps", "adapt-lr": "infer.adapt_lr", "adapt-rounds": "infer.adapt_rounds",
-	"adapt-norm": "infer.adapt_norm"}
+	"adapt-norm": "infer.adapt_norm", "adapt-mix": "infer.adapt_mix"}
 
 // runtimeInferFlags set how inference runs, not what it computes: they never replace the
 // run's own inference settings (see configs.Config.ForInference).
@@ -33,6 +33,7 @@ func addInferFlags(cmd *cobra.Command) {
 	cmd.Flags().Int("adapt-steps", d.AdaptSteps, "test-time adaptation: fine-tune a copy of the network on each volume for N steps first, 0 = none (config: infer.adapt_steps)")
 	cmd.Flags().Float64("adapt-lr", d.AdaptLR, "test-time adaptation's learning rate (config: infer.adapt_lr)")
 	cmd.Flags().String("adapt-norm", string(d.AdaptNorm), "batch norm during test-time adaptation: batch (as training), frozen (trained statistics, weights adapt), volume (statistics re-estimated on the volume after any steps), auto (frozen for Sli2Vol+ without pseudo-labels, else batch) (config: infer.adapt_norm)")
+	cmd.Flags().Float64("adapt-mix", d.AdaptMix, "after test-time adaptation, each weight is w×adapted + (1−w)×trained (WiSE-FT); 1 = the adapted network (config: infer.adapt_mix)")
 	cmd.Flags().Int("adapt-rounds", d.AdaptRounds, "Sli2Vol+: propagate and adapt on the result this many times (config: infer.adapt_rounds)")
 }
 

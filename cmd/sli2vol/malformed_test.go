@@ -193,6 +193,7 @@ func (m *malformed) otherCases() []malformedCase {
 		{"spacing training without scale.json", "no scale.json", "noscale", []string{"segment", "--model", m.p("noscale"), "--image", m.img, "--annotation", m.ann, "--out", m.p("out.nii.gz"), "--spacing", "training"}},
 		{"spacing training and resize", "choose one", "infer.resize 64", append(m.seg(m.img, m.ann), "--spacing", "training", "--resize", "64")},
 		{"spacing unknown", "infer.spacing", "mm", append(m.seg(m.img, m.ann), "--spacing", "mm")},
+		{"adapt mix above one", "infer.adapt_mix", "is 2", append(m.seg(m.img, m.ann), "--adapt-steps", "2", "--adapt-mix", "2")},
 		{"train-fsss without labels", "no label for this image", "nolabel", []string{"train-fsss", "--config", m.cfg, "--data", m.p("nolabel"), "--out", m.p("fsss")}},
 		{"unetr patch not a multiple", "multiple of 8", "badpatch.yaml", []string{"train-fsss", "--config", badPatch, "--data", m.p("ds"), "--out", m.p("fsss")}},
 	}
@@ -236,11 +237,12 @@ func TestMalformedInputs(t *testing.T) {
 	if _, err := data.LoadLabels(m.p("out.nii.gz"), data.DefaultLimits); err != nil {
 		t.Fatalf("segment --spacing training: %v", err)
 	}
-	// Test-time adaptation changes no file of the run it adapts.
+	// Test-time adaptation changes no file of the run it adapts (here with its weights mixed
+	// back towards the run's, which the adaptation log states).
 	before := folderDigest(t, m.p("run"))
 	os.Remove(m.p("out.nii.gz"))
-	if code, _, errOut := runCLI(t, append(m.seg(m.img, m.ann), "--adapt-steps", "2", "--adapt-lr", "1e-3")...); code != 0 || !strings.Contains(errOut, "adapted to") {
-		t.Fatalf("segment --adapt-steps 2: exit %d, %s", code, errOut)
+	if code, _, errOut := runCLI(t, append(m.seg(m.img, m.ann), "--adapt-steps", "2", "--adapt-lr", "1e-3", "--adapt-mix", "0.5")...); code != 0 || !strings.Contains(errOut, "adapted to") || !strings.Contains(errOut, "mix 0.5") {
+		t.Fatalf("segment --adapt-steps 2 --adapt-mix 0.5: exit %d, %s", code, errOut)
 	}
 	if after := folderDigest(t, m.p("run")); after != before {
 		t.Fatalf("adaptation changed the run folder: %v → %v", before, after)
