@@ -2,8 +2,6 @@ package models
 
 import (
 	"fmt"
-	"maps"
-	"slices"
 
 	"github.com/sli2vol/sli2vol/torchx"
 )
@@ -21,19 +19,8 @@ func Interpolate(dst, from Module, w float64) error {
 		return fmt.Errorf("interpolate: weight %g is outside [0, 1]", w)
 	}
 	own, src := StateDict(dst), StateDict(from)
-	names := slices.Sorted(maps.Keys(own))
-	for _, n := range names {
-		if _, ok := src[n]; !ok {
-			return fmt.Errorf("interpolate: %s is missing from the network interpolated towards", n)
-		}
-	}
-	if len(own) != len(src) {
-		return fmt.Errorf("interpolate: the networks have %d and %d state-dict entries", len(own), len(src))
-	}
-	for _, n := range names {
-		if a, b := fmt.Sprint(own[n].Shape()), fmt.Sprint(src[n].Shape()); a != b {
-			return fmt.Errorf("interpolate: %s has shape %s here and %s there", n, a, b)
-		}
+	if err := fits(own, src); err != nil {
+		return fmt.Errorf("interpolate: %w", err)
 	}
 	return torchx.Try(func() {
 		for n, t := range own {

@@ -144,6 +144,18 @@ func StateDict(m Module) map[string]Tensor {
 // missing or unexpected names and shape mismatches are errors, and nothing is changed then.
 func LoadStateDict(m Module, sd map[string]Tensor) error {
 	own := StateDict(m)
+	if err := fits(own, sd); err != nil {
+		return err
+	}
+	return torchx.Try(func() {
+		for n, t := range own {
+			torchx.CopyInto(t, sd[n])
+		}
+	})
+}
+
+// fits checks that sd has exactly own's names, each with own's shape.
+func fits(own, sd map[string]Tensor) error {
 	var missing, unexpected []string
 	for n := range own {
 		if _, ok := sd[n]; !ok {
@@ -165,11 +177,7 @@ func LoadStateDict(m Module, sd map[string]Tensor) error {
 			return fmt.Errorf("state dict entry %s has shape %s, the model needs %s (another config?)", n, b, a)
 		}
 	}
-	return torchx.Try(func() {
-		for n, t := range own {
-			torchx.CopyInto(t, sd[n])
-		}
-	})
+	return nil
 }
 
 func short(s []string) []string {
